@@ -1,0 +1,37 @@
+"""cvapps: computer-vision apps on one Keras 3 backbone.
+
+    >>> import cvapps
+    >>> results = cvapps.classify("photo.jpg", model="cifar10", top_k=3)   # doctest: +SKIP
+    >>> model = cvapps.load_model("cifar10")                               # doctest: +SKIP
+
+Attributes are imported on first use, so ``import cvapps`` (and ``cvapps --help``) stays fast
+and does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "classify": "cvapps.classification",
+    "load_model": "cvapps.models",
+    "build_backbone": "cvapps.backbone",
+    "Backbone": "cvapps.backbone",
+    "build_classifier": "cvapps.classification",
+    "train_classifier": "cvapps.classification",
+    "evaluate_classifier": "cvapps.classification",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cvapps' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

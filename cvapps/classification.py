@@ -1,0 +1,353 @@
+"""Image classification: a softmax head on the shared backbone's P5.
+
+Python:
+
+    >>> from cvapps import classify
+    >>> [result] = classify("cat.jpg", model="cifar10", top_k=3)      # doctest: +SKIP
+    >>> result.top()                                                  # doctest: +SKIP
+    ('cat', 0.91)
+
+CLI:
+
+    cvapps classify photo.jpg --model cifar10 --top-k 3
+    cvapps train classify ../shared/data/cifar10 --output cifar10.keras --epochs 26
+    cvapps eval classify ../shared/data/cifar10/test --model cifar10 --json r.json
+
+Training recipe (after Page's "How to train your ResNet" and airbench): flip and translate
+augmentation, label smoothing, SGD with Nesterov momentum and weight decay, and a one-cycle
+learning rate (linear warm-up, then linear decay to zero). Transfer learning freezes an
+ImageNet backbone, trains the new head, then optionally fine-tunes the whole network at a
+tenth of the learning rate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cvapps.models import ModelInfo, load_model, model_info
+
+DEFAULT_MODEL = "cifar10"
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Top-k classes of one image, most probable first.
+
+    Attributes:
+        class_ids: (k,) int class indices.
+        class_names: (k,) names.
+        scores: (k,) probabilities in [0, 1], descending.
+        source: where the image came from (path or "array"), for reports.
+    """
+
+    class_ids: tuple
+    class_names: tuple
+    scores: tuple
+    source: str = "array"
+
+    def __post_init__(self):
+        if not (len(self.class_ids) == len(self.class_names) == len(self.scores)):
+            raise ValueError("class_ids, class_names and scores must have the same length.")
+        if any(a < b for a, b in zip(self.scores, self.scores[1:])):
+            raise ValueError("scores must be in descending order.")
+
+    def top(self):
+        """(name, probability) of the most probable class."""
+        return self.class_names[0], self.scores[0]
+
+    def to_dict(self):
+        return [
+            {"class_id": int(i), "class_name": n, "score": round(float(s), 6)}
+            for i, n, s in zip(self.class_ids, self.class_names, self.scores)
+        ]
+
+
+# --- model -------------------------------------------------------------------------------------
+
+
+def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level="P5"):
+    """Backbone -> global average pool of ``level`` -> dropout -> dense softmax.
+
+    Args:
+        backbone: a :class:`cvapps.backbone.Backbone` (its input size is the model's).
+        num_classes: number of classes (at least 2).
+        class_names: names stored in the model; defaults to "0", "1", ...
+        dropout: dropout rate before the dense layer.
+        level: pyramid key to pool.
+
+    Returns:
+        A ``keras.Model``: (batch, S, S, 3) pixels in [0, 255] -> (batch, num_classes)
+        probabilities.
+    """
+    import keras
+
+    from cvapps.layers import Metadata
+
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer of at least 2, received {num_classes!r}.")
+    class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}; they must match.")
+    if level not in backbone.pyramid_outputs:
+        raise ValueError(f"level must be one of {list(backbone.pyramid_outputs)}, received {level!r}.")
+    inputs = keras.Input(backbone.input_shape[1:], name="images")
+    features = backbone(inputs)[level]
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
+    x = keras.layers.Softmax(name="probabilities")(x)
+    outputs = Metadata(task="classify", class_names=class_names)(x)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced: the saved model and per-epoch history."""
+
+    model_path: Path
+    history: dict
+    seconds: float
+    skipped: list
+
+
+def train_classifier(
+    data,
+    output,
+    *,
+    validation=None,
+    val_fraction=0.05,
+    family="compact",
+    size="s",
+    alpha=0.35,
+    image_size=64,
+    weights=None,
+    epochs=20,
+    fine_tune_epochs=0,
+    freeze_backbone=False,
+    batch_size=128,
+    learning_rate=0.2,
+    weight_decay=5e-4,
+    label_smoothing=0.1,
+    flip=True,
+    translate=0.125,
+    dropout=0.0,
+    patience=None,
+    checkpoint_dir=None,
+    seed=0,
+    verbose=1,
+):
+    """Train a classifier on a folder-per-class data set or an ``.npz``; save it to ``output``.
+
+    Args:
+        data: folder (``<class>/*`` or ``train/<class>/*``) or keras.datasets-style ``.npz``.
+        output: where the final ``.keras`` model is written (atomically).
+        validation: a validation folder; default: ``DATA/val`` if present, else ``val_fraction``
+            of the training images carved out (stratified).
+        family, size, alpha, weights: backbone (see :func:`cvapps.backbone.build_backbone`);
+            ``weights="imagenet"`` with ``family="mobilenetv2"`` for transfer learning.
+        epochs: epochs of the main phase (head only when ``freeze_backbone``).
+        fine_tune_epochs: after a frozen phase, epochs training everything at lr / 10.
+        checkpoint_dir: where the resumable state lives; rerunning the same command resumes.
+            Default: ``runs/<output stem>``.
+        patience: stop when validation accuracy has not improved for this many epochs.
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    import keras
+
+    from cvapps.backbone import build_backbone
+    from cvapps.datasets import ClassificationBatches, load_class_folders, load_classification, split_off
+    from cvapps.layers import OneCycle
+    from cvapps.models import save_model
+
+    started = time.time()
+    output = Path(output)
+    if output.suffix != ".keras":
+        raise ValueError(f"output must end in .keras, received {str(output)!r}.")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, received {epochs}.")
+    train = load_classification(data, image_size, "train")
+    if len(train) == 0:
+        raise ValueError(f"{data}: no readable training images.")
+    skipped = list(train.skipped)
+    val = load_class_folders(validation, image_size) if validation else load_classification(data, image_size, "val")
+    if val is None:
+        train, val = split_off(train, val_fraction, seed)
+    elif tuple(val.class_names) != tuple(train.class_names):
+        raise ValueError(f"validation classes {val.class_names} differ from training classes {train.class_names}.")
+
+    keras.utils.set_random_seed(seed)
+    backbone = build_backbone(family=family, size=size, alpha=alpha, image_size=image_size, weights=weights)
+    model = build_classifier(backbone, len(train.class_names), train.class_names, dropout=dropout)
+    train_batches = ClassificationBatches(train, batch_size, augment=True, flip=flip, translate=translate, seed=seed)
+    val_batches = ClassificationBatches(val, batch_size)
+
+    checkpoint_dir = Path(checkpoint_dir or Path("runs") / output.stem)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    history = {}
+    phases = [("main", epochs, learning_rate, not freeze_backbone)]
+    if fine_tune_epochs:
+        phases.append(("fine_tune", fine_tune_epochs, learning_rate / 10, True))
+    for phase, phase_epochs, peak, backbone_trainable in phases:
+        backbone.trainable = backbone_trainable
+        steps = phase_epochs * len(train_batches)
+        optimizer = keras.optimizers.SGD(
+            learning_rate=OneCycle(peak, steps), momentum=0.9, nesterov=True, weight_decay=weight_decay
+        )
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(checkpoint_dir / f"{phase}_backup")),
+            keras.callbacks.CSVLogger(str(checkpoint_dir / f"{phase}_log.csv"), append=True),
+        ]
+        if patience:
+            callbacks.append(
+                keras.callbacks.EarlyStopping("val_accuracy", patience=patience, restore_best_weights=True)
+            )
+        fit = model.fit(
+            train_batches, validation_data=val_batches, epochs=phase_epochs, callbacks=callbacks, verbose=verbose
+        )
+        history[phase] = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    backbone.trainable = True
+    save_model(model, output)
+    return TrainResult(output, history, time.time() - started, skipped)
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+def evaluate_classifier(model, data, batch_size=256):
+    """Top-1/top-5 accuracy, per-class precision and recall, and the confusion matrix.
+
+    Args:
+        model: a loaded classifier.
+        data: a :class:`cvapps.datasets.ClassificationData` whose class names all appear in the
+            model (matched by name, so folder order does not matter).
+
+    Returns:
+        dict with ``top1``, ``top5`` (fractions), ``per_class`` (name -> precision, recall,
+        support) and ``confusion`` (rows: true class, columns: predicted, in model order).
+    """
+    info = model_info(model)
+    unknown = [n for n in data.class_names if n not in info.class_names]
+    if unknown:
+        raise ValueError(
+            f"classes {unknown} in the data are not among the model's classes {list(info.class_names)}."
+        )
+    # Data label -> model class index.
+    to_model = np.array([info.class_names.index(n) for n in data.class_names])
+    truth = to_model[data.labels]
+    probabilities = predict_probabilities(model, data.images, batch_size)
+    return classification_metrics(probabilities, truth, info.class_names)
+
+
+def classification_metrics(probabilities, truth, class_names):
+    """Metrics from (N, C) probabilities and (N,) true indices.
+
+    top-k accuracy = mean over images of [truth is among the k largest probabilities].
+    precision_c = TP_c / (TP_c + FP_c); recall_c = TP_c / (TP_c + FN_c); 0 when undefined.
+    """
+    num_classes = probabilities.shape[1]
+    ranked = np.argsort(-probabilities, axis=1)
+    hits = ranked == truth[:, None]  # (N, C)
+    predicted = ranked[:, 0]
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (truth, predicted), 1)
+    tp = np.diag(confusion)
+    precision = np.divide(tp, confusion.sum(0), out=np.zeros(num_classes), where=confusion.sum(0) > 0)
+    recall = np.divide(tp, confusion.sum(1), out=np.zeros(num_classes), where=confusion.sum(1) > 0)
+    return {
+        "top1": float(hits[:, :1].any(1).mean()),
+        "top5": float(hits[:, : min(5, num_classes)].any(1).mean()),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "support": int(s)}
+            for name, p, r, s in zip(class_names, precision, recall, confusion.sum(1))
+        },
+        "confusion": confusion.tolist(),
+    }
+
+
+# --- inference ---------------------------------------------------------------------------------
+
+
+def predict_probabilities(model, images, batch_size=64):
+    """(N, S, S, 3) pixels -> (N, C) probabilities through the compiled predict function."""
+    outputs = [model.predict_on_batch(images[i : i + batch_size].astype(np.float32)) for i in range(0, len(images), batch_size)]
+    return np.concatenate([np.asarray(o) for o in outputs]) if outputs else np.zeros((0, 0), np.float32)
+
+
+def prepare(images, info: ModelInfo):
+    """Images (paths, arrays or a mix) -> (N, S, S, 3) uint8 batch at the model's input size."""
+    from cvapps.sources import read_image, resize_square
+
+    if isinstance(images, (str, Path, np.ndarray)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
+        images = [images]
+    batch, sources = [], []
+    for image in images:
+        source = str(image) if isinstance(image, (str, Path)) else "array"
+        array = read_image(image) if isinstance(image, (str, Path)) else _check_array(image)
+        batch.append(resize_square(array, info.image_size))
+        sources.append(source)
+    return np.stack(batch), sources
+
+
+def _check_array(image):
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"an image array must have shape (H, W, 3) RGB; received shape {image.shape}.")
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return image
+
+
+def top_k_results(probabilities, class_names, top_k, sources):
+    """(N, C) probabilities -> N :class:`Classification` of the ``top_k`` classes."""
+    k = min(top_k, probabilities.shape[1])
+    ranked = np.argsort(-probabilities, axis=1)[:, :k]
+    return [
+        Classification(
+            tuple(int(i) for i in row),
+            tuple(class_names[i] for i in row),
+            tuple(float(probabilities[n, i]) for i in row),
+            source,
+        )
+        for n, (row, source) in enumerate(zip(ranked, sources))
+    ]
+
+
+def classify(images, model=None, top_k=5, batch_size=32):
+    """Classify images with a cvapps classifier.
+
+    Args:
+        images: a path, an (H, W, 3) RGB array, an (N, H, W, 3) batch, or a list of paths/arrays.
+        model: a loaded model, a shipped model name or a ``.keras`` path; default ``"cifar10"``.
+        top_k: how many classes to return per image (at least 1).
+        batch_size: images per compiled forward pass.
+
+    Returns:
+        list of :class:`Classification`, one per image, in input order.
+    """
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, received {top_k!r}.")
+    if model is None or isinstance(model, (str, Path)):
+        model = load_model(model or DEFAULT_MODEL, task="classify")
+    info = model_info(model)
+    batch, sources = prepare(images, info)
+    probabilities = predict_probabilities(model, batch, batch_size)
+    return top_k_results(probabilities, info.class_names, top_k, sources)

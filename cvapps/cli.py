@@ -1,0 +1,194 @@
+"""The ``cvapps`` command line. One grammar for every app:
+
+    cvapps TASK SOURCE [options]          e.g. cvapps classify photo.jpg --top-k 3
+    cvapps train TASK DATA [options]      e.g. cvapps train classify ./my_photos --output mine.keras
+    cvapps eval TASK DATA --json FILE     e.g. cvapps eval classify ./test --model mine.keras
+    cvapps webcam TASK [options]          e.g. cvapps webcam classify --source 0
+
+Heavy imports (TensorFlow, Keras, OpenCV) happen inside the command bodies, so ``--help`` is
+instant. Errors in user input end the command with a one-line message and exit code 2; a
+batch in which some inputs failed exits with code 1 after processing the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+class UserError(click.ClickException):
+    """A one-line error about the user's input; exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def fail_on_value_error(function):
+    """Turn ValueError/TypeError from the library into a one-line UserError."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise UserError(str(error)) from None
+
+    return wrapper
+
+
+def warn(message, quiet=False):
+    if not quiet:
+        click.echo(f"warning: {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cvapps")
+def cli():
+    """cvapps: computer-vision apps on one Keras backbone.
+
+    Classification today; detection, segmentation, faces and style transfer build on the same
+    backbone, sources, sinks and command grammar.
+    """
+
+
+# --- classify ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--model", default="cifar10", show_default=True, help="Shipped model name or .keras path.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes per image.")
+@click.option("--output", type=click.Path(), help="Annotated image file (one input) or folder (several).")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--json", "json_path", help="Write JSON Lines records to this file, or - for stdout.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar or warnings.")
+@fail_on_value_error
+def classify(source, model, top_k, output, overwrite, json_path, batch_size, quiet):
+    """Classify an image, a folder, a glob or a video: top-k classes per image or frame."""
+    from cvapps.commands import run_classify
+
+    failures = run_classify(source, model, top_k, output, overwrite, json_path, batch_size, quiet)
+    if failures:
+        sys.exit(1)
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def train():
+    """Train a model on your own data: cvapps train TASK DATA."""
+
+
+@train.command("classify")
+@click.argument("data", type=click.Path())
+@click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
+@click.option("--val", "validation", type=click.Path(), help="Validation folder (default: DATA/val, else carved out).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option("--family", type=click.Choice(["compact", "mobilenetv2"]), default="compact", show_default=True)
+@click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
+@click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
+@click.option("--weights", help="'imagenet' (mobilenetv2) or a .weights.h5 file; default random.")
+@click.option("--image-size", type=click.IntRange(min=32), default=64, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--freeze-backbone", is_flag=True, help="Train only the head first (transfer learning).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
+@click.option("--no-flip", is_flag=True, help="No horizontal flips (digits, text).")
+@click.option("--translate", type=click.FloatRange(0, 0.5), default=0.125, show_default=True)
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), help="Early stopping on validation accuracy.")
+@click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def train_classify(data, output, validation, val_fraction, family, size, alpha, weights, image_size, epochs,
+                   fine_tune_epochs, freeze_backbone, batch_size, learning_rate, weight_decay, label_smoothing,
+                   no_flip, translate, dropout, patience, checkpoint_dir, seed, quiet):
+    """Train a classifier on DATA: a folder per class (root/<class>/*.jpg, or root/train/...)
+    or a keras.datasets-style .npz. Rerun the same command to resume an interrupted run."""
+    from cvapps.classification import train_classifier
+
+    result = train_classifier(
+        data, output, validation=validation, val_fraction=val_fraction, family=family, size=size, alpha=alpha,
+        weights=weights, image_size=image_size, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
+        freeze_backbone=freeze_backbone, batch_size=batch_size, learning_rate=learning_rate,
+        weight_decay=weight_decay, label_smoothing=label_smoothing, flip=not no_flip, translate=translate,
+        dropout=dropout, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed, verbose=0 if quiet else 2,
+    )
+    for message in result.skipped:
+        warn(f"skipped {message}", quiet)
+    last = {k: v[-1] for k, v in list(result.history.values())[-1].items()}
+    click.echo(f"saved {result.model_path} after {result.seconds:.0f} s; last epoch: "
+               + ", ".join(f"{k}={v:.4f}" for k, v in last.items()))
+
+
+# --- eval --------------------------------------------------------------------------------------
+
+
+@cli.group("eval")
+def evaluate():
+    """Score a model with its field's standard metric: cvapps eval TASK DATA --json FILE."""
+
+
+@evaluate.command("classify")
+@click.argument("data", type=click.Path())
+@click.option("--model", default="cifar10", show_default=True, help="Shipped model name or .keras path.")
+@click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
+@click.option("--confusion", type=click.Path(), help="Save the confusion matrix as a PNG here.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def eval_classify(data, model, json_path, confusion, batch_size, quiet):
+    """Top-1/top-5 accuracy, per-class precision and recall and a confusion matrix on DATA
+    (a folder per class, or an .npz whose test arrays are used)."""
+    from cvapps.commands import run_eval_classify
+
+    run_eval_classify(data, model, json_path, confusion, batch_size, quiet)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+@cli.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def list_models(as_json):
+    """List the shipped models with the metrics on their cards."""
+    from cvapps.models import model_card, shipped_models
+
+    rows = []
+    for name, path in shipped_models().items():
+        card = model_card(name)
+        rows.append({"name": name, "task": card.get("task", "?"), "file": str(path),
+                     "size_mb": round(path.stat().st_size / 1e6, 2), "data": card.get("data", ""),
+                     "metrics": card.get("metrics", {})})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no shipped models found")
+    for row in rows:
+        metrics = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row["metrics"].items())
+        click.echo(f"{row['name']:<12} {row['task']:<9} {row['size_mb']:>5.1f} MB  {metrics}  ({row['data']})")
+
+
+def main():
+    cli(prog_name="cvapps")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Bodies of the CLI commands: they print, show progress and write files; the library does not.
+
+Kept apart from :mod:`cvapps.cli` so that ``cvapps --help`` imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from cvapps.sinks import ImageSink, JsonLinesSink, VideoSink, write_image, write_json
+from cvapps.sources import VIDEO_SUFFIXES, frames_count, iter_frames, resolve_source
+
+
+def batched(iterable, size):
+    """Lists of up to ``size`` items from ``iterable``."""
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def open_outputs(source, output, json_path, overwrite):
+    """Check and open the sinks before any work, so a refusal costs nothing.
+
+    Returns (image_sink or None, video_sink or None, json_sink or None, is_video).
+    """
+    kind, items = resolve_source(source)
+    is_video = kind in ("video", "camera")
+    image_sink = video_sink = None
+    if output:
+        if is_video and Path(output).suffix.lower() in VIDEO_SUFFIXES:
+            video_sink = VideoSink(output, fps=_video_fps(items[0]) if kind == "video" else 25.0, overwrite=overwrite)
+        else:
+            image_sink = ImageSink(output, multiple=is_video or len(items) > 1, overwrite=overwrite)
+    json_sink = JsonLinesSink(json_path, overwrite=overwrite) if json_path else None
+    return image_sink, video_sink, json_sink, is_video
+
+
+def _video_fps(path):
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return fps or 25.0
+
+
+def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_size, quiet):
+    """``cvapps classify``: returns the number of inputs that failed."""
+    from cvapps.annotate import draw_text_lines
+    from cvapps.classification import predict_probabilities, top_k_results
+    from cvapps.models import load_model, model_info
+    from cvapps.sources import resize_square
+
+    image_sink, video_sink, json_sink, is_video = open_outputs(source, output, json_path, overwrite)
+    model = load_model(model_name, task="classify")
+    info = model_info(model, None)
+    name = Path(str(model_name)).stem
+    failures = 0
+    try:
+        frames = progress(iter_frames(source), quiet, frames_count(source))
+        for chunk in batched(frames, batch_size):
+            good = [f for f in chunk if f.image is not None]
+            for frame in chunk:
+                if frame.error:
+                    failures += 1
+                    click.echo(f"error: {frame.error}", err=True)
+            if not good:
+                continue
+            started = time.perf_counter()
+            batch = np.stack([resize_square(f.image, info.image_size) for f in good])
+            probabilities = predict_probabilities(model, batch, batch_size)
+            milliseconds = (time.perf_counter() - started) * 1000 / len(good)
+            results = top_k_results(probabilities, info.class_names, top_k, [f.source for f in good])
+            for frame, result in zip(good, results):
+                if json_sink:
+                    json_sink.write({
+                        "source": frame.source, "frame": frame.index, "task": "classify", "model": name,
+                        "top_k": top_k, "results": result.to_dict(), "milliseconds": round(milliseconds, 3),
+                    })
+                if json_path != "-":
+                    label = f"{frame.source}" + (f"[{frame.index}]" if is_video else "")
+                    click.echo(f"{label}: " + ", ".join(f"{n} {s:.3f}" for n, s in zip(result.class_names, result.scores)))
+                if image_sink or video_sink:
+                    lines = [f"{n} {s:.2f}" for n, s in zip(result.class_names, result.scores)]
+                    annotated = draw_text_lines(frame.image, lines)
+                    if video_sink:
+                        video_sink.write(annotated)
+                    else:
+                        image_sink.write(annotated, frame.source, frame.index, video=is_video)
+    except BaseException:
+        if video_sink:
+            video_sink.close(keep=False)
+        if json_sink:
+            json_sink.close(keep=False)
+        raise
+    if video_sink:
+        video_sink.close()
+    if json_sink:
+        json_sink.close()
+    return failures
+
+
+def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, quiet):
+    """``cvapps eval classify``: print and save the report."""
+    from cvapps.classification import evaluate_classifier
+    from cvapps.datasets import load_classification
+    from cvapps.models import load_model, model_info
+    from cvapps.plots import confusion_matrix_image
+
+    started = time.time()
+    model = load_model(model_name, task="classify")
+    info = model_info(model)
+    dataset = load_classification(data, info.image_size, split="test")
+    for message in dataset.skipped:
+        click.echo(f"warning: skipped {message}", err=True)
+    if len(dataset) == 0:
+        raise ValueError(f"{data}: no readable images to evaluate.")
+    metrics = evaluate_classifier(model, dataset, batch_size)
+    report = {
+        "task": "classify",
+        "model": str(model_name),
+        "data": str(data),
+        "num_images": len(dataset),
+        "seconds": round(time.time() - started, 2),
+        "metrics": metrics,
+    }
+    click.echo(f"{report['num_images']} images, {report['seconds']} s")
+    click.echo(f"top1 {metrics['top1']:.4f}   top5 {metrics['top5']:.4f}")
+    click.echo(f"{'class':<16}{'precision':>10}{'recall':>10}{'support':>9}")
+    for name, row in metrics["per_class"].items():
+        click.echo(f"{name:<16}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['support']:>9}")
+    click.echo("confusion (rows true, columns predicted):")
+    for name, row in zip(info.class_names, metrics["confusion"]):
+        click.echo(f"{name[:12]:<13}" + " ".join(f"{v:>5}" for v in row))
+    if json_path:
+        write_json(json_path, report)
+        confusion_path = confusion_path or str(Path(json_path).with_suffix("")) + "_confusion.png"
+    if confusion_path:
+        write_image(confusion_path, confusion_matrix_image(metrics["confusion"], info.class_names), overwrite=True)
+        click.echo(f"confusion matrix: {confusion_path}")
+    return report
+
+
+def progress(iterable, quiet, total=None, desc=None):
+    if quiet:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img", file=__import__("sys").stderr, leave=False)

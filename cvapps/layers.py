@@ -1,0 +1,62 @@
+"""Keras layers shared by the apps. Registered for ``safe_mode=True`` loading."""
+
+from __future__ import annotations
+
+import keras
+
+from cvapps.models import TASKS
+
+
+@keras.saving.register_keras_serializable(package="cvapps")
+class Metadata(keras.layers.Layer):
+    """Identity layer carrying the task and class names inside a saved model.
+
+    Every cvapps model ends in one, named ``cvapps_metadata``; :func:`cvapps.models.model_info`
+    reads it back.
+
+    >>> import numpy as np
+    >>> layer = Metadata(task="classify", class_names=["cat", "dog"])
+    >>> layer(np.ones((1, 2), "float32")).shape
+    (1, 2)
+    """
+
+    def __init__(self, task="classify", class_names=(), **kwargs):
+        kwargs.setdefault("name", "cvapps_metadata")
+        super().__init__(**kwargs)
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, received {task!r}.")
+        self.task = task
+        self.class_names = [str(name) for name in class_names]
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "task": self.task, "class_names": self.class_names}
+
+
+@keras.saving.register_keras_serializable(package="cvapps")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """One-cycle learning rate: linear from ``start * peak`` up to ``peak`` over the first
+    ``warmup`` fraction of ``total_steps``, then linear down to 0 at ``total_steps``.
+
+    >>> schedule = OneCycle(peak=1.0, total_steps=10, warmup=0.2, start=0.1)
+    >>> [round(float(schedule(s)), 2) for s in (0, 1, 2, 6, 10)]
+    [0.1, 0.55, 1.0, 0.5, 0.0]
+    """
+
+    def __init__(self, peak, total_steps, warmup=0.2, start=0.1):
+        self.peak, self.total_steps, self.warmup, self.start = peak, total_steps, warmup, start
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        up = max(1.0, self.total_steps * self.warmup)
+        rising = self.peak * (self.start + (1 - self.start) * step / up)
+        falling = self.peak * (self.total_steps - step) / max(1.0, self.total_steps - up)
+        return keras.ops.maximum(0.0, keras.ops.where(step < up, rising, falling))
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup": self.warmup, "start": self.start}

@@ -1,0 +1,154 @@
+"""Model files: the shipped models, loading by name or path, and what a model says about itself.
+
+    >>> import cvapps
+    >>> model = cvapps.load_model("cifar10")                # a shipped model, by name  # doctest: +SKIP
+    >>> model = cvapps.load_model("runs/mine.keras")        # or any cvapps .keras file  # doctest: +SKIP
+    >>> cvapps.models.model_info(model)                     # doctest: +SKIP
+    ModelInfo(task='classify', class_names=('airplane', ...), image_size=64, name='cifar10')
+
+Every cvapps model ends in a :class:`cvapps.layers.Metadata` layer, an identity layer whose config holds the
+task and the class names, so one ``.keras`` file is all a user needs to carry. Models load with
+``safe_mode=True``: no Lambda layers, no pickled code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+TASKS = ("classify", "detect", "segment", "faces", "style")
+
+
+def shipped_dir() -> Path:
+    """Folder of the shipped models: inside the installed package, or the checkout's models/."""
+    package = Path(__file__).resolve().parent
+    installed = package / "_models"
+    return installed if installed.is_dir() else package.parent / "models"
+
+
+def shipped_models() -> dict:
+    """name -> path of every shipped ``.keras`` model."""
+    folder = shipped_dir()
+    return {p.stem: p for p in sorted(folder.glob("*.keras"))} if folder.is_dir() else {}
+
+
+def model_card(name) -> dict:
+    """The machine-readable part of a shipped model's card (``models/NAME.json``), or {}."""
+    path = shipped_dir() / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def resolve_model_path(name_or_path, task=None) -> Path:
+    """A shipped model's name or a path -> an existing model file.
+
+    Raises:
+        ValueError: neither a shipped name nor an existing file; the message suggests the
+            closest shipped name.
+    """
+    text = str(name_or_path)
+    shipped = shipped_models()
+    if text in shipped:
+        return shipped[text]
+    path = Path(text)
+    if path.is_file():
+        return path
+    if path.suffix or os.sep in text:
+        raise ValueError(f"{text}: no such model file. Pass a .keras file or a shipped name ({_names(shipped)}).")
+    close = difflib.get_close_matches(text, list(shipped), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown model {text!r}.{hint} Shipped models: {_names(shipped)}; or pass a path to a .keras file.")
+
+
+def _names(shipped):
+    return ", ".join(shipped) or "none installed"
+
+
+def load_model(name_or_path, task=None):
+    """Load a cvapps model (shipped name or ``.keras`` path) with ``safe_mode=True``.
+
+    Args:
+        task: when given, the model must be for this task (e.g. ``"classify"``).
+
+    Raises:
+        ValueError: unknown name, unreadable file, a Keras file that is not a cvapps model, or
+            a model for another task.
+    """
+    path = resolve_model_path(name_or_path)
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: expected a .keras model file, got {path.suffix or 'no extension'}.")
+    import keras
+
+    import cvapps.backbone  # noqa: F401  registers the serializable classes
+    import cvapps.layers  # noqa: F401
+
+    try:
+        model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a bad file; all mean "not loadable"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: not a loadable Keras model ({first[:200]}).") from None
+    info = model_info(model, path)
+    if task is not None and info.task != task:
+        raise ValueError(f"{path}: this is a {info.task!r} model; the {task!r} command needs a {task!r} model.")
+    return model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a cvapps model says about itself.
+
+    Attributes:
+        task: one of ``TASKS``.
+        class_names: names of the output classes (empty for tasks without classes).
+        image_size: square input side, or None when any size is accepted.
+        name: file stem of the model, for reports.
+    """
+
+    task: str
+    class_names: tuple
+    image_size: int | None
+    name: str
+
+
+def model_info(model, path=None) -> ModelInfo:
+    """Read :class:`ModelInfo` off a loaded model.
+
+    Raises:
+        ValueError: the model has no cvapps ``Metadata`` layer.
+    """
+    try:
+        layer = model.get_layer("cvapps_metadata")
+    except ValueError:
+        where = f"{path}: " if path else ""
+        raise ValueError(
+            f"{where}this Keras model is not a cvapps model (it has no 'cvapps_metadata' layer); "
+            "train one with 'cvapps train' or pass a shipped model name."
+        ) from None
+    size = model.input_shape[1]
+    name = Path(path).stem if path else model.name
+    return ModelInfo(layer.task, tuple(layer.class_names), size, name)
+
+
+def save_model(model, path):
+    """Save ``model`` to ``path`` atomically (a temporary file, then a rename), without the
+    optimizer state (it would double the file and is not needed to use the model)."""
+    import keras
+
+    if getattr(model, "optimizer", None) is not None:
+        # Rebuild from config (clone_model would carry the compile state over).
+        clean = keras.Model.from_config(model.get_config())
+        clean.set_weights(model.get_weights())
+        model = clean
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=".keras", dir=path.parent, prefix=f".{path.stem}.")
+    os.close(handle)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

@@ -1,0 +1,350 @@
+"""One webcam / video loop for every app: read, process, overlay FPS, show, record.
+
+    >>> from cvapps.webcam import run_loop
+    >>> stats = run_loop(0, lambda rgb: rgb)                   # doctest: +SKIP  (q or Esc quits)
+    >>> stats = run_loop("clip.mp4", model_fn, show=False,     # doctest: +SKIP
+    ...                  output="annotated.mp4", realtime=False)
+    >>> stats.frames, stats.fps, stats.dropped                 # doctest: +SKIP
+
+Frames are read on a daemon thread. For a camera only the newest frame is kept, so a slow
+model lowers the displayed frame rate instead of building up lag; a video file is delivered
+frame by frame (nothing dropped) unless ``realtime=True``, which plays it at its own frame
+rate like a camera. Windows are opened only by :func:`run_loop` with ``show=True``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from cvapps.annotate import draw_text_lines
+from cvapps.sinks import VideoSink
+from cvapps.sources import Frame, open_video, resolve_source
+
+DEFAULT_FPS = 25.0
+QUEUE_SIZE = 4  # frames a non-realtime reader may decode ahead of the consumer
+QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q, Q, Esc
+
+
+def capture_target(source):
+    """``source`` as a ``cv2.VideoCapture`` target: an int camera index or a video path string.
+
+    Raises:
+        ValueError: the path does not exist, or it is an image, folder or glob rather than a video.
+    """
+    kind, items = resolve_source(source)
+    if kind == "camera":
+        return items[0]
+    if kind == "video":
+        return str(items[0])
+    raise ValueError(
+        f"{source}: is an image source; the webcam loop expects a camera index such as 0 or a video "
+        "file (.mp4, .avi, ...). Use the app's image mode for images and folders."
+    )
+
+
+class _Latest:
+    """Frame buffer between the reader thread and the consumer.
+
+    ``realtime=True``: holds at most one frame; putting a new one drops the unread one (counted
+    in ``dropped``). ``realtime=False``: a FIFO of up to ``size`` frames; ``put`` waits for room.
+    """
+
+    def __init__(self, realtime, size=QUEUE_SIZE):
+        self.realtime = realtime
+        self.size = 1 if realtime else max(1, size)
+        self.frames = collections.deque()
+        self.dropped = 0
+        self.ended = False
+        self.closed = False
+        self.error = None
+        self.condition = threading.Condition()
+
+    def put(self, frame) -> bool:
+        """Add a frame; False when the buffer was closed (the producer should stop)."""
+        with self.condition:
+            if self.realtime:
+                self.dropped += len(self.frames)
+                self.frames.clear()
+            else:
+                while len(self.frames) >= self.size and not self.closed:
+                    self.condition.wait(0.1)
+            if self.closed:
+                return False
+            self.frames.append(frame)
+            self.condition.notify_all()
+            return True
+
+    def end(self, error=None):
+        with self.condition:
+            self.ended, self.error = True, error
+            self.condition.notify_all()
+
+    def close(self):
+        with self.condition:
+            self.closed = True
+            self.frames.clear()
+            self.condition.notify_all()
+
+    def get(self, timeout):
+        """The next frame; None once the stream ended and every kept frame was taken.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout`` seconds.
+        """
+        with self.condition:
+            if not self.condition.wait_for(lambda: self.frames or self.ended, timeout):
+                raise TimeoutError
+            if self.frames:
+                frame = self.frames.popleft()
+                self.condition.notify_all()
+                return frame
+            if self.error is not None:
+                raise self.error
+            return None
+
+
+class LatestFrameReader:
+    """Reads frames on a daemon thread from a ``cv2.VideoCapture`` target.
+
+    Args:
+        target: camera index (int) or video file path (str).
+        realtime: True keeps only the newest frame (stale ones are dropped and counted in
+            ``dropped``), so a slow model never freezes the display; a video file is then
+            played at its own FPS, like a camera. False delivers every frame in order (headless
+            processing, tests). None: True for a camera, False for a video file.
+
+    Attributes:
+        fps: the capture's reported FPS (25.0 when unknown).
+        dropped: frames dropped as stale so far.
+
+    Raises:
+        ValueError: the camera or video cannot be opened; the message names it.
+    """
+
+    def __init__(self, target, realtime: bool | None = None):
+        self.camera = isinstance(target, int)
+        self.name = f"camera:{target}" if self.camera else str(target)
+        self.realtime = self.camera if realtime is None else bool(realtime)
+        if self.camera:
+            try:
+                capture = open_video(target, self.name)
+            except ValueError:
+                raise ValueError(
+                    f"{self.name}: could not open camera {target}; check it is connected and not in use, "
+                    "or pass --source path/to/video.mp4 to test without a camera."
+                ) from None
+        else:
+            capture = open_video(target, self.name)
+        import cv2
+
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
+        self._buffer = _Latest(self.realtime)
+        self._thread = threading.Thread(target=self._work, args=(capture,), daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        return self._buffer.dropped
+
+    def _work(self, capture):
+        import cv2
+
+        buffer, error, index = self._buffer, None, 0
+        pace = self.realtime and not self.camera  # play a file at its own rate, like a camera
+        start = time.perf_counter()
+        try:
+            while not buffer.closed:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                if pace:
+                    delay = start + index / self.fps - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                if not buffer.put(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.name, index)):
+                    break
+                index += 1
+        except Exception as caught:  # re-raised by read() in the consumer's thread
+            error = caught
+        finally:
+            capture.release()
+            if error is None and index == 0 and not buffer.closed:
+                error = ValueError(f"{self.name}: no frames could be read; check the file plays or the camera works.")
+            buffer.end(error)
+
+    def read(self, timeout: float = 5.0) -> Frame | None:
+        """The next :class:`~cvapps.sources.Frame` ((H, W, 3) uint8 RGB, ``source`` = the file path or
+        ``"camera:N"``, ``index`` = position in the stream, so drops show as gaps); None at the end.
+
+        Raises:
+            ValueError: no frame arrived within ``timeout`` seconds, or none could be read at all.
+        """
+        try:
+            return self._buffer.get(timeout)
+        except TimeoutError:
+            raise ValueError(
+                f"{self.name}: no frame arrived within {timeout:g} s; check the camera is not in use "
+                "by another program, or pass --source path/to/video.mp4."
+            ) from None
+
+    def close(self):
+        """Stop the reader thread and release the capture (waits up to 2 s for the thread)."""
+        self._buffer.close()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        self.close()
+
+
+@dataclass
+class LoopStats:
+    """What :func:`run_loop` did: ``frames`` processed in ``seconds`` of wall time (``fps`` =
+    frames / seconds), and ``dropped`` frames the reader skipped as stale."""
+
+    frames: int
+    seconds: float
+    fps: float
+    dropped: int
+
+
+def draw_fps(image_rgb, fps) -> np.ndarray:
+    """A copy of (H, W, 3) uint8 RGB ``image_rgb`` with ``FPS 12.3`` top-left (white on a dark box)."""
+    return draw_text_lines(image_rgb, [f"FPS {fps:.1f}"])
+
+
+def run_loop(
+    source,
+    process,
+    *,
+    show=True,
+    output=None,
+    overwrite=False,
+    max_frames=None,
+    window_name="cvapps",
+    realtime=None,
+) -> LoopStats:
+    """Read frames, run ``process`` on each, overlay a smoothed FPS, show and/or record them.
+
+    Args:
+        source: camera index (int or digit string such as "0") or a video file path.
+        process: callable taking a (H, W, 3) uint8 RGB frame and returning the annotated
+            (H', W', 3) uint8 RGB frame (any size; one size throughout when recording).
+        show: display in a window (q or Esc quits, as does closing the window); False is the
+            headless mode (``--no-show``) for machines without a display.
+        output: video file (.mp4, .avi, ...) for the annotated frames, written atomically at
+            the source's FPS; removed if the loop fails. None records nothing.
+        overwrite: replace an existing ``output`` instead of refusing.
+        max_frames: stop after this many frames (None: until the stream ends or the user quits).
+        window_name: title of the display window.
+        realtime: see :class:`LatestFrameReader` (None: drop stale frames for a camera only).
+
+    Returns:
+        :class:`LoopStats`. Ctrl+C stops the loop like q does: the recording is kept and the
+        stats are returned.
+
+    Raises:
+        ValueError: the source cannot be opened, ``output`` exists (without ``overwrite``) or
+            has no video suffix, ``show=True`` without a display, ``max_frames`` is not a
+            positive int, ``process`` returned something other than (H, W, 3) uint8, or (when
+            recording) a frame whose size differs from the first one.
+    """
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+        raise ValueError(f"max_frames={max_frames!r}; expected a positive int or None (no limit).")
+    if show:
+        _check_display()
+    target = capture_target(source)
+    sink = VideoSink(output, overwrite=overwrite) if output is not None else None  # refuses before any work
+    frames, dropped, keep, window = 0, 0, False, False
+    start = time.perf_counter()
+    try:
+        with LatestFrameReader(target, realtime) as reader:
+            if sink is not None:
+                sink.fps = reader.fps
+            start = last = time.perf_counter()
+            period = None  # exponential moving average of seconds per frame
+            try:
+                while max_frames is None or frames < max_frames:
+                    frame = reader.read()
+                    if frame is None:
+                        break
+                    annotated = _check_processed(process(frame.image), frame)
+                    now = time.perf_counter()
+                    weight = max(0.1, 1.0 / (frames + 1))  # plain mean over the first 10 frames
+                    period = now - last if period is None else (1 - weight) * period + weight * (now - last)
+                    last = now
+                    annotated = draw_fps(annotated, 1.0 / period if period > 0 else 0.0)
+                    if sink is not None:
+                        sink.write(annotated)
+                    frames += 1
+                    if show:
+                        window = True
+                        if _show(window_name, annotated):
+                            break
+            except KeyboardInterrupt:
+                pass  # Ctrl+C is the headless way to stop a camera: keep what was recorded
+            dropped = reader.dropped
+        keep = True
+    finally:
+        seconds = time.perf_counter() - start
+        if sink is not None:
+            sink.close(keep=keep)
+        if window:
+            _close_window(window_name)
+    return LoopStats(frames, seconds, frames / seconds if seconds > 0 else 0.0, dropped)
+
+
+def _check_display():
+    # OpenCV's Qt build aborts the whole process (no exception) when there is no display.
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ValueError(
+            "show=True needs a display but neither DISPLAY nor WAYLAND_DISPLAY is set; "
+            "pass --no-show (show=False) to run headless, e.g. with --output annotated.mp4."
+        )
+
+
+def _check_processed(image, frame) -> np.ndarray:
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+        got = f"shape {image.shape}, dtype {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(
+            f"{frame.source} frame {frame.index}: process returned {got}; expected an (H, W, 3) uint8 RGB array."
+        )
+    return image
+
+
+def _show(window_name, image_rgb) -> bool:
+    """Display one frame; True when the user asked to quit (q, Esc or the window was closed)."""
+    import cv2
+
+    try:
+        cv2.imshow(window_name, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1) & 0xFF
+        closed = cv2.getWindowProperty(window_name, cv2.WND_PROP_VISIBLE) < 1
+    except cv2.error as error:
+        message = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        raise ValueError(
+            f"could not show a window ({message}); pass --no-show (show=False) to run headless."
+        ) from None
+    return key in QUIT_KEYS or closed
+
+
+def _close_window(window_name):
+    import cv2
+
+    try:
+        cv2.destroyWindow(window_name)
+        cv2.waitKey(1)  # let the GUI event loop actually close it
+    except cv2.error:
+        pass

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+from cvapps.classification import Classification, classification_metrics, top_k_results
+
+
+def test_metrics_on_a_hand_computed_case():
+    # 4 images, 3 classes. Truth: 0, 1, 2, 2.
+    # argmax per row: 0 (right), 2 (wrong: truth 1), 2 (right), 1 (wrong: truth 2).
+    probabilities = np.array([
+        [0.7, 0.2, 0.1],
+        [0.1, 0.3, 0.6],
+        [0.2, 0.1, 0.7],
+        [0.1, 0.5, 0.4],
+    ])
+    truth = np.array([0, 1, 2, 2])
+    metrics = classification_metrics(probabilities, truth, ("a", "b", "c"))
+    assert metrics["top1"] == 0.5  # 2 of 4 right
+    assert metrics["top5"] == 1.0  # with 3 classes, top-5 covers everything
+    # confusion rows = truth, columns = predicted
+    assert metrics["confusion"] == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
+    # class c: predicted 2 times (rows 1, 2), right once -> precision 1/2; 2 true c, 1 found -> recall 1/2
+    assert metrics["per_class"]["c"] == {"precision": 0.5, "recall": 0.5, "support": 2}
+    # class b: predicted once (row 3), wrong -> precision 0; its one image was missed -> recall 0
+    assert metrics["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "support": 1}
+
+
+def test_top_k_results_are_sorted_and_named():
+    [result] = top_k_results(np.array([[0.1, 0.6, 0.3]]), ("cat", "dog", "fox"), 2, ["x.jpg"])
+    assert result.class_names == ("dog", "fox")
+    assert result.class_ids == (1, 2)
+    assert result.top() == ("dog", 0.6)
+    assert result.to_dict()[0] == {"class_id": 1, "class_name": "dog", "score": 0.6}
+
+
+def test_classification_validates_its_fields():
+    with pytest.raises(ValueError, match="same length"):
+        Classification((1, 2), ("a",), (0.5, 0.4))
+    with pytest.raises(ValueError, match="descending"):
+        Classification((1, 2), ("a", "b"), (0.1, 0.4))
+
+
+def test_build_classifier_stores_class_names_and_checks_them():
+    from cvapps.backbone import Backbone
+    from cvapps.classification import build_classifier
+    from cvapps.models import model_info
+
+    backbone = Backbone(family="compact", size="xs", image_size=32)
+    model = build_classifier(backbone, 3, ["a", "b", "c"])
+    assert model.output_shape == (None, 3)
+    assert model_info(model).class_names == ("a", "b", "c")
+    assert model_info(model).image_size == 32
+    with pytest.raises(ValueError, match="num_classes must be an integer of at least 2"):
+        build_classifier(backbone, 1)
+    with pytest.raises(ValueError, match="2 class_names given for num_classes=3"):
+        build_classifier(backbone, 3, ["a", "b"])
+    with pytest.raises(ValueError, match="level must be one of"):
+        build_classifier(backbone, 3, level="P9")
+
+
+def test_trained_model_classifies_paths_and_arrays_alike(tiny_classifier, tmp_path):
+    from PIL import Image
+
+    from cvapps import classify
+
+    bright = np.full((40, 50, 3), 230, np.uint8)
+    dark = np.full((40, 50, 3), 20, np.uint8)
+    Image.fromarray(bright).save(tmp_path / "bright.png")
+    by_path = classify([tmp_path / "bright.png"], model=tiny_classifier, top_k=2)
+    by_array = classify([bright, dark], model=str(tiny_classifier), top_k=1)
+    assert by_path[0].class_names[0] == "bright"
+    assert by_path[0].source.endswith("bright.png")
+    assert [r.class_names[0] for r in by_array] == ["bright", "dark"]
+    assert by_path[0].scores[0] == pytest.approx(by_array[0].scores[0], abs=1e-5)
+
+
+def test_classify_rejects_bad_arguments(tiny_classifier):
+    from cvapps import classify
+
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        classify(np.zeros((8, 8, 3), np.uint8), model=tiny_classifier, top_k=0)
+    with pytest.raises(ValueError, match=r"shape \(H, W, 3\) RGB"):
+        classify([np.zeros((8, 8), np.uint8)], model=tiny_classifier)
+
+
+def test_evaluate_matches_classes_by_name_not_order(tiny_classifier):
+    from cvapps.classification import evaluate_classifier
+    from cvapps.datasets import ClassificationData
+    from cvapps.models import load_model
+
+    model = load_model(tiny_classifier)
+    # The data lists classes in the opposite order to the model ("bright", "dark").
+    images = np.stack([np.full((32, 32, 3), v, np.uint8) for v in (10, 20, 240, 250)])
+    data = ClassificationData(images, np.array([0, 0, 1, 1]), ("dark", "bright"))
+    metrics = evaluate_classifier(model, data)
+    assert metrics["top1"] == 1.0
+    with pytest.raises(ValueError, match=r"classes \['zebra'\] in the data are not among"):
+        evaluate_classifier(model, ClassificationData(images, np.array([0, 0, 1, 1]), ("dark", "zebra")))
+
+
+def test_cifar10_model_reaches_its_card_accuracy(real_data):
+    """The shipped CIFAR-10 model on the 10,000 CIFAR-10 test images, as its card states."""
+    from cvapps.classification import evaluate_classifier
+    from cvapps.datasets import load_classification
+    from cvapps.models import load_model, model_card, model_info, shipped_models
+
+    if "cifar10" not in shipped_models():
+        pytest.skip("no shipped cifar10 model in models/")
+    model = load_model("cifar10")
+    data = load_classification(real_data / "cifar10" / "test", model_info(model).image_size, split="test")
+    assert len(data) == 10000
+    metrics = evaluate_classifier(model, data)
+    card = model_card("cifar10")["metrics"]
+    assert metrics["top1"] >= card["top1"] - 0.002

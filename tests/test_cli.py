@@ -1,0 +1,140 @@
+import json
+import subprocess
+import sys
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import make_shapes_dataset
+from cvapps.cli import cli
+
+
+def all_commands(group, prefix=()):
+    for name, command in group.commands.items():
+        yield prefix + (name,)
+        if isinstance(command, click.Group):
+            yield from all_commands(command, prefix + (name,))
+
+
+@pytest.mark.parametrize("path", [()] + list(all_commands(cli)), ids=lambda p: " ".join(p) or "cvapps")
+def test_every_command_has_help(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys; from click.testing import CliRunner; from cvapps.cli import cli; "
+        "r = CliRunner().invoke(cli, ['classify', '--help']); assert r.exit_code == 0; "
+        "r = CliRunner().invoke(cli, ['train', 'classify', '--help']); assert r.exit_code == 0; "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False False"
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.full((30, 40, 3), 235, np.uint8)).save(folder / "a_bright.jpg")
+    Image.fromarray(np.full((30, 40, 3), 15, np.uint8)).save(folder / "b_dark.png")
+    (folder / "c_corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
+    return folder
+
+
+def test_classify_folder_processes_the_rest_after_a_bad_file(tiny_classifier, photos, tmp_path):
+    out = tmp_path / "out"
+    records = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(cli, [
+        "classify", str(photos), "--model", str(tiny_classifier), "--top-k", "1",
+        "--output", str(out), "--json", str(records), "--quiet",
+    ])
+    assert result.exit_code == 1  # one input failed
+    assert "c_corrupt.jpg" in result.output
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [r["results"][0]["class_name"] for r in lines] == ["bright", "dark"]
+    assert {"source", "frame", "task", "model", "top_k", "results", "milliseconds"} <= set(lines[0])
+    assert sorted(p.name for p in out.iterdir()) == ["a_bright.jpg", "b_dark.png"]
+
+
+def test_classify_json_to_stdout(tiny_classifier, photos):
+    result = CliRunner().invoke(cli, [
+        "classify", str(photos / "a_bright.jpg"), "--model", str(tiny_classifier), "--json", "-", "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.strip().splitlines()[-1])
+    assert record["task"] == "classify" and record["results"][0]["class_name"] == "bright"
+
+
+def test_classify_refuses_to_overwrite(tiny_classifier, photos, tmp_path):
+    target = tmp_path / "exists.jpg"
+    target.write_bytes(b"keep me")
+    args = ["classify", str(photos / "a_bright.jpg"), "--model", str(tiny_classifier), "--output", str(target)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "already exists; pass --overwrite" in result.output
+    assert target.read_bytes() == b"keep me"
+    assert CliRunner().invoke(cli, [*args, "--overwrite", "--quiet"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["classify", "no_such_photo.jpg"], "no_such_photo.jpg: no such file or folder"),
+        (["classify", "{photos}", "--model", "no_such_model"], "unknown model 'no_such_model'"),
+        (["classify", "{photos}", "--model", "missing.keras"], "missing.keras: no such model file"),
+        (["classify", "{photos}", "--top-k", "0"], "0 is not in the range x>=1"),
+        (["eval", "classify", "{empty}", "--model", "{model}"], "found 0 class folder"),
+    ],
+)
+def test_bad_input_gives_one_line_and_nonzero_exit(args, message, photos, tmp_path, tiny_classifier):
+    (tmp_path / "empty").mkdir()
+    fill = {"photos": str(photos), "empty": str(tmp_path / "empty"), "model": str(tiny_classifier)}
+    result = CliRunner().invoke(cli, [a.format(**fill) for a in args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_model_file_that_is_not_a_cvapps_model(tmp_path, photos):
+    import keras
+
+    inputs = keras.Input((8,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "plain.keras")
+    result = CliRunner().invoke(cli, ["classify", str(photos / "a_bright.jpg"), "--model", str(tmp_path / "plain.keras")])
+    assert result.exit_code == 2
+    assert "not a cvapps model" in result.output
+
+
+def test_eval_writes_the_report_contract(tiny_classifier, tmp_path):
+    data = make_shapes_dataset(tmp_path / "test", per_class=4, seed=5)
+    report_path = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, ["eval", "classify", str(data), "--model", str(tiny_classifier), "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert set(report) == {"task", "model", "data", "num_images", "seconds", "metrics"}
+    assert report["task"] == "classify" and report["num_images"] == 8
+    assert 0.0 <= report["metrics"]["top1"] <= 1.0 and report["metrics"]["top5"] == 1.0
+    assert (tmp_path / "r_confusion.png").is_file()
+
+
+def test_train_classify_command(tmp_path):
+    data = make_shapes_dataset(tmp_path / "data", per_class=6)
+    result = CliRunner().invoke(cli, [
+        "train", "classify", str(data), "--output", str(tmp_path / "m.keras"), "--size", "xs",
+        "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--checkpoint-dir", str(tmp_path / "run"),
+        "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.keras").is_file()
+    assert "saved" in result.output
+
+
+def test_models_lists_shipped_models():
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 0
