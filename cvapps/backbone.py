@@ -292,3 +292,39 @@ def _download_imagenet(image_size, alpha):
 def _check_choice(what, value, choices):
     if value not in choices:
         raise ValueError(f"{what} must be one of {', '.join(map(repr, choices))}; received {value!r}.")
+
+
+def _level_of(layer_name, family):
+    """Pyramid level a backbone layer belongs to ("stem" before P2), from its name."""
+    if family == "compact":
+        return layer_name.split("_", 1)[0] if layer_name[:2] in LEVELS else "stem"
+    # MobileNetV2: blocks 1-2 end at stride 4, 3-5 at 8, 6-12 at 16, 13-16 and Conv_1 at 32.
+    if layer_name.startswith("block_"):
+        block = int(layer_name.split("_")[1])
+        return "P2" if block <= 2 else "P3" if block <= 5 else "P4" if block <= 12 else "P5"
+    return "P5" if layer_name in ("Conv_1", "Conv_1_bn", "out_relu") else "stem"
+
+
+def train_top_levels(backbone, from_level):
+    """Make only the layers of ``from_level`` and deeper trainable (transfer learning's
+    "fine-tune the top blocks"); batch normalisation stays frozen, in inference mode, as the
+    Keras transfer-learning guide advises for small data sets.
+
+    >>> backbone = Backbone(family="compact", size="xs", image_size=64)
+    >>> train_top_levels(backbone, "P5")
+    >>> sorted({layer.name.split("_")[0] for layer in backbone.layers if layer.trainable_weights})
+    ['P5']
+    """
+    import keras
+
+    if from_level not in LEVELS:
+        raise ValueError(f"from_level must be one of {LEVELS}, received {from_level!r}.")
+    backbone.trainable = True
+    keep = LEVELS[LEVELS.index(from_level):]
+    layers = backbone.layers
+    if backbone.family == "mobilenetv2":
+        layers = backbone.get_layer(f"mobilenetv2_{backbone.alpha}").layers
+    for layer in layers:
+        if layer.weights:
+            frozen_kind = isinstance(layer, keras.layers.BatchNormalization)
+            layer.trainable = _level_of(layer.name, backbone.family) in keep and not frozen_kind

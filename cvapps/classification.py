@@ -134,6 +134,7 @@ def train_classifier(
     weights=None,
     epochs=20,
     fine_tune_epochs=0,
+    fine_tune_from="P4",
     freeze_backbone=False,
     batch_size=128,
     learning_rate=0.2,
@@ -157,7 +158,8 @@ def train_classifier(
         family, size, alpha, weights: backbone (see :func:`cvapps.backbone.build_backbone`);
             ``weights="imagenet"`` with ``family="mobilenetv2"`` for transfer learning.
         epochs: epochs of the main phase (head only when ``freeze_backbone``).
-        fine_tune_epochs: after a frozen phase, epochs training everything at lr / 10.
+        fine_tune_epochs: after the main phase, epochs fine-tuning the backbone's top levels
+            (``fine_tune_from`` and deeper; batch norm stays frozen) with the head, at lr / 10.
         checkpoint_dir: where the resumable state lives; rerunning the same command resumes.
             Default: ``runs/<output stem>``.
         patience: stop when validation accuracy has not improved for this many epochs.
@@ -167,7 +169,7 @@ def train_classifier(
     """
     import keras
 
-    from cvapps.backbone import build_backbone
+    from cvapps.backbone import build_backbone, train_top_levels
     from cvapps.datasets import ClassificationBatches, load_class_folders, load_classification, split_off
     from cvapps.layers import OneCycle
     from cvapps.models import save_model
@@ -197,11 +199,14 @@ def train_classifier(
     checkpoint_dir = Path(checkpoint_dir or Path("runs") / output.stem)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     history = {}
-    phases = [("main", epochs, learning_rate, not freeze_backbone)]
+    phases = [("main", epochs, learning_rate)]
     if fine_tune_epochs:
-        phases.append(("fine_tune", fine_tune_epochs, learning_rate / 10, True))
-    for phase, phase_epochs, peak, backbone_trainable in phases:
-        backbone.trainable = backbone_trainable
+        phases.append(("fine_tune", fine_tune_epochs, learning_rate / 10))
+    for phase, phase_epochs, peak in phases:
+        if phase == "fine_tune":
+            train_top_levels(backbone, fine_tune_from)
+        else:
+            backbone.trainable = not freeze_backbone
         steps = phase_epochs * len(train_batches)
         optimizer = keras.optimizers.SGD(
             learning_rate=OneCycle(peak, steps), momentum=0.9, nesterov=True, weight_decay=weight_decay

@@ -103,6 +103,8 @@ def train():
 @click.option("--image-size", type=click.IntRange(min=32), default=64, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--fine-tune-from", type=click.Choice(["P2", "P3", "P4", "P5"]), default="P4", show_default=True,
+              help="Backbone levels trained during fine-tuning.")
 @click.option("--freeze-backbone", is_flag=True, help="Train only the head first (transfer learning).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True)
@@ -117,7 +119,7 @@ def train():
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
 def train_classify(data, output, validation, val_fraction, family, size, alpha, weights, image_size, epochs,
-                   fine_tune_epochs, freeze_backbone, batch_size, learning_rate, weight_decay, label_smoothing,
+                   fine_tune_epochs, fine_tune_from, freeze_backbone, batch_size, learning_rate, weight_decay, label_smoothing,
                    no_flip, translate, dropout, patience, checkpoint_dir, seed, quiet):
     """Train a classifier on DATA: a folder per class (root/<class>/*.jpg, or root/train/...)
     or a keras.datasets-style .npz. Rerun the same command to resume an interrupted run."""
@@ -126,7 +128,7 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
     result = train_classifier(
         data, output, validation=validation, val_fraction=val_fraction, family=family, size=size, alpha=alpha,
         weights=weights, image_size=image_size, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
-        freeze_backbone=freeze_backbone, batch_size=batch_size, learning_rate=learning_rate,
+        fine_tune_from=fine_tune_from, freeze_backbone=freeze_backbone, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, label_smoothing=label_smoothing, flip=not no_flip, translate=translate,
         dropout=dropout, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed, verbose=0 if quiet else 2,
     )
@@ -159,6 +161,56 @@ def eval_classify(data, model, json_path, confusion, batch_size, quiet):
     from cvapps.commands import run_eval_classify
 
     run_eval_classify(data, model, json_path, confusion, batch_size, quiet)
+
+
+# --- webcam ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def webcam():
+    """Live demos on a camera or a video file: cvapps webcam TASK [--source 0]."""
+
+
+def webcam_options(function):
+    options = [
+        click.option("--source", default="0", show_default=True, help="Camera index or a video file."),
+        click.option("--no-show", is_flag=True, help="No window (headless); use with --output."),
+        click.option("--output", type=click.Path(), help="Write the annotated stream to this video file."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
+        click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames."),
+        click.option("--quiet", is_flag=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@webcam.command("classify")
+@click.option("--model", default="cifar10", show_default=True, help="Shipped model name or .keras path.")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@webcam_options
+@fail_on_value_error
+def webcam_classify(model, top_k, source, no_show, output, overwrite, max_frames, quiet):
+    """Live top-k classes over a camera (q or Esc quits) or a video file."""
+    from cvapps.commands import run_webcam_classify
+
+    run_webcam_classify(source, model, top_k, not no_show, output, overwrite, max_frames, quiet)
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--output", type=click.Path(), default="cvapps_demo", show_default=True, help="Folder for the results.")
+@click.option("--overwrite", is_flag=True, help="Write into a folder that already holds files.")
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def demo(output, overwrite, quiet):
+    """Run every finished app on sample photos that ship with scikit-image; write annotated
+    results to --output."""
+    from cvapps.commands import run_demo
+
+    run_demo(output, overwrite, quiet)
 
 
 # --- models ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     >>> from cvapps.sinks import ImageSink, JsonLinesSink
     >>> images = ImageSink("out/", multiple=True)              # doctest: +SKIP
-    >>> images.write(annotated_rgb, source="photos/cat.jpg")   # doctest: +SKIP  -> out/cat.jpg
+    >>> images.write(annotated_rgb, source="photos/cat.jpg")   # -> out/cat.jpg  # doctest: +SKIP
     >>> with JsonLinesSink("-") as records:                    # doctest: +SKIP
     ...     records.write({"source": "photos/cat.jpg", "results": [...]})
 
@@ -49,6 +49,9 @@ def write_image(path, image, overwrite=False):
     import cv2
 
     path = Path(path)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{path}: expected an (H, W, 3) uint8 RGB image, received {image.dtype} of shape {image.shape}.")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ValueError(f"{path}: output image needs an image suffix ({', '.join(IMAGE_SUFFIXES[:5])}, ...).")
     refuse_existing(path, overwrite)

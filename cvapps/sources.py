@@ -60,6 +60,8 @@ def read_image(path) -> np.ndarray:
         raise ValueError(f"{path}: no such file.") from None
     except UnidentifiedImageError:
         raise ValueError(f"{path}: not an image Pillow can read (expected JPEG, PNG, BMP, ...).") from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: image too large to decode safely ({error}).") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{path}: unreadable image ({error}).") from None
 
@@ -193,20 +195,24 @@ def _ahead(iterator, size):
     items: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
 
+    def put(item):
+        """Queue ``item`` unless the consumer has stopped; True when it was queued."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work():
         try:
             for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            items.put(_DONE)
+            put(_DONE)
         except BaseException as error:  # re-raised in the consumer's thread
-            items.put(error)
+            put(error)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()

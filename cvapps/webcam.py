@@ -1,7 +1,7 @@
 """One webcam / video loop for every app: read, process, overlay FPS, show, record.
 
     >>> from cvapps.webcam import run_loop
-    >>> stats = run_loop(0, lambda rgb: rgb)                   # doctest: +SKIP  (q or Esc quits)
+    >>> stats = run_loop(0, lambda rgb: rgb)   # q or Esc quits  # doctest: +SKIP
     >>> stats = run_loop("clip.mp4", model_fn, show=False,     # doctest: +SKIP
     ...                  output="annotated.mp4", realtime=False)
     >>> stats.frames, stats.fps, stats.dropped                 # doctest: +SKIP
@@ -115,7 +115,7 @@ class LatestFrameReader:
     """Reads frames on a daemon thread from a ``cv2.VideoCapture`` target.
 
     Args:
-        target: camera index (int) or video file path (str).
+        target: camera index (int or digit string) or video file path (str or Path).
         realtime: True keeps only the newest frame (stale ones are dropped and counted in
             ``dropped``), so a slow model never freezes the display; a video file is then
             played at its own FPS, like a camera. False delivers every frame in order (headless
@@ -130,6 +130,10 @@ class LatestFrameReader:
     """
 
     def __init__(self, target, realtime: bool | None = None):
+        if isinstance(target, str) and target.isdigit():
+            target = int(target)
+        elif not isinstance(target, int):
+            target = str(target)  # a pathlib.Path
         self.camera = isinstance(target, int)
         self.name = f"camera:{target}" if self.camera else str(target)
         self.realtime = self.camera if realtime is None else bool(realtime)
@@ -267,7 +271,7 @@ def run_loop(
         _check_display()
     target = capture_target(source)
     sink = VideoSink(output, overwrite=overwrite) if output is not None else None  # refuses before any work
-    frames, dropped, keep, window = 0, 0, False, False
+    frames, dropped, keep, window, watch_close = 0, 0, False, False, False
     start = time.perf_counter()
     try:
         with LatestFrameReader(target, realtime) as reader:
@@ -290,8 +294,10 @@ def run_loop(
                         sink.write(annotated)
                     frames += 1
                     if show:
-                        window = True
-                        if _show(window_name, annotated):
+                        quit_key, visible = _show(window_name, annotated)
+                        if not window:  # a GUI backend that cannot report visibility says < 1 from the start
+                            window, watch_close = True, visible >= 1
+                        if quit_key or (watch_close and visible < 1):
                             break
             except KeyboardInterrupt:
                 pass  # Ctrl+C is the headless way to stop a camera: keep what was recorded
@@ -324,20 +330,20 @@ def _check_processed(image, frame) -> np.ndarray:
     return image
 
 
-def _show(window_name, image_rgb) -> bool:
-    """Display one frame; True when the user asked to quit (q, Esc or the window was closed)."""
+def _show(window_name, image_rgb) -> tuple[bool, float]:
+    """Display one frame; (q or Esc was pressed, the window's visibility: < 1 once the user closed it)."""
     import cv2
 
     try:
         cv2.imshow(window_name, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
         key = cv2.waitKey(1) & 0xFF
-        closed = cv2.getWindowProperty(window_name, cv2.WND_PROP_VISIBLE) < 1
+        visible = cv2.getWindowProperty(window_name, cv2.WND_PROP_VISIBLE)
     except cv2.error as error:
         message = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise ValueError(
             f"could not show a window ({message}); pass --no-show (show=False) to run headless."
         ) from None
-    return key in QUIT_KEYS or closed
+    return key in QUIT_KEYS, visible
 
 
 def _close_window(window_name):

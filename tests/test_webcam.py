@@ -1,6 +1,7 @@
 """The webcam / video loop, headless: real and generated videos, dropping, errors, recording."""
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -139,6 +140,19 @@ def test_latest_buffer_logic():
         _Latest(realtime=True).get(0.01)
 
 
+def test_undecodable_video(tmp_path):
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"\0" * 1000)
+    with pytest.raises(ValueError, match="broken.avi"):  # cannot be opened, or no frames decode
+        run_loop(broken, lambda rgb: rgb, show=False, output=tmp_path / "out.avi")
+    assert not (tmp_path / "out.avi").exists()
+
+
+def test_no_tensorflow_import():
+    code = "import sys, cvapps.webcam, cvapps.annotate; sys.exit('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
 def test_missing_camera():
     with pytest.raises(ValueError, match=r"camera 97.*--source path/to/video.mp4"):
         run_loop(97, lambda rgb: rgb, show=False)
@@ -230,3 +244,37 @@ def test_draw_fps_and_text_lines():
     assert tall.shape == image.shape
     with pytest.raises(ValueError, match=r"expected \(H, W, 3\) uint8"):
         draw_fps(np.zeros((10, 10), np.float32), 1.0)
+
+
+class FakeGui:
+    """Stands in for OpenCV's window functions, so the show=True path runs without a display."""
+
+    def __init__(self, monkeypatch, keys=(), visible=()):
+        self.keys, self.visible, self.shown, self.destroyed = list(keys), list(visible), [], []
+        monkeypatch.setenv("DISPLAY", ":99")
+        monkeypatch.setattr(cv2, "imshow", lambda name, bgr: self.shown.append((name, bgr.shape)))
+        monkeypatch.setattr(cv2, "waitKey", lambda delay: self.keys.pop(0) if self.keys else -1)
+        monkeypatch.setattr(cv2, "getWindowProperty", lambda name, prop: self.visible.pop(0) if self.visible else 1.0)
+        monkeypatch.setattr(cv2, "destroyWindow", self.destroyed.append)
+
+
+@pytest.mark.parametrize("key", [ord("q"), 27])
+def test_show_quits_on_q_or_esc(tmp_path, monkeypatch, key):
+    gui = FakeGui(monkeypatch, keys=[-1, -1, key])
+    video = make_video(tmp_path / "clip.avi", frames=12)
+    stats = run_loop(video, lambda rgb: rgb, show=True, window_name="demo", realtime=False)
+    assert stats.frames == 3 and len(gui.shown) == 3
+    assert gui.shown[0] == ("demo", (HEIGHT, WIDTH, 3)) and gui.destroyed == ["demo"]
+
+
+def test_show_stops_when_window_closed(tmp_path, monkeypatch):
+    gui = FakeGui(monkeypatch, visible=[1.0, 1.0, 0.0])
+    video = make_video(tmp_path / "clip.avi", frames=12)
+    assert run_loop(video, lambda rgb: rgb, show=True, realtime=False).frames == 3
+    assert gui.destroyed == ["cvapps"]
+
+
+def test_show_ignores_visibility_a_backend_cannot_report(tmp_path, monkeypatch):
+    FakeGui(monkeypatch, visible=[-1.0] * 12)
+    video = make_video(tmp_path / "clip.avi", frames=12)
+    assert run_loop(video, lambda rgb: rgb, show=True, realtime=False).frames == 12
