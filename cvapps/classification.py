@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.models import ModelInfo, load_model, model_info
+from cvapps.models import ModelInfo
+from cvapps.runtime import open_model
 
 DEFAULT_MODEL = "cifar10"
 
@@ -137,7 +138,9 @@ def train_classifier(
     fine_tune_from="P4",
     freeze_backbone=False,
     batch_size=128,
+    optimizer="sgd",
     learning_rate=0.2,
+    fine_tune_learning_rate=None,
     weight_decay=5e-4,
     label_smoothing=0.1,
     flip=True,
@@ -162,6 +165,10 @@ def train_classifier(
             (``fine_tune_from`` and deeper; batch norm stays frozen) with the head, at lr / 10.
         checkpoint_dir: where the resumable state lives; rerunning the same command resumes.
             Default: ``runs/<output stem>``.
+        optimizer: ``"sgd"`` (Nesterov momentum 0.9; training from scratch) or ``"adam"``
+            (AdamW; transfer learning on small data, e.g. learning_rate=1e-3).
+        learning_rate: peak of the one-cycle schedule of the main phase.
+        fine_tune_learning_rate: peak for the fine-tuning phase; default learning_rate / 10.
         patience: stop when validation accuracy has not improved for this many epochs.
 
     Returns:
@@ -180,6 +187,8 @@ def train_classifier(
         raise ValueError(f"output must end in .keras, received {str(output)!r}.")
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, received {epochs}.")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', received {optimizer!r}.")
     train = load_classification(data, image_size, "train")
     if len(train) == 0:
         raise ValueError(f"{data}: no readable training images.")
@@ -201,19 +210,20 @@ def train_classifier(
     history = {}
     phases = [("main", epochs, learning_rate)]
     if fine_tune_epochs:
-        phases.append(("fine_tune", fine_tune_epochs, learning_rate / 10))
+        phases.append(("fine_tune", fine_tune_epochs, fine_tune_learning_rate or learning_rate / 10))
     for phase, phase_epochs, peak in phases:
         if phase == "fine_tune":
             train_top_levels(backbone, fine_tune_from)
         else:
             backbone.trainable = not freeze_backbone
         steps = phase_epochs * len(train_batches)
-        optimizer = keras.optimizers.SGD(
-            learning_rate=OneCycle(peak, steps), momentum=0.9, nesterov=True, weight_decay=weight_decay
-        )
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+        if optimizer == "sgd":
+            update = keras.optimizers.SGD(OneCycle(peak, steps), momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        else:
+            update = keras.optimizers.AdamW(OneCycle(peak, steps), weight_decay=weight_decay)
+        update.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
         model.compile(
-            optimizer=optimizer,
+            optimizer=update,
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
@@ -241,7 +251,7 @@ def evaluate_classifier(model, data, batch_size=256):
     """Top-1/top-5 accuracy, per-class precision and recall, and the confusion matrix.
 
     Args:
-        model: a loaded classifier.
+        model: a loaded classifier (Keras model, name or path; evaluation runs in Keras).
         data: a :class:`cvapps.datasets.ClassificationData` whose class names all appear in the
             model (matched by name, so folder order does not matter).
 
@@ -249,7 +259,8 @@ def evaluate_classifier(model, data, batch_size=256):
         dict with ``top1``, ``top5`` (fractions), ``per_class`` (name -> precision, recall,
         support) and ``confusion`` (rows: true class, columns: predicted, in model order).
     """
-    info = model_info(model)
+    model = open_model(model, task="classify", runtime="keras")
+    info = model.info
     unknown = [n for n in data.class_names if n not in info.class_names]
     if unknown:
         raise ValueError(
@@ -292,9 +303,14 @@ def classification_metrics(probabilities, truth, class_names):
 
 
 def predict_probabilities(model, images, batch_size=64):
-    """(N, S, S, 3) pixels -> (N, C) probabilities through the compiled predict function."""
-    outputs = [model.predict_on_batch(images[i : i + batch_size].astype(np.float32)) for i in range(0, len(images), batch_size)]
-    return np.concatenate([np.asarray(o) for o in outputs]) if outputs else np.zeros((0, 0), np.float32)
+    """(N, S, S, 3) pixels -> (N, C) probabilities, ``batch_size`` images per call.
+
+    ``model`` is an opened model (:func:`cvapps.runtime.open_model`: onnxruntime, or Keras's
+    compiled predict function) or a ``keras.Model``.
+    """
+    model = open_model(model)
+    outputs = [model.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, len(model.info.class_names)), np.float32)
 
 
 def prepare(images, info: ModelInfo):
@@ -336,23 +352,26 @@ def top_k_results(probabilities, class_names, top_k, sources):
     ]
 
 
-def classify(images, model=None, top_k=5, batch_size=32):
+def classify(images, model=None, top_k=5, batch_size=32, runtime="auto"):
     """Classify images with a cvapps classifier.
 
     Args:
         images: a path, an (H, W, 3) RGB array, an (N, H, W, 3) batch, or a list of paths/arrays.
-        model: a loaded model, a shipped model name or a ``.keras`` path; default ``"cifar10"``.
+        model: a shipped model name, a ``.keras``/``.onnx`` path, a ``keras.Model`` or an opened
+            model (:func:`cvapps.runtime.open_model`); default ``"cifar10"``. Open it once and
+            pass it in when classifying many times.
         top_k: how many classes to return per image (at least 1).
-        batch_size: images per compiled forward pass.
+        batch_size: images per forward pass.
+        runtime: ``"auto"`` (onnxruntime when the model has a matching ``.onnx``), ``"onnx"``
+            or ``"keras"``.
 
     Returns:
         list of :class:`Classification`, one per image, in input order.
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, received {top_k!r}.")
-    if model is None or isinstance(model, (str, Path)):
-        model = load_model(model or DEFAULT_MODEL, task="classify")
-    info = model_info(model)
+    model = open_model(DEFAULT_MODEL if model is None else model, task="classify", runtime=runtime)
+    info = model.info
     batch, sources = prepare(images, info)
     probabilities = predict_probabilities(model, batch, batch_size)
     return top_k_results(probabilities, info.class_names, top_k, sources)

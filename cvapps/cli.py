@@ -61,6 +61,12 @@ def cli():
     """
 
 
+runtime_option = click.option(
+    "--runtime", type=click.Choice(["auto", "onnx", "keras"]), default="auto", show_default=True,
+    help="auto: onnxruntime when the model has a matching .onnx (made by 'cvapps export'), else Keras.",
+)
+
+
 # --- classify ----------------------------------------------------------------------------------
 
 
@@ -72,13 +78,14 @@ def cli():
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--json", "json_path", help="Write JSON Lines records to this file, or - for stdout.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@runtime_option
 @click.option("--quiet", is_flag=True, help="No progress bar or warnings.")
 @fail_on_value_error
-def classify(source, model, top_k, output, overwrite, json_path, batch_size, quiet):
+def classify(source, model, top_k, output, overwrite, json_path, batch_size, runtime, quiet):
     """Classify an image, a folder, a glob or a video: top-k classes per image or frame."""
     from cvapps.commands import run_classify
 
-    failures = run_classify(source, model, top_k, output, overwrite, json_path, batch_size, quiet)
+    failures = run_classify(source, model, top_k, output, overwrite, json_path, batch_size, quiet, runtime)
     if failures:
         sys.exit(1)
 
@@ -107,7 +114,12 @@ def train():
               help="Backbone levels trained during fine-tuning.")
 @click.option("--freeze-backbone", is_flag=True, help="Train only the head first (transfer learning).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
+              help="sgd for training from scratch; adam for transfer learning on small data.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True,
+              help="Peak of the one-cycle schedule (try 1e-3 with adam).")
+@click.option("--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True),
+              help="Peak for fine-tuning (default: learning rate / 10).")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
 @click.option("--no-flip", is_flag=True, help="No horizontal flips (digits, text).")
@@ -119,7 +131,7 @@ def train():
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
 def train_classify(data, output, validation, val_fraction, family, size, alpha, weights, image_size, epochs,
-                   fine_tune_epochs, fine_tune_from, freeze_backbone, batch_size, learning_rate, weight_decay, label_smoothing,
+                   fine_tune_epochs, fine_tune_from, freeze_backbone, batch_size, optimizer, learning_rate, fine_tune_learning_rate, weight_decay, label_smoothing,
                    no_flip, translate, dropout, patience, checkpoint_dir, seed, quiet):
     """Train a classifier on DATA: a folder per class (root/<class>/*.jpg, or root/train/...)
     or a keras.datasets-style .npz. Rerun the same command to resume an interrupted run."""
@@ -128,7 +140,8 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
     result = train_classifier(
         data, output, validation=validation, val_fraction=val_fraction, family=family, size=size, alpha=alpha,
         weights=weights, image_size=image_size, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
-        fine_tune_from=fine_tune_from, freeze_backbone=freeze_backbone, batch_size=batch_size, learning_rate=learning_rate,
+        fine_tune_from=fine_tune_from, freeze_backbone=freeze_backbone, batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate,
+        fine_tune_learning_rate=fine_tune_learning_rate,
         weight_decay=weight_decay, label_smoothing=label_smoothing, flip=not no_flip, translate=translate,
         dropout=dropout, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed, verbose=0 if quiet else 2,
     )
@@ -152,15 +165,18 @@ def evaluate():
 @click.option("--model", default="cifar10", show_default=True, help="Shipped model name or .keras path.")
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
 @click.option("--confusion", type=click.Path(), help="Save the confusion matrix as a PNG here.")
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Score only the validation split that 'train --val-fraction' carved out of DATA.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def eval_classify(data, model, json_path, confusion, batch_size, quiet):
+def eval_classify(data, model, json_path, confusion, holdout, seed, batch_size, quiet):
     """Top-1/top-5 accuracy, per-class precision and recall and a confusion matrix on DATA
-    (a folder per class, or an .npz whose test arrays are used)."""
+    (a folder per class, its test/ folder, or an .npz whose test arrays are used)."""
     from cvapps.commands import run_eval_classify
 
-    run_eval_classify(data, model, json_path, confusion, batch_size, quiet)
+    run_eval_classify(data, model, json_path, confusion, batch_size, quiet, holdout=holdout, seed=seed)
 
 
 # --- webcam ------------------------------------------------------------------------------------
@@ -188,13 +204,35 @@ def webcam_options(function):
 @webcam.command("classify")
 @click.option("--model", default="cifar10", show_default=True, help="Shipped model name or .keras path.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@runtime_option
 @webcam_options
 @fail_on_value_error
-def webcam_classify(model, top_k, source, no_show, output, overwrite, max_frames, quiet):
+def webcam_classify(model, top_k, runtime, source, no_show, output, overwrite, max_frames, quiet):
     """Live top-k classes over a camera (q or Esc quits) or a video file."""
     from cvapps.commands import run_webcam_classify
 
-    run_webcam_classify(source, model, top_k, not no_show, output, overwrite, max_frames, quiet)
+    run_webcam_classify(source, model, top_k, not no_show, output, overwrite, max_frames, quiet, runtime)
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--format", "format_", type=click.Choice(["onnx", "saved_model", "litert"]), default="onnx", show_default=True)
+@click.option("--output", type=click.Path(), help="Destination (default: beside the .keras, e.g. cifar10.onnx).")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Largest allowed |export - keras| on the sample inputs.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export.")
+@fail_on_value_error
+def export(model, format_, output, tolerance, overwrite):
+    """Export MODEL (shipped name or .keras) and check it against Keras on sample inputs; a
+    mismatching export fails loudly and leaves nothing behind."""
+    from cvapps.export import export_model
+
+    report = export_model(model, format=format_, output=output, tolerance=tolerance, overwrite=overwrite)
+    click.echo(f"exported {report.path} ({report.format}) in {report.seconds:.1f} s; "
+               f"largest |{report.format} - keras| = {report.max_abs_diff:.3g} (tolerance {report.tolerance:g})")
 
 
 # --- demo --------------------------------------------------------------------------------------

@@ -53,16 +53,16 @@ def _video_fps(path):
     return fps or 25.0
 
 
-def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_size, quiet):
+def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_size, quiet, runtime="auto"):
     """``cvapps classify``: returns the number of inputs that failed."""
     from cvapps.annotate import draw_text_lines
     from cvapps.classification import predict_probabilities, top_k_results
-    from cvapps.models import load_model, model_info
+    from cvapps.runtime import open_model
     from cvapps.sources import resize_square
 
     image_sink, video_sink, json_sink, is_video = open_outputs(source, output, json_path, overwrite)
-    model = load_model(model_name, task="classify")
-    info = model_info(model, None)
+    model = open_model(model_name, task="classify", runtime=runtime)
+    info = model.info
     name = Path(str(model_name)).stem
     failures = 0
     try:
@@ -84,7 +84,7 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
                 if json_sink:
                     json_sink.write({
                         "source": frame.source, "frame": frame.index, "task": "classify", "model": name,
-                        "top_k": top_k, "results": result.to_dict(), "milliseconds": round(milliseconds, 3),
+                        "runtime": model.runtime, "top_k": top_k, "results": result.to_dict(), "milliseconds": round(milliseconds, 3),
                     })
                 if json_path != "-":
                     label = f"{frame.source}" + (f"[{frame.index}]" if is_video else "")
@@ -109,17 +109,20 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
     return failures
 
 
-def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, quiet):
-    """``cvapps eval classify``: print and save the report."""
+def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, quiet, holdout=None, seed=0):
+    """``cvapps eval classify``: print and save the report. ``holdout`` scores only the
+    stratified split that training carved out with the same fraction and seed."""
     from cvapps.classification import evaluate_classifier
-    from cvapps.datasets import load_classification
+    from cvapps.datasets import load_classification, split_off
     from cvapps.models import load_model, model_info
     from cvapps.plots import confusion_matrix_image
 
     started = time.time()
     model = load_model(model_name, task="classify")
     info = model_info(model)
-    dataset = load_classification(data, info.image_size, split="test")
+    dataset = load_classification(data, info.image_size, split="train" if holdout else "test")
+    if holdout:
+        _, dataset = split_off(dataset, holdout, seed)
     for message in dataset.skipped:
         click.echo(f"warning: skipped {message}", err=True)
     if len(dataset) == 0:
@@ -128,7 +131,7 @@ def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, q
     report = {
         "task": "classify",
         "model": str(model_name),
-        "data": str(data),
+        "data": str(data) + (f" (holdout {holdout}, seed {seed})" if holdout else ""),
         "num_images": len(dataset),
         "seconds": round(time.time() - started, 2),
         "metrics": metrics,
@@ -151,7 +154,8 @@ def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, q
 
 
 def progress(iterable, quiet, total=None, desc=None):
-    if quiet:
+    """A progress bar on stderr, unless ``quiet`` or there is a single item."""
+    if quiet or total == 1:
         return iterable
     from tqdm import tqdm
 
@@ -172,12 +176,12 @@ def run_demo(output, overwrite, quiet):
     """``cvapps demo``: every finished app on the sample photos; annotated results in ``output``."""
     from cvapps.annotate import draw_text_lines
     from cvapps.classification import classify
-    from cvapps.models import load_model
+    from cvapps.runtime import open_model
 
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise ValueError(f"{output} already holds files; pass --overwrite or name an empty or new folder.")
-    model = load_model("cifar10", task="classify")
+    model = open_model("cifar10", task="classify")
     written = []
     with JsonLinesSink(str(output / "results.jsonl"), overwrite=True) as records:
         for name, image in demo_photos():
@@ -194,16 +198,16 @@ def run_demo(output, overwrite, quiet):
     return written
 
 
-def run_webcam_classify(source, model_name, top_k, show, output, overwrite, max_frames, quiet):
+def run_webcam_classify(source, model_name, top_k, show, output, overwrite, max_frames, quiet, runtime="auto"):
     """``cvapps webcam classify``: live top-k labels over a camera or video."""
     from cvapps.annotate import draw_text_lines
     from cvapps.classification import predict_probabilities, top_k_results
-    from cvapps.models import load_model, model_info
+    from cvapps.runtime import open_model
     from cvapps.sources import resize_square
     from cvapps.webcam import run_loop
 
-    model = load_model(model_name, task="classify")
-    info = model_info(model)
+    model = open_model(model_name, task="classify", runtime=runtime)
+    info = model.info
 
     def process(image):
         probabilities = predict_probabilities(model, resize_square(image, info.image_size)[None], 1)

@@ -16,7 +16,7 @@ class Metadata(keras.layers.Layer):
 
     >>> import numpy as np
     >>> layer = Metadata(task="classify", class_names=["cat", "dog"])
-    >>> layer(np.ones((1, 2), "float32")).shape
+    >>> tuple(layer(np.ones((1, 2), "float32")).shape)
     (1, 2)
     """
 

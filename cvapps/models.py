@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,10 +141,9 @@ def save_model(model, path):
         clean = keras.Model.from_config(model.get_config())
         clean.set_weights(model.get_weights())
         model = clean
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".keras", dir=path.parent, prefix=f".{path.stem}.")
-    os.close(handle)
+    from cvapps.sinks import atomic_path
+
+    temporary = atomic_path(path)
     try:
         model.save(temporary)
         os.replace(temporary, path)

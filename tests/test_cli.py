@@ -138,3 +138,31 @@ def test_train_classify_command(tmp_path):
 def test_models_lists_shipped_models():
     result = CliRunner().invoke(cli, ["models"])
     assert result.exit_code == 0
+
+
+def test_eval_holdout_scores_only_the_carved_out_split(tiny_classifier, tmp_path):
+    data = make_shapes_dataset(tmp_path / "data", per_class=8, seed=3)
+    report_path = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, [
+        "eval", "classify", str(data), "--model", str(tiny_classifier), "--holdout", "0.25", "--json", str(report_path),
+    ])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert report["num_images"] == 4  # 25% of 8 per class, 2 classes
+    assert "holdout 0.25" in report["data"]
+
+
+def test_demo_writes_annotated_photos(tmp_path):
+    from cvapps.models import shipped_models
+
+    if "cifar10" not in shipped_models():
+        pytest.skip("no shipped cifar10 model in models/")
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--output", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (out / "classify_chelsea.jpg").is_file()
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    # A second run into the same folder is refused rather than silently mixing results.
+    again = CliRunner().invoke(cli, ["demo", "--output", str(out)])
+    assert again.exit_code == 2 and "already holds files" in again.output

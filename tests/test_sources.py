@@ -200,3 +200,17 @@ def test_resize_square():
     square = np.zeros((16, 16, 3), np.uint8)
     assert resize_square(square, 16) is square
     assert resize_square(np.full((8, 8, 3), 200, np.uint8), 3).dtype == np.uint8
+
+
+def test_decompression_bomb_is_reported_not_raised(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from cvapps.sources import iter_frames
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "small.png")
+    # Pillow refuses images of more than 2 * MAX_IMAGE_PIXELS pixels: 64 * 64 > 2 * 100.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    frames = list(iter_frames(tmp_path))
+    assert [f.image is None for f in frames] == [True, False]
+    assert "big.png: image too large to decode safely" in frames[0].error
