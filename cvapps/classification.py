@@ -174,8 +174,9 @@ def train_classifier(
     Returns:
         :class:`TrainResult`.
     """
-    import keras
+    from cvapps._keras import import_keras
 
+    keras = import_keras()
     from cvapps.backbone import build_backbone, train_top_levels
     from cvapps.datasets import ClassificationBatches, load_class_folders, load_classification, split_off
     from cvapps.layers import OneCycle

@@ -143,7 +143,8 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
         fine_tune_from=fine_tune_from, freeze_backbone=freeze_backbone, batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate,
         fine_tune_learning_rate=fine_tune_learning_rate,
         weight_decay=weight_decay, label_smoothing=label_smoothing, flip=not no_flip, translate=translate,
-        dropout=dropout, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed, verbose=0 if quiet else 2,
+        dropout=dropout, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),  # a bar on a terminal, a line per epoch in logs
     )
     for message in result.skipped:
         warn(f"skipped {message}", quiet)

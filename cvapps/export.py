@@ -16,6 +16,7 @@ only once it has passed, so a failed or interrupted export leaves nothing behind
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -72,6 +73,10 @@ def export_model(model, format="onnx", output=None, tolerance=1e-4, overwrite=Fa
 
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; received {format!r}.")
+    if format == "onnx":
+        for package in ("tf2onnx", "onnx"):
+            if importlib.util.find_spec(package) is None:
+                raise ValueError(f"ONNX export needs the {package} package: pip install 'cvapps[export]'.")
     started = time.time()
     source = resolve_model_path(model)
     keras_model = load_model(source)

@@ -79,8 +79,9 @@ def load_model(name_or_path, task=None):
     path = resolve_model_path(name_or_path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: expected a .keras model file, got {path.suffix or 'no extension'}.")
-    import keras
+    from cvapps._keras import import_keras
 
+    keras = import_keras()
     import cvapps.backbone  # noqa: F401  registers the serializable classes
     import cvapps.layers  # noqa: F401
 

@@ -112,3 +112,34 @@ def test_cifar10_model_reaches_its_card_accuracy(real_data):
     metrics = evaluate_classifier(model, data)
     card = model_card("cifar10")["metrics"]
     assert metrics["top1"] >= card["top1"] - 0.002
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("jax") is None, reason="JAX is not installed")
+def test_training_runs_under_jax_without_tensorflow_and_loads_here(tmp_path):
+    """The GPU machine has JAX but no TensorFlow: train there, load the model here."""
+    import os
+    import subprocess
+    import sys
+
+    from cvapps.models import load_model
+
+    x = np.concatenate([np.full((8, 16, 16, 3), 20, np.uint8), np.full((8, 16, 16, 3), 230, np.uint8)])
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.repeat([0, 1], 8), x_test=x, y_test=np.repeat([0, 1], 8))
+    code = f"""
+import sys, importlib.abc
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError("No module named 'tensorflow'")
+sys.meta_path.insert(0, NoTensorFlow())
+from cvapps.classification import train_classifier
+train_classifier({str(tmp_path / 'd.npz')!r}, {str(tmp_path / 'm.keras')!r}, size="xs", image_size=32, epochs=1,
+                 batch_size=8, checkpoint_dir={str(tmp_path / 'run')!r}, verbose=0)
+import keras; print(keras.backend.backend(), "tensorflow" in sys.modules)
+"""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["jax", "False"]
+    model = load_model(tmp_path / "m.keras")  # TensorFlow backend here
+    assert model.predict_on_batch(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 2)
