@@ -181,9 +181,9 @@ def random_flip_translate(images, rng, flip=True, translate=0.125):
 
 
 def _py_dataset_base():
-    import keras
+    from cvapps._keras import import_keras
 
-    return keras.utils.PyDataset
+    return import_keras().utils.PyDataset
 
 
 class ClassificationBatches(_py_dataset_base()):
