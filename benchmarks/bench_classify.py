@@ -1,20 +1,23 @@
-"""Classification speed, ours beside a peer, in one run. Prints a Markdown table for the README.
+"""Classification speed, ours beside peers, in one run. Prints Markdown tables for the README.
 
     CVAPPS_DATA=../shared/data python benchmarks/bench_classify.py [--model cifar10] [--images 1000]
 
 Measures, on this machine:
-1. latency at batch 1 and throughput at batch 32 of the shipped model and of
-   ``keras.applications.MobileNetV2`` (alpha 1.0 and 0.35, random weights) at the same input size,
-   both through the compiled ``predict_on_batch``;
-2. ``cvapps classify`` over a folder of images (decode + resize + predict, decoding overlapped
-   on a thread) against the bare model on the same images already in memory;
-3. the webcam loop's FPS on the shared video file, headless.
+1. ``cvapps classify photo.jpg`` end to end (process start to printed answer), onnx vs keras
+   runtime, median of several runs;
+2. latency at batch 1 and throughput at batch 32 of each shipped classifier with onnxruntime
+   and with Keras's compiled ``predict_on_batch``, beside ``keras.applications.MobileNetV2``
+   (alpha 1.0 and 0.35, random weights) at the same input size;
+3. ``cvapps classify`` over a folder of CIFAR-10 test JPEGs (decode + resize + predict, decoding
+   overlapped on a thread) against the bare model on the same images already in memory;
+4. the webcam loop's FPS on the shared video file, headless, with each runtime.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,12 +40,34 @@ def timed(function, repeats, warmup=3):
     return float(np.median(times))
 
 
-def model_speed(model, size, repeats=30):
+def speed(predict, size, repeats=30):
+    """(batch-1 latency in ms, batch-32 throughput in images/s) of ``predict(batch)``."""
     one = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32")
     many = np.random.default_rng(1).uniform(0, 255, (32, size, size, 3)).astype("float32")
-    latency = timed(lambda: model.predict_on_batch(one), repeats)
-    batch = timed(lambda: model.predict_on_batch(many), max(5, repeats // 3))
+    latency = timed(lambda: predict(one), repeats)
+    batch = timed(lambda: predict(many), max(5, repeats // 3))
     return latency * 1000, 32 / batch
+
+
+def end_to_end(photo, model, runtime, runs=5):
+    """Median wall seconds of a fresh ``cvapps classify`` process."""
+    command = [sys.executable, "-m", "cvapps", "classify", str(photo), "--model", model, "--runtime", runtime, "--quiet"]
+    subprocess.run(command, check=True, capture_output=True)  # warm the file cache
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def quietly(function, *args):
+    devnull = open(os.devnull, "w")
+    stdout, sys.stdout = sys.stdout, devnull
+    try:
+        return function(*args)
+    finally:
+        sys.stdout = stdout
 
 
 def main():
@@ -51,69 +76,84 @@ def main():
     parser.add_argument("--images", type=int, default=1000)
     args = parser.parse_args()
 
-    import keras
+    from skimage import data as samples
 
-    from cvapps.classification import predict_probabilities
-    from cvapps.commands import run_classify
-    from cvapps.models import load_model, model_info
-    from cvapps.sources import read_image, resize_square
+    from cvapps.sinks import write_image
 
-    model = load_model(args.model, task="classify")
-    size = model_info(model).image_size
+    cores = os.cpu_count()
+    with tempfile.TemporaryDirectory() as folder:
+        photo = write_image(Path(folder) / "chelsea.jpg", samples.chelsea())
+        seconds = {runtime: end_to_end(photo, args.model, runtime) for runtime in ("onnx", "keras")}
+    print(f"\n### `cvapps classify photo.jpg --model {args.model}`, process start to printed answer ({cores} cores)\n")
+    print("| runtime | seconds (median of 5) |")
+    print("|---|---:|")
+    for runtime, value in seconds.items():
+        print(f"| {runtime} | {value:.2f} |")
+
+    from cvapps._keras import import_keras
+    from cvapps.models import shipped_models
+    from cvapps.runtime import open_model
+
+    keras = import_keras()
     rows = []
-    ours = model_speed(model, size)
-    rows.append((f"cvapps {args.model} ({model.count_params() / 1e6:.2f} M params)", *ours))
-    for alpha in (1.0, 0.35):
-        peer = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None, classes=10)
-        rows.append((f"keras.applications.MobileNetV2 alpha {alpha} ({peer.count_params() / 1e6:.2f} M)", *model_speed(peer, size)))
-    print(f"\n### Model speed at {size}x{size} input, compiled predict_on_batch, {os.cpu_count()} CPU cores\n")
-    print("| model | batch 1 latency (ms) | batch 32 throughput (img/s) | throughput vs ours |")
-    print("|---|---:|---:|---:|")
-    for name, latency, throughput in rows:
-        print(f"| {name} | {latency:.2f} | {throughput:.0f} | {throughput / ours[1]:.2f}x |")
+    for name, path in shipped_models().items():
+        keras_model = open_model(path, runtime="keras")
+        if keras_model.info.task != "classify":
+            continue
+        size = keras_model.info.image_size
+        params = keras_model.model.count_params() / 1e6
+        if path.with_suffix(".onnx").is_file():
+            rows.append((f"cvapps {name} ({params:.2f} M params)", "onnxruntime", size, *speed(open_model(path, runtime="onnx").predict, size)))
+        rows.append((f"cvapps {name} ({params:.2f} M params)", "keras", size, *speed(keras_model.predict, size)))
+        if name == args.model:
+            reference = rows[-1][-1]
+            for alpha in (1.0, 0.35):
+                peer = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None, classes=10)
+                label = f"keras.applications.MobileNetV2 alpha {alpha} ({peer.count_params() / 1e6:.2f} M)"
+                rows.append((label, "keras", size, *speed(peer.predict_on_batch, size)))
+    print(f"\n### Model speed, {cores} CPU cores\n")
+    print("| model | runtime | input | batch 1 latency (ms) | batch 32 throughput (img/s) |")
+    print("|---|---|---:|---:|---:|")
+    for name, runtime, size, latency, throughput in rows:
+        print(f"| {name} | {runtime} | {size} | {latency:.2f} | {throughput:.0f} |")
 
     data = os.environ.get("CVAPPS_DATA")
     if not data:
         print("\nCVAPPS_DATA not set: skipping the folder and webcam measurements.")
         return
+    from cvapps.classification import predict_probabilities
+    from cvapps.commands import run_classify, run_webcam_classify
+    from cvapps.sources import read_image, resize_square
+
     per_class = max(1, args.images // 10)
     files = sorted(Path(data, "cifar10", "test").glob("*/*.jpg"))
     chosen = [f for f in files if int(f.stem) < per_class][: args.images]
+    print(f"\n### Folder of {len(chosen)} CIFAR-10 test JPEGs, batch 32\n")
+    print("| runtime | `cvapps classify FOLDER` (img/s) | bare model, images in memory (img/s) | pipeline / bare |")
+    print("|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as folder:
-        # Links, not copies: the folder the CLI walks, pointing at the shared files.
-        for i, f in enumerate(chosen):
+        for i, f in enumerate(chosen):  # links, not copies, to the shared files
             os.symlink(f.resolve(), Path(folder) / f"{i:05d}_{f.parent.name}.jpg")
-        devnull = open(os.devnull, "w")
-        stdout, sys.stdout = sys.stdout, devnull
-        try:
-            run_classify(folder, args.model, 5, None, False, None, 32, True)  # warm-up
+        for runtime in ("onnx", "keras"):
+            model = open_model(args.model, runtime=runtime)
+            quietly(run_classify, folder, model, 5, None, False, None, 32, True, runtime)  # warm-up
             start = time.perf_counter()
-            run_classify(folder, args.model, 5, None, False, None, 32, True)
+            quietly(run_classify, folder, model, 5, None, False, None, 32, True, runtime)
             pipeline = len(chosen) / (time.perf_counter() - start)
-        finally:
-            sys.stdout = stdout
-        images = np.stack([resize_square(read_image(f), size) for f in chosen])
-        start = time.perf_counter()
-        predict_probabilities(model, images, 32)
-        bare = len(chosen) / (time.perf_counter() - start)
-    print(f"\n### Folder of {len(chosen)} CIFAR-10 test JPEGs\n")
-    print("| path | img/s |")
-    print("|---|---:|")
-    print(f"| `cvapps classify FOLDER` (decode + resize + predict, batch 32) | {pipeline:.0f} |")
-    print(f"| bare model on the same images in memory (batch 32) | {bare:.0f} |")
-    print(f"| pipeline / bare | {pipeline / bare:.2f} |")
+            images = np.stack([resize_square(read_image(f), model.info.image_size) for f in chosen])
+            start = time.perf_counter()
+            predict_probabilities(model, images, 32)
+            bare = len(chosen) / (time.perf_counter() - start)
+            print(f"| {runtime} | {pipeline:.0f} | {bare:.0f} | {pipeline / bare:.2f} |")
 
     video = Path(data, "style", "videos", "fox.mp4")
     if video.is_file():
-        from cvapps.commands import run_webcam_classify
-
-        stdout, sys.stdout = sys.stdout, devnull
-        try:
-            stats = run_webcam_classify(str(video), args.model, 3, False, None, False, 300, True)
-        finally:
-            sys.stdout = stdout
-        print(f"\n### Webcam loop on {video.name}, headless\n")
-        print(f"{stats.frames} frames, {stats.fps:.1f} FPS (capture, resize, classify, draw)")
+        print(f"\n### Webcam loop on {video.name}, headless (capture, resize, classify, draw)\n")
+        print("| runtime | frames | FPS |")
+        print("|---|---:|---:|")
+        for runtime in ("onnx", "keras"):
+            stats = quietly(run_webcam_classify, str(video), args.model, 3, False, None, False, 300, True, runtime)
+            print(f"| {runtime} | {stats.frames} | {stats.fps:.1f} |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "classify": "cvapps.classification",
     "load_model": "cvapps.models",
+    "open_model": "cvapps.runtime",
     "build_backbone": "cvapps.backbone",
     "Backbone": "cvapps.backbone",
     "build_classifier": "cvapps.classification",

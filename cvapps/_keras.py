@@ -8,6 +8,7 @@ file; if the import fails, what was written there is put back on stderr with the
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -32,4 +33,6 @@ def import_keras():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    # TensorFlow's Python logger (retracing notices and the like) speaks only for errors.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     return keras

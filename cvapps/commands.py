@@ -61,9 +61,9 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
     from cvapps.sources import resize_square
 
     image_sink, video_sink, json_sink, is_video = open_outputs(source, output, json_path, overwrite)
-    model = open_model(model_name, task="classify", runtime=runtime)
+    model = open_model(model_name, task="classify", runtime=runtime)  # a name, a path or an opened model
     info = model.info
-    name = Path(str(model_name)).stem
+    name = info.name
     failures = 0
     try:
         frames = progress(iter_frames(source), quiet, frames_count(source))

@@ -126,13 +126,14 @@ def resolve_source(source) -> tuple[str, list]:
     )
 
 
-def iter_frames(source, prefetch: int = 4):
-    """Yield :class:`Frame` objects from any source, decoding ahead on a background thread.
+def iter_frames(source, prefetch: int = 64, workers: int = 2):
+    """Yield :class:`Frame` objects from any source, in order, decoding ahead of the consumer.
 
     Args:
         source: image path, folder, glob pattern, video path, or camera index (int or "0").
         prefetch: how many decoded frames may wait ahead of the consumer (overlaps decoding
             with whatever the consumer does, e.g. inference).
+        workers: threads decoding image files (Pillow releases the GIL while decoding).
 
     Raises:
         ValueError: the source does not exist or holds nothing (see :func:`resolve_source`),
@@ -140,18 +141,35 @@ def iter_frames(source, prefetch: int = 4):
     """
     kind, items = resolve_source(source)
     if kind == "images":
-        return _ahead(_image_frames(items), prefetch)
+        return _ahead(_image_frames(items, workers, prefetch), prefetch)
     if kind == "video":
         return _ahead(_video_frames(str(items[0]), str(items[0])), prefetch)
     return _video_frames(items[0], f"camera:{items[0]}")
 
 
-def _image_frames(paths):
-    for path in paths:
-        try:
-            yield Frame(read_image(path), str(path))
-        except ValueError as error:
-            yield Frame(None, str(path), 0, str(error))
+def _read_frame(path):
+    try:
+        return Frame(read_image(path), str(path))
+    except ValueError as error:
+        return Frame(None, str(path), 0, str(error))
+
+
+def _image_frames(paths, workers=2, window=64):
+    """Frames of ``paths`` in order, decoded by ``workers`` threads at most ``window`` ahead."""
+    if workers <= 1:
+        yield from map(_read_frame, paths)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        pending = deque()
+        for path in paths:
+            pending.append(pool.submit(_read_frame, path))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def open_video(target, name):
