@@ -248,13 +248,14 @@ def train_classifier(
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def evaluate_classifier(model, data, batch_size=256):
+def evaluate_classifier(model, data, batch_size=256, progress=None):
     """Top-1/top-5 accuracy, per-class precision and recall, and the confusion matrix.
 
     Args:
         model: a loaded classifier (Keras model, name or path; evaluation runs in Keras).
         data: a :class:`cvapps.datasets.ClassificationData` whose class names all appear in the
             model (matched by name, so folder order does not matter).
+        progress: optional ``progress(iterable, total) -> iterable`` around the batches.
 
     Returns:
         dict with ``top1``, ``top5`` (fractions), ``per_class`` (name -> precision, recall,
@@ -270,7 +271,7 @@ def evaluate_classifier(model, data, batch_size=256):
     # Data label -> model class index.
     to_model = np.array([info.class_names.index(n) for n in data.class_names])
     truth = to_model[data.labels]
-    probabilities = predict_probabilities(model, data.images, batch_size)
+    probabilities = predict_probabilities(model, data.images, batch_size, progress)
     return classification_metrics(probabilities, truth, info.class_names)
 
 
@@ -303,14 +304,16 @@ def classification_metrics(probabilities, truth, class_names):
 # --- inference ---------------------------------------------------------------------------------
 
 
-def predict_probabilities(model, images, batch_size=64):
+def predict_probabilities(model, images, batch_size=64, progress=None):
     """(N, S, S, 3) pixels -> (N, C) probabilities, ``batch_size`` images per call.
 
     ``model`` is an opened model (:func:`cvapps.runtime.open_model`: onnxruntime, or Keras's
     compiled predict function) or a ``keras.Model``.
     """
     model = open_model(model)
-    outputs = [model.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    starts = range(0, len(images), batch_size)
+    starts = progress(starts, len(starts)) if progress else starts
+    outputs = [model.predict(images[i : i + batch_size]) for i in starts]
     return np.concatenate(outputs) if outputs else np.zeros((0, len(model.info.class_names)), np.float32)
 
 

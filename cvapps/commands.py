@@ -5,6 +5,7 @@ Kept apart from :mod:`cvapps.cli` so that ``cvapps --help`` imports nothing heav
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import click
 import numpy as np
 
 from cvapps.sinks import ImageSink, JsonLinesSink, VideoSink, write_image, write_json
-from cvapps.sources import VIDEO_SUFFIXES, frames_count, iter_frames, resolve_source
+from cvapps.sources import VIDEO_SUFFIXES, open_source
 
 
 def batched(iterable, size):
@@ -30,10 +31,13 @@ def batched(iterable, size):
 def open_outputs(source, output, json_path, overwrite):
     """Check and open the sinks before any work, so a refusal costs nothing.
 
+    Args:
+        source: a :class:`cvapps.sources.Source`.
+
     Returns (image_sink or None, video_sink or None, json_sink or None, is_video).
     """
-    kind, items = resolve_source(source)
-    is_video = kind in ("video", "camera")
+    kind, items = source.kind, source.items
+    is_video = source.is_stream
     image_sink = video_sink = None
     if output:
         if is_video and Path(output).suffix.lower() in VIDEO_SUFFIXES:
@@ -60,13 +64,14 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
     from cvapps.runtime import open_model
     from cvapps.sources import resize_square
 
+    source = open_source(source)
     image_sink, video_sink, json_sink, is_video = open_outputs(source, output, json_path, overwrite)
     model = open_model(model_name, task="classify", runtime=runtime)  # a name, a path or an opened model
     info = model.info
     name = info.name
     failures = 0
     try:
-        frames = progress(iter_frames(source), quiet, frames_count(source))
+        frames = progress(source.frames(), quiet, source.count())
         for chunk in batched(frames, batch_size):
             good = [f for f in chunk if f.image is not None]
             for frame in chunk:
@@ -120,14 +125,15 @@ def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, q
     started = time.time()
     model = load_model(model_name, task="classify")
     info = model_info(model)
-    dataset = load_classification(data, info.image_size, split="train" if holdout else "test")
+    dataset = load_classification(data, info.image_size, split="train" if holdout else "test",
+                                  progress=bar(quiet, "reading", "img"))
     if holdout:
         _, dataset = split_off(dataset, holdout, seed)
     for message in dataset.skipped:
         click.echo(f"warning: skipped {message}", err=True)
     if len(dataset) == 0:
         raise ValueError(f"{data}: no readable images to evaluate.")
-    metrics = evaluate_classifier(model, dataset, batch_size)
+    metrics = evaluate_classifier(model, dataset, batch_size, progress=bar(quiet, "predicting", "batch"))
     report = {
         "task": "classify",
         "model": str(model_name),
@@ -159,7 +165,7 @@ def progress(iterable, quiet, total=None, desc=None):
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit="img", file=__import__("sys").stderr, leave=False)
+    return tqdm(iterable, total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
 
 
 DEMO_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -218,3 +224,12 @@ def run_webcam_classify(source, model_name, top_k, show, output, overwrite, max_
     if not quiet:
         click.echo(f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)")
     return stats
+
+
+def bar(quiet, desc, unit):
+    """A ``progress(iterable, total)`` callable drawing a tqdm bar on stderr, or None if quiet."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return lambda iterable, total: tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)

@@ -53,7 +53,7 @@ class ClassificationData:
         return ClassificationData(self.images[index], self.labels[index], self.class_names, self.skipped)
 
 
-def load_classification(path, image_size, split="train", workers=8) -> ClassificationData:
+def load_classification(path, image_size, split="train", workers=8, progress=None) -> ClassificationData:
     """Load a folder-per-class data set or a keras.datasets-style ``.npz``.
 
     Args:
@@ -61,6 +61,8 @@ def load_classification(path, image_size, split="train", workers=8) -> Classific
         image_size: every image is resized to ``image_size`` x ``image_size``.
         split: ``"train"``, ``"val"`` or ``"test"``; for a folder holding split sub-folders it
             picks one, for an ``.npz`` it picks ``x_train``/``x_test`` (``"val"`` is not in npz).
+        progress: optional ``progress(iterable, total) -> iterable`` wrapped around the file
+            reads (the CLI passes a progress bar; the library itself never prints).
 
     Raises:
         ValueError: missing path, fewer than two classes, an empty class, an npz without the
@@ -73,7 +75,7 @@ def load_classification(path, image_size, split="train", workers=8) -> Classific
         if path.suffix != ".npz":
             raise ValueError(f"{path}: expected a folder of class sub-folders or an .npz file, got a {path.suffix or 'plain'} file.")
         return load_npz(path, image_size, split)
-    return load_class_folders(split_folder(path, split), image_size, workers)
+    return load_class_folders(split_folder(path, split), image_size, workers, progress)
 
 
 def split_folder(root, split):
@@ -90,7 +92,7 @@ def split_folder(root, split):
     return None
 
 
-def load_class_folders(root, image_size, workers=8) -> ClassificationData:
+def load_class_folders(root, image_size, workers=8, progress=None) -> ClassificationData:
     if root is None:
         return None
     classes = sorted(d for d in Path(root).iterdir() if d.is_dir())
@@ -114,7 +116,8 @@ def load_class_folders(root, image_size, workers=8) -> ClassificationData:
             return None, str(error)
 
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(load, files, chunksize=64))
+        results = pool.map(load, files, chunksize=64)
+        results = list(progress(results, len(files)) if progress else results)
     keep = [i for i, (image, _) in enumerate(results) if image is not None]
     skipped = [message for _, message in results if message]
     images = np.stack([results[i][0] for i in keep]) if keep else np.zeros((0, image_size, image_size, 3), np.uint8)

@@ -126,6 +126,51 @@ def resolve_source(source) -> tuple[str, list]:
     )
 
 
+@dataclass(frozen=True)
+class Source:
+    """A resolved source: what it is and what it holds, listed once.
+
+    Attributes:
+        kind: ``"images"``, ``"video"`` or ``"camera"``.
+        items: image paths, ``[video path]`` or ``[camera index]``.
+    """
+
+    kind: str
+    items: list
+
+    @property
+    def is_stream(self):
+        return self.kind in ("video", "camera")
+
+    def frames(self, prefetch: int = 64, workers: int = 2):
+        """Frames in order (see :func:`iter_frames`)."""
+        if self.kind == "images":
+            return _ahead(_image_frames(self.items, workers, prefetch), prefetch)
+        if self.kind == "video":
+            return _ahead(_video_frames(str(self.items[0]), str(self.items[0])), prefetch)
+        return _video_frames(self.items[0], f"camera:{self.items[0]}")
+
+    def count(self):
+        """Number of frames, when known cheaply (for progress bars), else None."""
+        if self.kind == "images":
+            return len(self.items)
+        if self.kind == "video":
+            import cv2
+
+            capture = cv2.VideoCapture(str(self.items[0]))
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            capture.release()
+            return count or None
+        return None
+
+
+def open_source(source) -> Source:
+    """Resolve ``source`` once (see :func:`resolve_source`) into a :class:`Source`."""
+    if isinstance(source, Source):
+        return source
+    return Source(*resolve_source(source))
+
+
 def iter_frames(source, prefetch: int = 64, workers: int = 2):
     """Yield :class:`Frame` objects from any source, in order, decoding ahead of the consumer.
 
@@ -139,12 +184,7 @@ def iter_frames(source, prefetch: int = 64, workers: int = 2):
         ValueError: the source does not exist or holds nothing (see :func:`resolve_source`),
             or a video or camera cannot be opened.
     """
-    kind, items = resolve_source(source)
-    if kind == "images":
-        return _ahead(_image_frames(items, workers, prefetch), prefetch)
-    if kind == "video":
-        return _ahead(_video_frames(str(items[0]), str(items[0])), prefetch)
-    return _video_frames(items[0], f"camera:{items[0]}")
+    return open_source(source).frames(prefetch, workers)
 
 
 def _read_frame(path):
@@ -244,21 +284,6 @@ def _ahead(iterator, size):
             yield item
     finally:
         stop.set()
-
-
-def frames_count(source) -> int | None:
-    """Number of frames a source will yield, when known cheaply (for progress bars)."""
-    kind, items = resolve_source(source)
-    if kind == "images":
-        return len(items)
-    if kind == "video":
-        import cv2
-
-        capture = cv2.VideoCapture(str(items[0]))
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        capture.release()
-        return count or None
-    return None
 
 
 def is_image_path(path) -> bool:
