@@ -9,7 +9,7 @@ from PIL import Image
 
 from cvapps.sources import (
     Frame,
-    frames_count,
+    open_source,
     is_image_path,
     iter_frames,
     read_image,
@@ -142,7 +142,7 @@ def test_folder_recursive_and_sorted(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
         "a.PNG", "b.png", "sub/a.png", "sub/deeper/a.png"
     ]
-    assert frames_count(tmp_path) == 4
+    assert open_source(tmp_path).count() == 4
     assert len(list(iter_frames(tmp_path, prefetch=0))) == 4
 
 
@@ -161,7 +161,7 @@ def test_video_source(tmp_path):
         writer.write(np.full((24, 32, 3), 40 * i, np.uint8))
     writer.release()
     assert resolve_source(path) == ("video", [path])
-    assert frames_count(path) == 5
+    assert open_source(path).count() == 5
     frames = list(iter_frames(path))
     assert [f.index for f in frames] == [0, 1, 2, 3, 4]
     assert all(f.source == str(path) and f.error is None for f in frames)
@@ -185,7 +185,7 @@ def test_camera_index_parsing():
     assert resolve_source("0") == ("camera", [0])
     assert resolve_source(2) == ("camera", [2])
     assert resolve_source("12") == ("camera", [12])
-    assert frames_count("0") is None
+    assert open_source("0").count() is None
 
 
 def test_is_image_path():
