@@ -163,8 +163,9 @@ def train_classifier(
         epochs: epochs of the main phase (head only when ``freeze_backbone``).
         fine_tune_epochs: after the main phase, epochs fine-tuning the backbone's top levels
             (``fine_tune_from`` and deeper; batch norm stays frozen) with the head, at lr / 10.
-        checkpoint_dir: where the resumable state lives; rerunning the same command resumes.
-            Default: ``runs/<output stem>``.
+        checkpoint_dir: where the resumable state lives; rerunning the same command resumes
+            from the last finished epoch (and skips finished phases). Default:
+            ``runs/<output stem>``.
         optimizer: ``"sgd"`` (Nesterov momentum 0.9; training from scratch) or ``"adam"``
             (AdamW; transfer learning on small data, e.g. learning_rate=1e-3).
         learning_rate: peak of the one-cycle schedule of the main phase.
@@ -213,6 +214,11 @@ def train_classifier(
     if fine_tune_epochs:
         phases.append(("fine_tune", fine_tune_epochs, fine_tune_learning_rate or learning_rate / 10))
     for phase, phase_epochs, peak in phases:
+        finished = checkpoint_dir / f"{phase}_done.weights.h5"
+        if finished.is_file():  # a rerun of a finished phase: take its weights, skip it
+            model.load_weights(str(finished))
+            history[phase] = read_history(checkpoint_dir / f"{phase}_log.csv")
+            continue
         if phase == "fine_tune":
             train_top_levels(backbone, fine_tune_from)
         else:
@@ -240,9 +246,19 @@ def train_classifier(
             train_batches, validation_data=val_batches, epochs=phase_epochs, callbacks=callbacks, verbose=verbose
         )
         history[phase] = {k: [float(v) for v in values] for k, values in fit.history.items()}
+        model.save_weights(str(finished))
     backbone.trainable = True
     save_model(model, output)
     return TrainResult(output, history, time.time() - started, skipped)
+
+
+def read_history(csv_path):
+    """Per-epoch metrics from a CSVLogger file: {name: [values]}."""
+    import csv
+
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
 
 
 # --- evaluation --------------------------------------------------------------------------------

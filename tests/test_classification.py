@@ -143,3 +143,20 @@ import keras; print(keras.backend.backend(), "tensorflow" in sys.modules)
     assert result.stdout.split()[-2:] == ["jax", "False"]
     model = load_model(tmp_path / "m.keras")  # TensorFlow backend here
     assert model.predict_on_batch(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 2)
+
+
+def test_rerun_skips_finished_phases(tmp_path):
+    """A rerun of the same command resumes: finished phases are not trained again."""
+    from conftest import make_shapes_dataset
+
+    from cvapps.classification import train_classifier
+
+    data = make_shapes_dataset(tmp_path / "data", per_class=6)
+    arguments = dict(size="xs", image_size=32, epochs=1, fine_tune_epochs=1, fine_tune_from="P5", batch_size=4,
+                     checkpoint_dir=tmp_path / "run", verbose=0)
+    first = train_classifier(data, tmp_path / "a.keras", **arguments)
+    assert (tmp_path / "run" / "main_done.weights.h5").is_file()
+    assert (tmp_path / "run" / "fine_tune_done.weights.h5").is_file()
+    second = train_classifier(data, tmp_path / "b.keras", **arguments)
+    assert second.history == first.history  # read back from the logs, nothing retrained
+    assert second.seconds < first.seconds
