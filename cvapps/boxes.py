@@ -454,18 +454,18 @@ def _suppressing_pairs(boxes, classes, iou_threshold):
     return first[overlapping], second[overlapping]
 
 
-def _candidate_pairs(boxes, classes, iou_threshold):
+def _candidate_pairs(boxes, classes, iou_threshold, subdivisions=4):
     """Every pair of positive-area, same-class boxes that might overlap with IoU > threshold.
 
-    Necessary conditions, for widths (and likewise heights) and IoU > t:
-        IoU <= inter / area_a <= iw / w_a and <= iw / w_b, so iw > t * max(w_a, w_b); since
-        iw <= min(w_a, w_b): min(w_a, w_b) > t * max(w_a, w_b), and the centre distance
-        |cx_a - cx_b| <= (w_a + w_b) / 2 - iw < (1 - t) * max(w_a, w_b).
-    So with m = max(w, h) and level l = floor(log2 m), partners differ by at most
-    ceil(log2(1 / t)) levels; a box at level l sits in a grid cell of side s = 2^(l + 1) > m, and
-    a partner at that level or above has its centre within (1 - t) * s of ours on each axis.
-    Every box queries the rows/columns of cells that window touches at its own level and the
-    levels above, all queries at once: one sort, two searchsorted calls, one expansion.
+    Necessary conditions for IoU > t, on widths (and likewise heights): IoU <= inter / area_a
+    <= iw / w_a and <= iw / w_b, so iw > t * max(w_a, w_b); with iw <= min(w_a, w_b) that gives
+    w_b < w_a / t, and the centres are closer than f(w_b) = (w_a + w_b) / 2 - t * max(w_a, w_b).
+    Boxes go to pyramid levels l = floor(log2 max(w, h)); level l is a grid of cells of side
+    2^(l + 1) / subdivisions. A box queries its own level and each level up to the largest
+    partner size it allows, in the rows and columns of cells its centre window (the largest f
+    over the partner sizes of that level) touches: all queries at once, one sort, two
+    searchsorted calls and one expansion. Small boxes never query larger-level partners' cells
+    below them, so every pair is found once (twice within one level, deduplicated).
     """
     none = np.zeros(0, np.int64)
     x1, y1, x2, y2 = boxes.astype(np.float64).T
@@ -473,53 +473,82 @@ def _candidate_pairs(boxes, classes, iou_threshold):
     live = np.flatnonzero((width > 0) & (height > 0))  # zero-area boxes overlap nothing
     if live.size < 2 or iou_threshold >= 1:
         return none, none
-    # A small margin keeps the bounds safe when IoU is rounded up in float32.
+    # The margin keeps the bounds safe when TensorFlow's float32 IoU rounds up past the threshold.
     t = max(float(iou_threshold) - 1e-4, 0.0)
-    x1, y1, width, height = x1[live], y1[live], width[live], height[live]
-    cx, cy = x1 + width / 2 - x1.min(), y1 + height / 2 - y1.min()
+    width, height = width[live], height[live]
+    cx, cy = x1[live] + width / 2, y1[live] + height / 2
+    cx, cy = cx - cx.min(), cy - cy.min()
     classes = np.zeros(live.size, np.int64) if classes is None else np.unique(classes[live], return_inverse=True)[1].ravel()
     class_count = int(classes.max()) + 1
 
-    level = np.floor(np.log2(np.maximum(width, height))).astype(np.int64)  # m in [2^level, 2^(level+1))
-    reach = math.ceil(math.log2(1 / t)) if t > 0 else int(level.max() - level.min())
-    level_count = int(level.max() - level.min()) + reach + 1
-    # key = ((level index * classes + class) * G + gy) * G + gx must fit in int63, G = 2^cell_bits.
-    cell_bits = (62 - level_count.bit_length() - class_count.bit_length()) // 2
+    side = np.maximum(width, height)
+    level = np.floor(np.log2(side)).astype(np.int64)
+    top = np.floor(np.log2(side / t)).astype(np.int64) if t > 0 else np.full_like(level, level.max())
+    # key = ((level - lowest) * classes + class) * G^2 + gy * G + gx must fit in int63, G = 2^cell_bits.
+    level_span = int(top.max() - level.min()) + 1
+    cell_bits = (62 - level_span.bit_length() - class_count.bit_length()) // 2
     grid = 1 << cell_bits
-    # Cells no finer than extent / 2^(cell_bits - 1), so gx, gy < G (tiny boxes share coarser cells).
-    finest = math.ceil(math.log2(max(cx.max(), cy.max(), 1e-30))) - cell_bits
-    level = np.maximum(level, finest)
+    # No level finer than one whose cells cover the extent in G cells (tiny boxes share them).
+    finest = math.ceil(math.log2(subdivisions * max(cx.max(), cy.max(), 1e-30))) - cell_bits
+    level, top = np.maximum(level, finest), np.maximum(top, finest)
     lowest = int(level.min())
-    side = 2.0 ** (level + 1)
-    key = (((level - lowest) * class_count + classes) * grid + (cy // side).astype(np.int64)) * grid + (cx // side).astype(np.int64)
+
+    def cell_key(at_level, row, column):
+        return (((at_level - lowest) * class_count + classes_at) * grid + row) * grid + column
+
+    own_cell = 2.0 ** (level + 1) / subdivisions
+    classes_at = classes
+    key = cell_key(level, (cy // own_cell).astype(np.int64), (cx // own_cell).astype(np.int64))
     by_key = np.argsort(key, kind="stable")
     sorted_keys = key[by_key]
 
-    # Queries: box q, level offset d in [0, reach], row r in [0, 2] of the window.
-    query_level = level[:, None] + np.arange(reach + 1)  # (n, reach + 1)
-    query_side = 2.0 ** (query_level + 1)
-    radius = (1 - t) * query_side
-    x_lo = ((cx[:, None] - radius) // query_side).clip(0, grid - 1).astype(np.int64)
-    x_hi = ((cx[:, None] + radius) // query_side).clip(0, grid - 1).astype(np.int64)
-    y_lo = ((cy[:, None] - radius) // query_side).clip(0, grid - 1).astype(np.int64)
-    y_hi = ((cy[:, None] + radius) // query_side).clip(0, grid - 1).astype(np.int64)
-    row = y_lo[..., None] + np.arange(3)  # (n, reach + 1, 3)
-    prefix = (((query_level - lowest) * class_count + classes[:, None])[..., None] * grid + row) * grid
-    lo = np.searchsorted(sorted_keys, prefix + x_lo[..., None], side="left")
-    hi = np.searchsorted(sorted_keys, prefix + x_hi[..., None], side="right")
-    counts = np.where(row <= y_hi[..., None], hi - lo, 0).ravel()
+    # Queries (box, level offset d, window row r), shaped (n, reach + 1, rows).
+    reach = int((top - level).max())
+    query_level = level[:, None] + np.arange(reach + 1)
+    valid = query_level <= top[:, None]
+    largest = 2.0 ** (query_level + 1)  # partner side < 2^(level + 1)
+    x_lo, x_hi = _window(cx, width, largest, t, subdivisions, grid)
+    y_lo, y_hi = _window(cy, height, largest, t, subdivisions, grid)
+    rows = int((y_hi - y_lo)[valid].max()) + 1
+    row = y_lo[..., None] + np.arange(rows)
+    classes_at = classes[:, None, None]
+    lo = np.searchsorted(sorted_keys, cell_key(query_level[..., None], row, x_lo[..., None]), side="left")
+    hi = np.searchsorted(sorted_keys, cell_key(query_level[..., None], row, x_hi[..., None]), side="right")
+    counts = np.where(valid[..., None] & (row <= y_hi[..., None]), hi - lo, 0).ravel()
 
-    # Expand each [lo, hi) range into (query, partner) pairs.
-    total = int(counts.sum())
-    query = np.repeat(np.repeat(np.arange(live.size), 3 * (reach + 1)), counts)
-    same_level = np.repeat(np.tile(np.arange(reach + 1).repeat(3) == 0, live.size), counts)
-    starts = np.cumsum(counts) - counts
-    partner = by_key[np.arange(total) + np.repeat(lo.ravel() - starts, counts)]
-    # Same level: both boxes find each other (and themselves); keep each pair once.
-    keep = ~same_level | (query < partner)
+    owner, position = _expand_ranges(lo.ravel(), counts)
+    query, partner = owner // ((reach + 1) * rows), by_key[position]
+    same_level = owner // rows % (reach + 1) == 0
+    keep = ~same_level | (query < partner)  # within a level both boxes find each other (and themselves)
     query, partner = query[keep], partner[keep]
-    first, second = np.minimum(query, partner), np.maximum(query, partner)
-    return live[first], live[second]
+    return live[np.minimum(query, partner)], live[np.maximum(query, partner)]
+
+
+def _window(centre, size, largest, t, subdivisions, grid):
+    """First and last grid cell (per axis) a partner's centre can fall in, shaped like ``largest``.
+
+    Partner sizes w_b lie below w_max = min(largest, w_a / t); the centre distance is below
+    max over w_b <= w_max of f(w_b) = (w_a + w_b) / 2 - t * max(w_a, w_b), which f piecewise
+    linear reaches at w_b = min(w_a, w_max) or at w_b = w_max.
+    """
+    size = size[:, None]
+    partner_max = np.minimum(largest, size / t) if t > 0 else largest
+    reach = np.maximum(
+        (size + np.minimum(size, partner_max)) / 2 - t * size,
+        (size + partner_max) / 2 - t * np.maximum(size, partner_max),
+    )
+    cell = largest / subdivisions
+    low = ((centre[:, None] - reach) // cell).clip(0, grid - 1).astype(np.int64)
+    high = ((centre[:, None] + reach) // cell).clip(0, grid - 1).astype(np.int64)
+    return low, high
+
+
+def _expand_ranges(starts, counts):
+    """For ranges [start, start + count): the range number and the position of every member."""
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(counts)), counts)
+    first_slot = np.cumsum(counts) - counts
+    return owner, np.arange(total) + (starts - first_slot)[owner]
 
 
 def _resolve_greedy(count, first, second):
