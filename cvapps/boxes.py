@@ -14,8 +14,8 @@ This module imports NumPy only, so it works without TensorFlow.
     >>> xyxy.tolist(), class_ids.tolist()
     ([[50.0, 25.0, 150.0, 75.0], [54.0, 25.0, 154.0, 75.0]], [0, 1])
     >>> problems                                     # a loader prints f"{path}: {problem}" and goes on
-    ['line 3: width and height must be > 0, got w=-1.0 h=0.2; line skipped']
-    >>> round(float(boxes.box_iou(xyxy[:1], xyxy[1:])[0, 0]), 3)   # inter 96*50, union 2*5000 - 4800
+    ['line 3: width and height must be > 0, got w=-1 h=0.2; line skipped']
+    >>> round(float(boxes.box_iou(xyxy[:1], xyxy[1:])[0, 0]), 3)   # 4800 / (5000 + 5000 - 4800)
     0.923
     >>> scores = np.array([0.9, 0.8], np.float32)
     >>> boxes.nms(xyxy, scores, iou_threshold=0.45).tolist()         # same class: the weaker one goes
@@ -24,6 +24,10 @@ This module imports NumPy only, so it works without TensorFlow.
     [0, 1]
     >>> boxes.format_yolo_labels(xyxy[:1], class_ids[:1], image_width=200, image_height=100)
     '0 0.5 0.5 0.5 0.5\\n'
+    >>> anchors, grid = np.array([[64, 32]], np.float32), np.array([[12, 6]])  # centre (100, 50) / stride 8
+    >>> offsets = boxes.encode(xyxy[:1], anchors, grid, stride=8)            # YOLOv5 t_x, t_y, t_w, t_h
+    >>> boxes.decode(offsets, anchors, grid, stride=8).round(3).tolist()
+    [[50.0, 25.0, 150.0, 75.0]]
 
 Anchors: :func:`anchor_grid` lays anchors over a feature map, :func:`kmeans_anchors` fits k anchor
 sizes to a data set's boxes with the 1 - IoU distance (YOLOv2), and :func:`encode` /
@@ -45,18 +49,21 @@ NMS_METHODS = ("gaussian", "linear")
 
 
 def _as_array(values, name, trailing=None, ndim=None):
-    """``values`` as a float64 array after checking it is numeric, finite and shaped as asked."""
+    """``values`` as a NumPy array of its own numeric dtype, checked finite and shaped as asked.
+
+    ``ndim`` fixes the number of dimensions, ``trailing`` the size of the last one.
+    """
     array = np.asarray(values)
     if array.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a numeric array, received dtype {array.dtype}; pass numbers (e.g. a float32 array).")
-    if ndim is not None and array.ndim != ndim:
-        wanted = "(N, 4)" if trailing == 4 else f"{ndim} dimensions"
-        raise ValueError(f"{name} must have shape {wanted}, received shape {array.shape}; reshape it (a single box is [[x1, y1, x2, y2]], no boxes is np.zeros((0, 4))).")
-    if trailing is not None and (array.ndim == 0 or array.shape[-1] != trailing):
-        raise ValueError(f"{name} must have a last dimension of {trailing}, received shape {array.shape}.")
+    wrong_rank = ndim is not None and array.ndim != ndim
+    if wrong_rank or (trailing is not None and (array.ndim == 0 or array.shape[-1] != trailing)):
+        expected = {1: "(N,)", 2: f"(N, {trailing})"}.get(ndim, f"(..., {trailing})")
+        hint = "; one box is [[x1, y1, x2, y2]], no boxes np.zeros((0, 4))" if trailing == 4 and ndim == 2 else ""
+        raise ValueError(f"{name} must have shape {expected}, received shape {array.shape}{hint}.")
     if not np.isfinite(array).all():
-        row = np.argwhere(~np.isfinite(array))[0].tolist()
-        raise ValueError(f"{name} holds NaN or inf (first at index {row}); expected finite numbers, drop or fix those entries.")
+        where = np.argwhere(~np.isfinite(array))[0].tolist()
+        raise ValueError(f"{name} holds NaN or inf (first at index {where}); expected finite numbers, drop or fix those entries.")
     return array
 
 
@@ -73,6 +80,10 @@ def _as_xyxy(boxes, name="boxes"):
     return array
 
 
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def _check_format(fmt):
     if fmt not in FORMATS:
         raise ValueError(f"unknown box format {fmt!r}; expected one of {FORMATS}.")
@@ -80,12 +91,17 @@ def _check_format(fmt):
 
 def _check_image_size(image_width, image_height):
     for name, value in (("image_width", image_width), ("image_height", image_height)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
+        if not _is_number(value) or not value > 0:
             raise ValueError(f"{name} must be a positive number of pixels, received {value!r}.")
 
 
+def _check_positive(name, value):
+    if not _is_number(value) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, received {value!r}.")
+
+
 def _check_threshold(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 <= value <= 1:
+    if not _is_number(value) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a number in [0, 1], received {value!r}.")
 
 
@@ -120,9 +136,7 @@ def to_xyxy(boxes, fmt) -> np.ndarray:
         >>> to_xyxy([[10, 20, 30, 40]], "xywh").tolist()
         [[10.0, 20.0, 40.0, 60.0]]
     """
-    _check_format(fmt)
-    columns = np.moveaxis(_as_array(boxes, "boxes", trailing=4).astype(np.float64), -1, 0)
-    return np.stack(_TO_XYXY[fmt](*columns), axis=-1).astype(np.float32)
+    return _convert(_TO_XYXY, boxes, fmt).astype(np.float32)
 
 
 def from_xyxy(boxes, fmt) -> np.ndarray:
@@ -131,9 +145,14 @@ def from_xyxy(boxes, fmt) -> np.ndarray:
         >>> from_xyxy([[10, 20, 40, 60]], "cxcywh").tolist()
         [[25.0, 40.0, 30.0, 40.0]]
     """
+    return _convert(_FROM_XYXY, boxes, fmt).astype(np.float32)
+
+
+def _convert(table, boxes, fmt):
+    """Apply ``table[fmt]`` to the columns of (..., 4) ``boxes``, in float64."""
     _check_format(fmt)
     columns = np.moveaxis(_as_array(boxes, "boxes", trailing=4).astype(np.float64), -1, 0)
-    return np.stack(_FROM_XYXY[fmt](*columns), axis=-1).astype(np.float32)
+    return np.stack(table[fmt](*columns), axis=-1)
 
 
 def normalize(boxes, image_width, image_height) -> np.ndarray:
@@ -176,13 +195,18 @@ def box_area(boxes) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
+# cx +- w / 2 from 6-decimal label files overshoots [0, 1] by rounding alone; such boxes are clipped unreported.
+_LABEL_ROUNDING = 1e-5
+
+
 def parse_yolo_labels(text_or_lines, image_width, image_height, source=None):
     """Parse YOLO label lines into xyxy pixel boxes, reporting bad lines instead of raising.
 
     Each non-blank line is ``class cx cy w h``: an integer class id >= 0 and four finite numbers
     normalised by the image width (cx, w) and height (cy, h), with w, h > 0. A line that breaks
     these rules is skipped and reported. A box reaching outside the image is clipped to it and
-    reported; one with nothing left inside the image is skipped and reported.
+    reported (overshoots under 1e-5, rounding in the file, are clipped without a report); one
+    with nothing left inside the image is skipped and reported.
 
     Args:
         text_or_lines: the file's text (str) or an iterable of lines.
@@ -196,54 +220,52 @@ def parse_yolo_labels(text_or_lines, image_width, image_height, source=None):
     _check_image_size(image_width, image_height)
     lines = text_or_lines.splitlines() if isinstance(text_or_lines, str) else list(text_or_lines)
     prefix = f"{source}: " if source else ""
-    rows, class_ids, problems = [], [], []
+    numbers, rows, problems = [], [], {}
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        row, class_id, problem = _parse_yolo_line(line)
-        if row is not None:
-            row, problem = _clip_normalised(row)
+        row, problem = _parse_yolo_line(line)
         if problem:
-            problems.append(f"{prefix}line {number}: {problem}")
-        if row is not None:
+            problems[number] = problem
+        elif row is not None:
+            numbers.append(number)
             rows.append(row)
-            class_ids.append(class_id)
-    normalised = np.array(rows, np.float64).reshape(-1, 4)
-    xyxy = denormalize(to_xyxy(normalised, "xyxy"), image_width, image_height)
-    return xyxy, np.array(class_ids, np.int64), problems
+    rows = np.array(rows, np.float64).reshape(-1, 5)
+    normalised = _convert(_TO_XYXY, rows[:, 1:], "cxcywh")
+    clipped = normalised.clip(0, 1)
+    inside = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    beyond = np.abs(normalised - clipped) > _LABEL_ROUNDING
+    for number, before, reported, kept in zip(numbers, normalised, beyond, inside):
+        if not kept:
+            problems[number] = "box lies wholly outside the image; line skipped"
+        elif reported.any():
+            edges = ", ".join(f"{name}={value:.4g}" for name, value, out in zip(("x1", "y1", "x2", "y2"), before, reported) if out)
+            problems[number] = f"box reaches outside the image ({edges}, normalised); clipped to the image"
+    boxes = denormalize(clipped[inside], image_width, image_height)
+    messages = [f"{prefix}line {number}: {problems[number]}" for number in sorted(problems)]
+    return boxes, rows[inside, 0].astype(np.int64), messages
 
 
 def _parse_yolo_line(line):
-    """``([x1, y1, x2, y2] normalised, class_id, None)`` or ``(None, None, reason)``."""
+    """``([class, cx, cy, w, h], None)``, ``(None, reason)`` for a bad line, ``(None, None)`` for a blank one."""
     fields = line.split()
+    if not fields:
+        return None, None
     if len(fields) != 5:
-        return None, None, f"expected 5 fields 'class cx cy w h', got {len(fields)}; line skipped"
+        return None, f"expected 5 fields 'class cx cy w h', got {len(fields)}; line skipped"
     try:
         class_id = int(fields[0])
     except ValueError:
-        return None, None, f"class id must be an integer >= 0, got {fields[0]!r}; line skipped"
+        return None, f"class id must be an integer >= 0, got {fields[0]!r}; line skipped"
     if class_id < 0:
-        return None, None, f"class id must be an integer >= 0, got {class_id}; line skipped"
+        return None, f"class id must be an integer >= 0, got {class_id}; line skipped"
     try:
         cx, cy, w, h = (float(field) for field in fields[1:])
     except ValueError:
-        return None, None, f"cx cy w h must be numbers, got {' '.join(fields[1:])!r}; line skipped"
+        return None, f"cx cy w h must be numbers, got {' '.join(fields[1:])!r}; line skipped"
     if not all(math.isfinite(value) for value in (cx, cy, w, h)):
-        return None, None, f"cx cy w h must be finite, got {' '.join(fields[1:])!r}; line skipped"
+        return None, f"cx cy w h must be finite, got {' '.join(fields[1:])!r}; line skipped"
     if w <= 0 or h <= 0:
-        return None, None, f"width and height must be > 0, got w={w} h={h}; line skipped"
-    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], class_id, None
-
-
-def _clip_normalised(row):
-    """Clip a normalised xyxy row to [0, 1]: ``(row, None)``, ``(clipped, note)`` or ``(None, reason)``."""
-    clipped = [min(max(value, 0.0), 1.0) for value in row]
-    if clipped == row:
-        return row, None
-    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-        return None, "box lies wholly outside the image; line skipped"
-    edges = ", ".join(f"{name}={value:.4g}" for name, value, kept in zip(("x1", "y1", "x2", "y2"), row, clipped) if value != kept)
-    return clipped, f"box reaches outside the image ({edges}, normalised); clipped to the image"
+        return None, f"width and height must be > 0, got w={w:g} h={h:g}; line skipped"
+    return [class_id, cx, cy, w, h], None
 
 
 def format_yolo_labels(boxes, class_ids, image_width, image_height, precision=6) -> str:
@@ -254,19 +276,24 @@ def format_yolo_labels(boxes, class_ids, image_width, image_height, precision=6)
             box has zero area, class ids are not integers >= 0, or the lengths differ.
     """
     boxes = _as_xyxy(boxes)
+    if class_ids is None:
+        raise ValueError("class_ids is required: one integer >= 0 per box.")
     class_ids = _as_class_ids(class_ids, len(boxes))
-    if class_ids is not None and (class_ids < 0).any():
+    if (class_ids < 0).any():
         raise ValueError(f"class_ids must be >= 0 for YOLO labels, received {int(class_ids.min())}.")
     _check_image_size(image_width, image_height)
     outside = (boxes < 0).any(axis=1) | (boxes[:, 2] > image_width) | (boxes[:, 3] > image_height)
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
-        raise ValueError(f"boxes[{row}] = {boxes[row].tolist()} reaches outside the {image_width}x{image_height} image; clip with clip_boxes() first.")
+        raise ValueError(
+            f"boxes[{row}] = {boxes[row].tolist()} reaches outside the {image_width}x{image_height} image; "
+            "clip with clip_boxes() first."
+        )
     empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
         raise ValueError(f"boxes[{row}] = {boxes[row].tolist()} has zero area; YOLO labels need w, h > 0, drop it first.")
-    cxcywh = normalize(from_xyxy(boxes, "cxcywh"), image_width, image_height).astype(np.float64)
+    cxcywh = _convert(_FROM_XYXY, boxes, "cxcywh") / np.array([image_width, image_height] * 2, np.float64)
     return "".join(
         f"{class_id} " + " ".join(f"{value:.{precision}g}" for value in row) + "\n"
         for class_id, row in zip(class_ids.tolist(), cxcywh)
@@ -274,7 +301,7 @@ def format_yolo_labels(boxes, class_ids, image_width, image_height, precision=6)
 
 
 def _as_class_ids(class_ids, count, name="class_ids"):
-    """(count,) int64 class ids, or None when ``class_ids`` is None."""
+    """(count,) int64 class ids (integers, or floats holding whole numbers), or None for None."""
     if class_ids is None:
         return None
     array = np.asarray(class_ids)
@@ -296,28 +323,39 @@ def _pair_columns(a, b, aligned):
     b = _as_xyxy(b, "b")
     if aligned:
         if len(a) != len(b):
-            raise ValueError(f"aligned=True needs as many boxes in a as in b, received {len(a)} and {len(b)}; use aligned=False for all pairs.")
+            raise ValueError(
+                f"aligned=True needs as many boxes in a as in b, received {len(a)} and {len(b)}; use aligned=False for all pairs."
+            )
         return a.T, b.T
     return a.T[:, :, None], b.T[:, None, :]
 
 
 def _safe_divide(numerator, denominator):
     """numerator / denominator, 0 where the denominator is 0 (degenerate boxes give 0, not NaN)."""
-    return np.divide(numerator, denominator, out=np.zeros(np.broadcast(numerator, denominator).shape, np.float32), where=denominator > 0)
+    out = np.zeros(np.broadcast(numerator, denominator).shape, np.float32)
+    return np.divide(numerator, denominator, out=out, where=denominator > 0)
+
+
+def _area(columns):
+    """(y2 - y1) * (x2 - x1), float32, the product in the order TensorFlow's NMS kernel uses."""
+    return (columns[3] - columns[1]) * (columns[2] - columns[0])
+
+
+def _intersection(ac, bc):
+    """max(min(ax2, bx2) - max(ax1, bx1), 0) * max(min(ay2, by2) - max(ay1, by1), 0), height first."""
+    inter_w = np.maximum(np.minimum(ac[2], bc[2]) - np.maximum(ac[0], bc[0]), 0)
+    inter_h = np.maximum(np.minimum(ac[3], bc[3]) - np.maximum(ac[1], bc[1]), 0)
+    return inter_h * inter_w
 
 
 def _iou_union(ac, bc):
-    """(IoU, union) from xyxy columns, float32, in the exact order TensorFlow's NMS kernel uses.
+    """(IoU, union) from xyxy columns, float32: union = (area_a + area_b) - inter, IoU = inter / union.
 
-    inter = max(min(ax2, bx2) - max(ax1, bx1), 0) * max(min(ay2, by2) - max(ay1, by1), 0)
-    union = (area_a + area_b) - inter;  IoU = inter / union, and 0 when union = 0.
+    The same float32 operations as TensorFlow's NMS kernel, so thresholds agree bit for bit;
+    IoU is 0 when the union is 0 (two zero-area boxes).
     """
-    ax1, ay1, ax2, ay2 = ac
-    bx1, by1, bx2, by2 = bc
-    inter_w = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0)
-    inter_h = np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0)
-    inter = inter_h * inter_w
-    union = ((ay2 - ay1) * (ax2 - ax1) + (by2 - by1) * (bx2 - bx1)) - inter
+    inter = _intersection(ac, bc)
+    union = (_area(ac) + _area(bc)) - inter
     return _safe_divide(inter, union), union
 
 
@@ -395,24 +433,25 @@ def nms(boxes, scores, iou_threshold=0.45, score_threshold=float("-inf"), class_
     """Greedy non-max suppression; keeps exactly what ``tf.image.non_max_suppression`` keeps.
 
     Boxes are visited by descending score (equal scores: lower index first); a box is kept
-    unless a kept box of its class overlaps it with IoU > ``iou_threshold`` (strictly, IoU in
-    float32 as TensorFlow computes it). Only boxes with score > ``score_threshold`` (strictly)
-    take part. Zero-area boxes overlap nothing, so they are kept whenever their score passes.
+    unless a kept box of its class overlaps it with IoU > ``iou_threshold`` (strictly, the IoU
+    computed in float32 as TensorFlow does). Only boxes scoring > ``score_threshold`` (strictly,
+    as TensorFlow) take part. Zero-area boxes overlap nothing: they are kept when their score passes.
 
     Args:
-        boxes: (N, 4) xyxy boxes (any units).
+        boxes: (N, 4) xyxy boxes, any units.
         scores: (N,) numbers.
         iou_threshold: in [0, 1].
-        score_threshold: boxes scoring <= this are dropped first; the default keeps all finite scores.
-        class_ids: optional (N,) integers; boxes only suppress boxes of the same class.
-        max_detections: optional cap on the number of kept boxes (the top ones are kept).
+        score_threshold: boxes scoring <= this are dropped first; the default keeps every finite score.
+        class_ids: optional (N,) integers; a box then only suppresses boxes of its own class.
+        max_detections: optional cap on the number of kept boxes (the best ones are kept).
 
     Returns:
         (K,) int64 indices into ``boxes``, in descending score order.
 
-    Without TensorFlow's one-box-at-a-time loop: overlapping pairs come from a multi-scale grid
-    (only boxes in nearby cells of similar size can reach IoU > threshold), then the greedy
-    decisions are resolved over that sparse overlap graph, several boxes per step.
+    How, without TensorFlow's one-box-at-a-time loop: a multi-scale grid yields the few pairs
+    that can overlap (:class:`_OverlapIndex`), their float32 IoU is checked in one pass, and
+    the greedy decisions are resolved over that sparse graph, many boxes per step
+    (:func:`_resolve_greedy`).
     """
     boxes = _as_xyxy(boxes)
     scores = _as_array(scores, "scores", ndim=1).astype(np.float32, copy=False)
@@ -422,11 +461,14 @@ def nms(boxes, scores, iou_threshold=0.45, score_threshold=float("-inf"), class_
     _check_threshold("iou_threshold", iou_threshold)
     max_detections = _check_max_detections(max_detections)
     order = _score_order(scores, score_threshold)
-    ranked = boxes[order]
-    ranked_classes = None if class_ids is None else class_ids[order]
-    first, second = _suppressing_pairs(ranked, ranked_classes, iou_threshold)
-    kept = order[_resolve_greedy(len(order), first, second)]
-    return kept[:max_detections].astype(np.int64)
+    columns = np.ascontiguousarray(boxes[order].T)
+    live = np.flatnonzero(_area(columns) > 0)  # zero-area boxes overlap nothing (TensorFlow: IoU 0)
+    keep = np.ones(len(order), bool)
+    if live.size > 1 and iou_threshold < 1:
+        index = _OverlapIndex(columns[:, live], None if class_ids is None else class_ids[order[live]], iou_threshold)
+        keep[live] = False
+        keep[live[_greedy_keep(index, np.arange(live.size))]] = True
+    return order[keep][:max_detections].astype(np.int64)
 
 
 def _check_max_detections(max_detections):
@@ -439,132 +481,489 @@ def _check_max_detections(max_detections):
 
 def _score_order(scores, score_threshold):
     """Indices of boxes scoring > ``score_threshold``, by descending score, ties by lower index."""
-    if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float, np.integer, np.floating)) or math.isnan(score_threshold):
+    if not _is_number(score_threshold) or math.isnan(score_threshold):
         raise ValueError(f"score_threshold must be a number, received {score_threshold!r}.")
     candidates = np.flatnonzero(scores > np.float32(score_threshold))
     return candidates[np.argsort(-scores[candidates], kind="stable")]
 
 
-def _suppressing_pairs(boxes, classes, iou_threshold):
-    """Rank pairs ``(first, second)``, first < second, same class, with IoU > ``iou_threshold``."""
-    first, second = _candidate_pairs(boxes, classes, iou_threshold)
-    columns = boxes.T
-    iou, _ = _iou_union(columns[:, first], columns[:, second])
-    overlapping = iou > np.float32(iou_threshold)
-    return first[overlapping], second[overlapping]
+# Candidate pairs expanded at once stay under min(_PAIRS_PER_BOX * boxes, _PAIR_BUDGET) (memory and time
+# linear in the boxes); denser blocks, such as piles of near-identical boxes, are solved head first.
+_PAIRS_PER_BOX = 64
+_PAIR_BUDGET = 1 << 22
 
 
-def _candidate_pairs(boxes, classes, iou_threshold, subdivisions=4):
-    """Every pair of positive-area, same-class boxes that might overlap with IoU > threshold.
+def _greedy_keep(index, ranks):
+    """The boxes among ``ranks`` (ascending) that greedy NMS keeps, given only these boxes.
+
+    Greedy NMS on a prefix of the ranking does not depend on later boxes, and a later box only
+    competes with the kept ones. So a block with too many candidate pairs P is split: a head
+    small enough to expand (pairs grow with the square of the block, so a head of
+    n * sqrt(target / P) boxes has about ``target`` pairs) is solved first, the tail is thinned
+    by the head's kept boxes, and the tail's survivors are solved the same way.
+    """
+    if len(ranks) < 2:
+        return ranks
+    cells = index.cells(ranks)
+    box, lo, counts = index.candidate_ranges(cells, cells, own_level_forward=True)
+    pairs = int(counts.sum())
+    if pairs > min(_PAIRS_PER_BOX * len(ranks), _PAIR_BUDGET):
+        target = min(_PAIRS_PER_BOX // 4 * len(ranks), _PAIR_BUDGET // 2)
+        head = min(max(int(len(ranks) * math.sqrt(target / pairs)), 1), len(ranks) - 1)
+        kept = _greedy_keep(index, ranks[:head])
+        survivors = _not_suppressed(index, kept, ranks[head:])
+        return np.concatenate([kept, _greedy_keep(index, survivors)])
+    query, partner = _overlapping_pairs(cells, box, cells, lo, counts, index.threshold)
+    query, partner = cells.order[query], cells.order[partner]  # positions in ranks
+    first, second = np.minimum(query, partner), np.maximum(query, partner)
+    return ranks[_resolve_greedy(len(ranks), first, second)]
+
+
+def _not_suppressed(index, kept, ranks):
+    """The boxes among ``ranks`` that no box in ``kept`` overlaps with IoU > threshold."""
+    if not len(kept) or not len(ranks):
+        return ranks
+    kept_cells, rank_cells = index.cells(kept), index.cells(ranks)
+    # A pair is found from its smaller-level box: ranks query kept boxes on their level and up,
+    # kept boxes query ranks on strictly higher levels.
+    box, lo, counts = index.candidate_ranges(kept_cells, rank_cells)
+    suppressed = [rank_cells.ids[_overlapping_pairs(rank_cells, box, kept_cells, lo, counts, index.threshold)[0]]]
+    box, lo, counts = index.candidate_ranges(rank_cells, kept_cells, first_offset=1)
+    suppressed.append(rank_cells.ids[_overlapping_pairs(kept_cells, box, rank_cells, lo, counts, index.threshold)[1]])
+    return ranks[~np.isin(ranks, np.concatenate(suppressed))]
+
+
+class _Cells:
+    """Boxes (ids into an :class:`_OverlapIndex`) sorted by grid cell, with their keys and a
+    (5, n) float32 table of x1, y1, x2, y2 and area."""
+
+    def __init__(self, index, ids):
+        self.order = np.argsort(index.key[ids], kind="stable")  # positions in ``ids``
+        self.ids = ids[self.order]
+        self.key = index.key[self.ids]
+        self.table = index.table[:, self.ids]
+
+
+def _overlapping_pairs(cells_a, box, cells_b, lo, counts, threshold):
+    """Candidate pairs (cells_a[box[s]], cells_b[lo[s] + i]) for i < counts[s] whose float32 IoU,
+    computed as TensorFlow does, is > threshold: (positions in cells_a, positions in cells_b).
+
+    Works in place on the two gathered tables (large temporaries cost more than the arithmetic).
+    """
+    first_slot = np.cumsum(counts) - counts
+    partner = np.repeat(lo - first_slot, counts)
+    partner += np.arange(len(partner))
+    query = np.repeat(box, counts)
+    a, b = np.take(cells_a.table, query, axis=1), np.take(cells_b.table, partner, axis=1)  # (5, m)
+    x1, y1, x2, y2, area = a
+    for low, high, other_low, other_high in ((x1, x2, b[0], b[2]), (y1, y2, b[1], b[3])):
+        np.minimum(high, other_high, out=high)
+        np.maximum(low, other_low, out=low)
+        high -= low
+        np.maximum(high, 0, out=high)  # overlap width (x2), then height (y2)
+    y2 *= x2  # inter = height * width
+    area += b[4]
+    area -= y2  # union = (area_a + area_b) - inter, > 0 for positive-area boxes
+    y2 /= area
+    overlapping = y2 > threshold
+    return query[overlapping], partner[overlapping]
+
+
+class _OverlapIndex:
+    """A multi-scale grid over positive-area boxes that finds the pairs which may reach IoU > t.
 
     Necessary conditions for IoU > t, on widths (and likewise heights): IoU <= inter / area_a
-    <= iw / w_a and <= iw / w_b, so iw > t * max(w_a, w_b); with iw <= min(w_a, w_b) that gives
-    w_b < w_a / t, and the centres are closer than f(w_b) = (w_a + w_b) / 2 - t * max(w_a, w_b).
-    Boxes go to pyramid levels l = floor(log2 max(w, h)); level l is a grid of cells of side
-    2^(l + 1) / subdivisions. A box queries its own level and each level up to the largest
-    partner size it allows, in the rows and columns of cells its centre window (the largest f
-    over the partner sizes of that level) touches: all queries at once, one sort, two
-    searchsorted calls and one expansion. Small boxes never query larger-level partners' cells
-    below them, so every pair is found once (twice within one level, deduplicated).
+    <= iw / w_a and <= iw / w_b, so iw > t * max(w_a, w_b); with iw <= min(w_a, w_b) this
+    gives w_b < w_a / t, and centres closer than f(w_b) = (w_a + w_b) / 2 - t * max(w_a, w_b).
+    A box sits on level l = floor(log2 max(w, h)), a grid of cells of side 2^(l + 1) / 4,
+    keyed ((level * classes + class) * G + row) * G + column. It queries the rows of cells its
+    centre window touches on its own level and on every level up to the largest partner it
+    allows, all boxes at once: one searchsorted call (needles nearly sorted, so fast) and one
+    expansion. Within one set a box looks forward only on its own level (later rows; in its
+    own row, the boxes after it), since the partner looks back at it.
     """
-    none = np.zeros(0, np.int64)
-    x1, y1, x2, y2 = boxes.astype(np.float64).T
-    width, height = x2 - x1, y2 - y1
-    live = np.flatnonzero((width > 0) & (height > 0))  # zero-area boxes overlap nothing
-    if live.size < 2 or iou_threshold >= 1:
-        return none, none
-    # The margin keeps the bounds safe when TensorFlow's float32 IoU rounds up past the threshold.
-    t = max(float(iou_threshold) - 1e-4, 0.0)
-    width, height = width[live], height[live]
-    cx, cy = x1[live] + width / 2, y1[live] + height / 2
-    cx, cy = cx - cx.min(), cy - cy.min()
-    classes = np.zeros(live.size, np.int64) if classes is None else np.unique(classes[live], return_inverse=True)[1].ravel()
-    class_count = int(classes.max()) + 1
 
-    side = np.maximum(width, height)
-    level = np.floor(np.log2(side)).astype(np.int64)
-    top = np.floor(np.log2(side / t)).astype(np.int64) if t > 0 else np.full_like(level, level.max())
-    # key = ((level - lowest) * classes + class) * G^2 + gy * G + gx must fit in int63, G = 2^cell_bits.
-    level_span = int(top.max() - level.min()) + 1
-    cell_bits = (62 - level_span.bit_length() - class_count.bit_length()) // 2
-    grid = 1 << cell_bits
-    # No level finer than one whose cells cover the extent in G cells (tiny boxes share them).
-    finest = math.ceil(math.log2(subdivisions * max(cx.max(), cy.max(), 1e-30))) - cell_bits
-    level, top = np.maximum(level, finest), np.maximum(top, finest)
-    lowest = int(level.min())
+    subdivisions = 4  # cells per level side; a power of two keeps x * (1 / side) exact
 
-    def cell_key(at_level, row, column):
-        return (((at_level - lowest) * class_count + classes_at) * grid + row) * grid + column
+    def __init__(self, columns, classes, iou_threshold):
+        self.table = np.concatenate([columns, _area(columns)[None]])  # (5, n) float32 x1, y1, x2, y2, area
+        self.threshold = np.float32(iou_threshold)
+        self.t = t = max(float(iou_threshold) - 1e-4, 0.0)  # margin: float32 IoU may round up past t
+        x1, y1, x2, y2 = columns.astype(np.float64)
+        self.size = np.stack([x2 - x1, y2 - y1])  # (2, n) width, height; boxes on the last axis throughout
+        centre = np.stack([x1 + x2, y1 + y2]) / 2
+        self.centre = centre - centre.min(axis=1, keepdims=True)
+        self.classes = _dense_classes(classes, columns.shape[1])
+        self.class_count = int(self.classes.max()) + 1
+        side = self.size.max(axis=0)
+        level = np.floor(np.log2(side)).astype(np.int64)  # side in [2^level, 2^(level + 1))
+        # A partner's side is < side / t, so its level is <= floor(log2(side / t)); no limit when t = 0.
+        top = np.floor(np.log2(side / t)).astype(np.int64) if t > 0 else np.full_like(level, level.max())
+        # G = 2^bits cells a side with the whole key in int63; levels too fine for G cells to span the
+        # boxes are merged upwards (tiny boxes share coarser cells).
+        span = int(top.max() - level.min()) + 1
+        bits = (62 - span.bit_length() - self.class_count.bit_length()) // 2
+        finest = math.ceil(math.log2(self.subdivisions * max(self.centre.max(), 1e-30))) - bits
+        self.level, self.top, self.grid_size = np.maximum(level, finest), np.maximum(top, finest), 1 << bits
+        self.lowest = int(self.level.min())
+        self.reach = int((self.top - self.level).max())
+        column, self.row = np.floor(self.centre * (self.subdivisions * 2.0 ** -(self.level + 1))).astype(np.int64)
+        self.key = self.cell_key(self.level, self.classes, self.row) + column
 
-    own_cell = 2.0 ** (level + 1) / subdivisions
-    classes_at = classes
-    key = cell_key(level, (cy // own_cell).astype(np.int64), (cx // own_cell).astype(np.int64))
-    by_key = np.argsort(key, kind="stable")
-    sorted_keys = key[by_key]
+    def cell_key(self, level, box_class, row):
+        """Key of column 0 in a row of cells; add the column."""
+        return (((level - self.lowest) * self.class_count + box_class) * self.grid_size + row) * self.grid_size
 
-    # Queries (box, level offset d, window row r), shaped (n, reach + 1, rows).
-    reach = int((top - level).max())
-    query_level = level[:, None] + np.arange(reach + 1)
-    valid = query_level <= top[:, None]
-    largest = 2.0 ** (query_level + 1)  # partner side < 2^(level + 1)
-    x_lo, x_hi = _window(cx, width, largest, t, subdivisions, grid)
-    y_lo, y_hi = _window(cy, height, largest, t, subdivisions, grid)
-    rows = int((y_hi - y_lo)[valid].max()) + 1
-    row = y_lo[..., None] + np.arange(rows)
-    classes_at = classes[:, None, None]
-    lo = np.searchsorted(sorted_keys, cell_key(query_level[..., None], row, x_lo[..., None]), side="left")
-    hi = np.searchsorted(sorted_keys, cell_key(query_level[..., None], row, x_hi[..., None]), side="right")
-    counts = np.where(valid[..., None] & (row <= y_hi[..., None]), hi - lo, 0).ravel()
+    def cells(self, ids):
+        return _Cells(self, ids)
 
-    owner, position = _expand_ranges(lo.ravel(), counts)
-    query, partner = owner // ((reach + 1) * rows), by_key[position]
-    same_level = owner // rows % (reach + 1) == 0
-    keep = ~same_level | (query < partner)  # within a level both boxes find each other (and themselves)
-    query, partner = query[keep], partner[keep]
-    return live[np.minimum(query, partner)], live[np.maximum(query, partner)]
+    def candidate_ranges(self, grid, queries, first_offset=0, own_level_forward=False):
+        """Ranges of ``grid`` positions each query box must be checked against.
+
+        Returns ``(box, lo, counts)``: per query slot (window row, level, box), the query's
+        position in ``queries`` and the range [lo, lo + count) of positions in ``grid``.
+        ``own_level_forward`` is for ``grid is queries`` (each pair once).
+        """
+        ids = queries.ids
+        query_level = self.level[ids] + np.arange(first_offset, self.reach + 1)[:, None]  # (levels, n)
+        low, high = self._window(ids, query_level)  # (2, levels, n)
+        if own_level_forward:
+            low[1, 0] = self.row[ids]  # own level: own row and later rows only
+        height = np.where(query_level <= self.top[ids], high[1] - low[1], -1)  # rows to visit - 1; -1: none
+        step, slot = np.divmod(np.flatnonzero(np.arange(height.max(initial=-1) + 1)[:, None, None] <= height), height.size)
+        box = slot % len(ids)
+        prefix = self.cell_key(query_level.ravel()[slot], self.classes[ids[box]], low[1].ravel()[slot] + step)
+        needles = np.concatenate([prefix + low[0].ravel()[slot], prefix + high[0].ravel()[slot] + 1])
+        lo, hi = np.searchsorted(grid.key, needles).reshape(2, -1)
+        if own_level_forward:
+            own = (step == 0) & (slot < len(ids))  # first row of the own level
+            lo[own] = box[own] + 1  # own row: the boxes after this one, then later cells
+        return box, lo, hi - lo
+
+    def _window(self, ids, query_level):
+        """First and last grid cells, per axis, where a partner's centre can be: (2, levels, n) each.
+
+        A partner on ``query_level`` is smaller than L = 2^(level + 1) and than w_a / t, so
+        w_b < w_max = min(L, w_a / t), and w_max > w_a. The centre distance is below
+        max over w_b < w_max of f(w_b) = (w_a + w_b) / 2 - t * max(w_a, w_b): for t < 1/2 that
+        is f(w_max) = w_a / 2 + w_max * (1/2 - t), else f(w_a) = w_a * (1 - t). Cells past the
+        far edges hold no boxes, so windows need no clipping there.
+        """
+        t, largest = self.t, 2.0 ** (query_level + 1)
+        size, centre = self.size[:, None, ids], self.centre[:, None, ids]
+        if t >= 0.5:
+            radius = size * (1 - t)
+        else:
+            radius = size / 2 + (0.5 - t) * (np.minimum(largest, size / t) if t > 0 else largest)
+        per_cell = self.subdivisions / largest  # 1 / cell side, a power of two
+        low = np.floor((centre - radius) * per_cell).astype(np.int64)
+        high = np.floor((centre + radius) * per_cell).astype(np.int64)
+        return np.maximum(low, 0), high
 
 
-def _window(centre, size, largest, t, subdivisions, grid):
-    """First and last grid cell (per axis) a partner's centre can fall in, shaped like ``largest``.
-
-    Partner sizes w_b lie below w_max = min(largest, w_a / t); the centre distance is below
-    max over w_b <= w_max of f(w_b) = (w_a + w_b) / 2 - t * max(w_a, w_b), which f piecewise
-    linear reaches at w_b = min(w_a, w_max) or at w_b = w_max.
-    """
-    size = size[:, None]
-    partner_max = np.minimum(largest, size / t) if t > 0 else largest
-    reach = np.maximum(
-        (size + np.minimum(size, partner_max)) / 2 - t * size,
-        (size + partner_max) / 2 - t * np.maximum(size, partner_max),
-    )
-    cell = largest / subdivisions
-    low = ((centre[:, None] - reach) // cell).clip(0, grid - 1).astype(np.int64)
-    high = ((centre[:, None] + reach) // cell).clip(0, grid - 1).astype(np.int64)
-    return low, high
-
-
-def _expand_ranges(starts, counts):
-    """For ranges [start, start + count): the range number and the position of every member."""
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(len(counts)), counts)
-    first_slot = np.cumsum(counts) - counts
-    return owner, np.arange(total) + (starts - first_slot)[owner]
+def _dense_classes(classes, count):
+    """Class ids as 0..C-1 (only the grid keys use them), or zeros when classes is None."""
+    if classes is None:
+        return np.zeros(count, np.int64)
+    shifted = classes - classes.min()
+    return shifted if shifted.max() < count else np.unique(classes, return_inverse=True)[1].ravel()
 
 
 def _resolve_greedy(count, first, second):
-    """Boolean keep mask of greedy NMS over ranks 0..count-1 given suppressing pairs first < second.
+    """Boolean keep mask of greedy NMS over ranks 0..count-1, given suppressing pairs first < second.
 
     A box is kept iff no kept box suppresses it. Each round keeps every undecided box whose
-    suppressors are all decided-suppressed and suppresses every box with a kept suppressor;
-    the best-ranked undecided box is always decided, and clustered boxes settle in a few rounds.
+    suppressors are all suppressed and suppresses every box with a kept suppressor; the
+    best-ranked undecided box is always decided, and clustered boxes settle in a few rounds.
+    Long chains (each box suppressing the next) would take a round per link, so once a round
+    removes under a tenth of the open pairs the rest is settled one box at a time.
     """
     undecided, kept, suppressed = 0, 1, 2
     state = np.zeros(count, np.int8)
     state[np.bincount(second, minlength=count) == 0] = kept
     while first.size:
         state[second[state[first] == kept]] = suppressed
-        live = (state[first] == undecided) & (state[second] == undecided)
-        first, second = first[live], second[live]
+        open_pairs = (state[first] == undecided) & (state[second] == undecided)
+        slow = open_pairs.sum() > 0.9 * first.size
+        first, second = first[open_pairs], second[open_pairs]
+        if slow:
+            _settle_in_order(state, first, second)
+            break
         state[(state == undecided) & (np.bincount(second, minlength=count) == 0)] = kept
-    state[state == undecided] = kept
     return state == kept
+
+
+def _settle_in_order(state, first, second):
+    """Decide the undecided boxes one by one in rank order: kept iff no kept suppressor."""
+    by_second = np.argsort(second, kind="stable")
+    targets, starts = np.unique(second[by_second], return_index=True)
+    suppressors = np.split(first[by_second], starts[1:])
+    kept = state != 2  # undecided boxes without open pairs left are kept
+    for target, sources in zip(targets.tolist(), suppressors):
+        kept[target] = not kept[sources].any()
+    state[:] = np.where(kept, 1, 2)
+
+
+def soft_nms(
+    boxes, scores, method="gaussian", sigma=0.5, iou_threshold=0.3, score_threshold=0.001, class_ids=None, max_detections=None
+):
+    """Soft-NMS (Bodla et al. 2017): overlapping boxes lose score instead of being dropped.
+
+    Repeatedly keeps the box with the highest current score (ties: lower index) and decays
+    every remaining box b of its class by w(IoU):
+        gaussian: w = exp(-IoU^2 / sigma)                   (``iou_threshold`` unused)
+        linear:   w = 1 - IoU where IoU > iou_threshold, else 1
+    dropping boxes whose score falls to <= ``score_threshold``. Costs O(kept x N).
+    Gaussian soft-NMS keeps what ``tf.image.non_max_suppression_with_scores`` keeps, scores equal
+    to float32 rounding, with ``soft_nms_sigma = sigma / 2`` (its weight is
+    exp(-IoU^2 / (2 * soft_nms_sigma))).
+
+    Args:
+        boxes: (N, 4) xyxy boxes. scores: (N,) numbers.
+        method: ``"gaussian"`` or ``"linear"``. sigma: > 0, gaussian width.
+        iou_threshold: in [0, 1], linear only. score_threshold: the score a box must stay above.
+        class_ids: optional (N,) integers; boxes only decay boxes of their own class.
+        max_detections: optional cap on the number of boxes returned.
+
+    Returns:
+        ``(indices, new_scores)``: (K,) int64 indices into ``boxes`` in descending new score,
+        and their (K,) float32 decayed scores.
+    """
+    boxes = _as_xyxy(boxes)
+    scores = _as_array(scores, "scores", ndim=1).astype(np.float32, copy=False)
+    if len(scores) != len(boxes):
+        raise ValueError(f"scores must have one entry per box: {len(boxes)} boxes but {len(scores)} scores.")
+    if method not in NMS_METHODS:
+        raise ValueError(f"method must be one of {NMS_METHODS}, received {method!r}.")
+    _check_positive("sigma", sigma)
+    _check_threshold("iou_threshold", iou_threshold)
+    class_ids = _as_class_ids(class_ids, len(boxes))
+    max_detections = _check_max_detections(max_detections)
+    columns = boxes.T
+    alive = _score_order(scores, score_threshold)
+    alive.sort()  # ascending index, so argmax's first maximum is the lowest index
+    current = scores[alive]
+    threshold = np.float32(score_threshold)
+    kept, kept_scores = [], []
+    while alive.size and (max_detections is None or len(kept) < max_detections):
+        best = int(np.argmax(current))
+        top = alive[best]
+        kept.append(top)
+        kept_scores.append(current[best])
+        alive, current = np.delete(alive, best), np.delete(current, best)
+        iou, _ = _iou_union(columns[:, top, None], columns[:, alive])
+        if class_ids is not None:
+            iou = np.where(class_ids[alive] == class_ids[top], iou, np.float32(0))
+        if method == "gaussian":
+            current = current * np.exp(-(iou * iou) / np.float32(sigma))
+        else:
+            current = current * np.where(iou > np.float32(iou_threshold), 1 - iou, np.float32(1))
+        stays = current > threshold
+        alive, current = alive[stays], current[stays]
+    return np.array(kept, np.int64), np.array(kept_scores, np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Anchors: grids, k-means sizes, YOLOv5 offsets
+# ----------------------------------------------------------------------------------------------
+
+
+def _as_sizes(values, name):
+    """(A, 2) float64 positive (width, height) pairs."""
+    sizes = _as_array(values, name, trailing=2, ndim=2).astype(np.float64)
+    if (sizes <= 0).any():
+        row = int(np.flatnonzero((sizes <= 0).any(axis=1))[0])
+        raise ValueError(f"{name}[{row}] = {sizes[row].tolist()}: widths and heights must be > 0.")
+    return sizes
+
+
+def feature_size(image_size, stride):
+    """(rows, columns) of the feature map at ``stride``: ceil(height / stride), ceil(width / stride).
+
+    ``image_size`` is an int (square) or (height, width) in pixels.
+    """
+    _check_positive("stride", stride)
+    if np.ndim(image_size) == 0:
+        image_size = (image_size, image_size)
+    if len(image_size) != 2:
+        raise ValueError(f"image_size must be an int or (height, width), received {image_size!r}.")
+    height, width = image_size
+    _check_image_size(width, height)
+    return math.ceil(height / stride), math.ceil(width / stride)
+
+
+def cell_grid(rows, columns) -> np.ndarray:
+    """(rows, columns, 1, 2) float32 cell indices (column, row): the ``grid`` :func:`decode` takes
+    for a head output shaped (rows, columns, A, 4)."""
+    column, row = np.meshgrid(np.arange(columns, dtype=np.float32), np.arange(rows, dtype=np.float32))
+    return np.stack([column, row], axis=-1)[:, :, None, :]
+
+
+def anchor_grid(image_size, stride, anchor_sizes) -> np.ndarray:
+    """Anchor boxes of one pyramid level: one per cell and anchor size.
+
+    Cell (row i, column j) has its centre at ((j + 0.5) * stride, (i + 0.5) * stride); the
+    grid is :func:`feature_size` cells. Anchors are ordered row, column, anchor, i.e. index
+    (i * columns + j) * A + a, matching a head output of shape (rows, columns, A, ...) reshaped
+    to (-1, ...).
+
+    Args:
+        image_size: int (square) or (height, width) in pixels.
+        stride: pixels per cell.
+        anchor_sizes: (A, 2) (width, height) in pixels.
+
+    Returns:
+        (rows * columns * A, 4) float32 xyxy pixels.
+
+        >>> anchor_grid(16, 8, [[8, 8], [16, 8]])[:3].tolist()
+        [[0.0, 0.0, 8.0, 8.0], [-4.0, 0.0, 12.0, 8.0], [8.0, 0.0, 16.0, 8.0]]
+    """
+    rows, columns = feature_size(image_size, stride)
+    sizes = _as_sizes(anchor_sizes, "anchor_sizes")
+    centres = (cell_grid(rows, columns).astype(np.float64) + 0.5) * stride  # (rows, columns, 1, 2)
+    corners = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=-1)  # (rows, columns, A, 4)
+    return corners.reshape(-1, 4).astype(np.float32)
+
+
+def wh_iou(a, b) -> np.ndarray:
+    """IoU of sizes alone, boxes aligned at one corner: (N, 2) and (K, 2) (width, height) -> (N, K).
+
+    IoU = min(w_a, w_b) * min(h_a, h_b) / (w_a h_a + w_b h_b - that), the distance k-means uses.
+    """
+    a = _as_array(a, "a", trailing=2, ndim=2).astype(np.float64)[:, None, :]
+    b = _as_array(b, "b", trailing=2, ndim=2).astype(np.float64)[None, :, :]
+    inter = np.minimum(a[..., 0], b[..., 0]) * np.minimum(a[..., 1], b[..., 1])
+    union = a[..., 0] * a[..., 1] + b[..., 0] * b[..., 1] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def kmeans_anchors(wh, k, seed=0, iterations=300, restarts=3):
+    """Fit k anchor sizes to box sizes with k-means under the 1 - IoU distance (YOLOv2).
+
+    Each run starts from greedy k-means++ seeds and alternates: each box joins the anchor it
+    overlaps most (:func:`wh_iou`), each anchor moves to its boxes' mean width and height (an
+    anchor left without boxes restarts at the box worst covered); it stops when no box changes
+    anchor, or after ``iterations``. The best of ``restarts`` runs (drawn from ``seed``) wins.
+
+    Args:
+        wh: (N, 2) box widths and heights (> 0), in pixels of the network input.
+        k: number of anchors, at most the number of distinct sizes.
+
+    Returns:
+        ``(anchors, mean_best_iou)``: (k, 2) float32 (width, height) sorted by area, and the
+        mean over boxes of the IoU with their best anchor (1 means every box has a perfect anchor).
+    """
+    wh = _as_sizes(wh, "wh")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, received {k!r}.")
+    distinct = len(np.unique(wh, axis=0))
+    if distinct < k:
+        raise ValueError(f"wh holds {distinct} distinct sizes, fewer than k={k}; lower k or pass more boxes.")
+    rng = np.random.default_rng(seed)
+    runs = [_lloyd(wh, _kmeans_plus_plus(wh, k, rng), iterations) for _ in range(max(1, restarts))]
+    anchors, mean_iou = max(runs, key=lambda run: run[1])
+    anchors = anchors[np.argsort(anchors.prod(axis=1), kind="stable")]
+    return anchors.astype(np.float32), mean_iou
+
+
+def _lloyd(wh, anchors, iterations):
+    """k-means iterations from ``anchors``: (anchors, mean best IoU)."""
+    assignment = None
+    for _ in range(iterations):
+        iou = wh_iou(wh, anchors)
+        new_assignment = iou.argmax(axis=1)
+        if assignment is not None and np.array_equal(new_assignment, assignment):
+            break
+        assignment = new_assignment
+        for cluster in range(len(anchors)):
+            members = wh[assignment == cluster]
+            anchors[cluster] = members.mean(axis=0) if len(members) else wh[iou.max(axis=1).argmin()]
+    return anchors, float(wh_iou(wh, anchors).max(axis=1).mean())
+
+
+def _kmeans_plus_plus(wh, k, rng):
+    """Greedy k-means++ seeds: each next seed is the best of 2 + log(k) draws with probability
+    proportional to the distance 1 - best IoU, judged by the total distance it leaves."""
+    anchors = [wh[rng.integers(len(wh))]]
+    distance = 1 - wh_iou(wh, np.array(anchors))[:, 0]
+    trials = 2 + int(math.log(k))
+    for _ in range(k - 1):
+        candidates = wh[rng.choice(len(wh), size=trials, p=distance / distance.sum())]
+        left = np.minimum(distance[:, None], 1 - wh_iou(wh, candidates))  # (N, trials)
+        best = int(left.sum(axis=0).argmin())
+        anchors.append(candidates[best])
+        distance = left[:, best]
+    return np.array(anchors)
+
+
+# YOLOv5 offsets, per box, relative to its cell (column g_x, row g_y) and anchor (a_w, a_h):
+#   centre = (2 * sigmoid(t_xy) - 0.5 + g) * stride        -> the centre stays within (-0.5, 1.5) cells
+#   size   = anchor * (2 * sigmoid(t_wh))^2                 -> the size stays within (0, 4) x the anchor
+# and the exact inverse: t_xy = logit((centre / stride - g + 0.5) / 2), t_wh = logit(sqrt(size / anchor) / 2).
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def decode(offsets, anchors, grid, stride) -> np.ndarray:
+    """Boxes from YOLOv5 offsets: centre = (2 sigmoid(t_xy) - 0.5 + grid) * stride and
+    size = anchor * (2 sigmoid(t_wh))^2, so centres stay within (-0.5, 1.5) cells of their cell
+    and sizes within (0, 4) times their anchor.
+
+    Args:
+        offsets: (..., 4) raw head outputs t_x, t_y, t_w, t_h.
+        anchors: (..., 2) anchor (width, height) in pixels, broadcastable against offsets[..., :2].
+        grid: (..., 2) cell (column, row) indices, broadcastable likewise (see :func:`cell_grid`).
+        stride: pixels per cell.
+
+    Returns:
+        (..., 4) float32 xyxy pixels.
+    """
+    offsets = _as_array(offsets, "offsets", trailing=4).astype(np.float64)
+    anchors = _as_array(anchors, "anchors", trailing=2).astype(np.float64)
+    grid = _as_array(grid, "grid", trailing=2).astype(np.float64)
+    _check_positive("stride", stride)
+    centre = (2 * _sigmoid(offsets[..., :2]) - 0.5 + grid) * stride
+    size = anchors * (2 * _sigmoid(offsets[..., 2:])) ** 2
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=-1).astype(np.float32)
+
+
+def encode(boxes, anchors, grid, stride) -> np.ndarray:
+    """YOLOv5 offsets of xyxy boxes; :func:`decode` inverts it.
+
+    centre = (2 sigmoid(t_xy) - 0.5 + grid) * stride and size = anchor * (2 sigmoid(t_wh))^2, so
+    t_xy = logit((centre / stride - grid + 0.5) / 2) and t_wh = logit(sqrt(size / anchor) / 2).
+
+    Args:
+        boxes: (..., 4) xyxy pixels. anchors, grid, stride: as in :func:`decode`.
+
+    Returns:
+        (..., 4) float32 t_x, t_y, t_w, t_h.
+
+    Raises:
+        ValueError: a centre lies outside (-0.5, 1.5) cells of its grid cell, or a size is not
+            within (0, 4) times its anchor: such a box cannot be expressed by that cell and anchor.
+    """
+    boxes = _as_array(boxes, "boxes", trailing=4).astype(np.float64)
+    anchors = _as_array(anchors, "anchors", trailing=2).astype(np.float64)
+    grid = _as_array(grid, "grid", trailing=2).astype(np.float64)
+    _check_positive("stride", stride)
+    cell_offset = (boxes[..., :2] + boxes[..., 2:]) / 2 / stride - grid  # centre within its cell, in cells
+    size_ratio = (boxes[..., 2:] - boxes[..., :2]) / anchors
+    _check_reachable(cell_offset, -0.5, 1.5, "centre offset from its grid cell (cells)", "pair each box with the cell of its centre")
+    _check_reachable(size_ratio, 0, 4, "size / anchor ratio", "pair boxes with anchors of a closer size")
+    # sigmoid(t_xy) = (offset + 0.5) / 2 and sigmoid(t_wh) = sqrt(ratio) / 2, both in (0, 1)
+    return np.concatenate([_logit((cell_offset + 0.5) / 2), _logit(np.sqrt(size_ratio) / 2)], axis=-1).astype(np.float32)
+
+
+def _check_reachable(value, low, high, what, fix):
+    bad = ~((value > low) & (value < high))
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        received = value[tuple(where)]
+        raise ValueError(f"boxes{where[:-1].tolist()}: {what} is {received:.4g}, expected within ({low}, {high}); {fix}.")
