@@ -96,6 +96,7 @@ def main():
 
     keras = import_keras()
     rows = []
+    reference = None  # batch-32 throughput of --model with the keras runtime
     for name, path in shipped_models().items():
         keras_model = open_model(path, runtime="keras")
         if keras_model.info.task != "classify":
@@ -112,10 +113,11 @@ def main():
                 label = f"keras.applications.MobileNetV2 alpha {alpha} ({peer.count_params() / 1e6:.2f} M)"
                 rows.append((label, "keras", size, *speed(peer.predict_on_batch, size)))
     print(f"\n### Model speed, {cores} CPU cores\n")
-    print("| model | runtime | input | batch 1 latency (ms) | batch 32 throughput (img/s) |")
-    print("|---|---|---:|---:|---:|")
+    print(f"| model | runtime | input | batch 1 latency (ms) | batch 32 throughput (img/s) | throughput / cvapps {args.model} keras |")
+    print("|---|---|---:|---:|---:|---:|")
     for name, runtime, size, latency, throughput in rows:
-        print(f"| {name} | {runtime} | {size} | {latency:.2f} | {throughput:.0f} |")
+        ratio = f"{throughput / reference:.2f}x" if reference else "-"
+        print(f"| {name} | {runtime} | {size} | {latency:.2f} | {throughput:.0f} | {ratio} |")
 
     data = os.environ.get("CVAPPS_DATA")
     if not data:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-from pathlib import Path
 
 import click
 
