@@ -41,7 +41,7 @@ def model_card(name) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def resolve_model_path(name_or_path, task=None) -> Path:
+def resolve_model_path(name_or_path) -> Path:
     """A shipped model's name or a path -> an existing model file.
 
     Raises:
