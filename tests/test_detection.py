@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+
+from cvapps.detection import Detections, average_precision, match_predictions, mean_average_precision
+
+
+def test_detections_validate_and_index():
+    found = Detections([[0, 0, 10, 10], [5, 5, 8, 9], [1, 2, 3, 4]], [0.9, 0.2, 0.6], [1, 0, 1], ("cat", "dog"))
+    assert found.xyxy.dtype == np.float32 and found.class_id.dtype == np.int64
+    assert found.class_name == ["dog", "cat", "dog"]
+    assert len(found[found.confidence > 0.5]) == 2
+    assert found[1].class_name == ["cat"]
+    assert found.to_dict()[0] == {"box": [0.0, 0.0, 10.0, 10.0], "confidence": 0.9, "class_id": 1, "class_name": "dog"}
+    assert len(Detections.empty(("a",))) == 0
+    with pytest.raises(ValueError, match="as many boxes as confidences and class ids"):
+        Detections([[0, 0, 1, 1]], [0.5, 0.6], [0])
+    with pytest.raises(ValueError, match="x1 <= x2"):
+        Detections([[5, 0, 1, 1]], [0.5], [0])
+    with pytest.raises(ValueError, match="confidence must be in"):
+        Detections([[0, 0, 1, 1]], [1.5], [0])
+    with pytest.raises(ValueError, match="index the 2 class_names"):
+        Detections([[0, 0, 1, 1]], [0.5], [2], ("a", "b"))
+
+
+def test_matching_takes_each_truth_once_in_score_order():
+    truth = np.array([[0, 0, 10, 10]], np.float32)
+    # Two predictions on the same object: the higher score takes it, the other is a false positive.
+    hits = match_predictions(np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32), np.array([0.3, 0.9]), truth, [0.5])
+    assert hits[:, 0].tolist() == [False, True]
+
+
+def test_ap_hand_computed():
+    # Ranks by score: TP, FP, TP with 2 truth boxes.
+    # precision 1/1, 1/2, 2/3; recall 0.5, 0.5, 1.0; envelope 1, 2/3, 2/3.
+    # Recall levels 0.00..0.50 (51 of them) first reached at rank 1 -> 1.0;
+    # levels 0.51..1.00 (50) first reached at rank 3 -> 2/3. AP = (51 + 50 * 2/3) / 101 = 0.834983.
+    ap = average_precision(np.array([True, False, True]), np.array([0.9, 0.8, 0.7]), num_true=2)
+    assert ap == pytest.approx((51 + 50 * 2 / 3) / 101)
+    assert np.isnan(average_precision(np.zeros(0, bool), np.zeros(0), 0))
+    assert average_precision(np.zeros(0, bool), np.zeros(0), 3) == 0.0  # truth but no predictions
+
+
+def test_map50_95_counts_the_thresholds_a_box_passes():
+    # Truth 10x10, prediction 10x6 inside it: IoU = 60 / 100 = 0.6.
+    # A true positive at IoU thresholds 0.50, 0.55, 0.60 (AP 1), a miss at 0.65 .. 0.95 (AP 0):
+    # mAP50 = 1, mAP50-95 = 3 / 10.
+    found = Detections([[0, 0, 10, 6]], [0.8], [0], ("thing",))
+    truth = [(np.array([[0, 0, 10, 10]], np.float32), np.array([0]))]
+    metrics = mean_average_precision([found], truth, num_classes=1)
+    assert metrics["map50"] == 1.0
+    assert metrics["map50_95"] == pytest.approx(0.3)
+
+
+def test_classes_without_truth_are_left_out_and_missed_classes_count_zero():
+    # Class 0: found perfectly (AP 1). Class 1: has truth, never predicted (AP 0).
+    # Class 2: no truth anywhere (left out of the mean). mAP50 = (1 + 0) / 2.
+    found = Detections([[0, 0, 10, 10], [50, 50, 60, 60]], [0.9, 0.9], [0, 2], ("a", "b", "c"))
+    truth = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32), np.array([0, 1]))]
+    metrics = mean_average_precision([found], truth, num_classes=3)
+    assert metrics["map50"] == 0.5
+    assert [row["num_true"] for row in metrics["per_class"]] == [1, 1, 0]
+    assert metrics["per_class"][0]["precision"] == 1.0 and metrics["per_class"][1]["recall"] == 0.0
+
+
+def test_precision_and_recall_at_the_confidence_threshold():
+    # Three predictions of one class, one truth box: a TP at 0.9, FPs at 0.5 and 0.1.
+    # At confidence >= 0.25: 2 kept, 1 right -> precision 1/2, recall 1/1.
+    found = Detections([[0, 0, 10, 10], [40, 40, 50, 50], [70, 70, 80, 80]], [0.9, 0.5, 0.1], [0, 0, 0])
+    truth = [(np.array([[0, 0, 10, 10]], np.float32), np.array([0]))]
+    row = mean_average_precision([found], truth, num_classes=1, confidence_threshold=0.25)["per_class"][0]
+    assert (row["precision"], row["recall"]) == (0.5, 1.0)
+    recall, precision = row["pr_curve"]
+    assert recall.tolist() == [1.0, 1.0, 1.0] and precision.tolist() == [1.0, 0.5, 1 / 3]
+
+
+def test_mismatched_lengths_are_an_error():
+    with pytest.raises(ValueError, match="1 prediction sets for 2 images"):
+        mean_average_precision([Detections.empty()], [(np.zeros((0, 4)), np.zeros(0))] * 2, num_classes=1)
+
+
+def test_map_agrees_with_pycocotools_on_random_data():
+    """Same boxes, same numbers as the COCO reference implementation."""
+    import contextlib
+    import io
+
+    pycocotools = pytest.importorskip("pycocotools")  # noqa: F841
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(0)
+    images, annotations, results, predictions, truths = [], [], [], [], []
+
+    def xywh(box):
+        return [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
+
+    for image_id in range(30):
+        count = rng.integers(0, 6)
+        corner = rng.uniform(0, 200, (count, 2))
+        truth = np.concatenate([corner, corner + rng.uniform(10, 80, (count, 2))], 1).astype(np.float32)
+        truth_ids = rng.integers(0, 3, count)
+        jittered = truth + rng.normal(0, 6, truth.shape).astype(np.float32)
+        jittered[:, 2:] = np.maximum(jittered[:, 2:], jittered[:, :2] + 1)
+        extra = rng.integers(0, 4)
+        corner = rng.uniform(0, 200, (extra, 2))
+        boxes = np.concatenate([jittered, np.concatenate([corner, corner + rng.uniform(10, 80, (extra, 2))], 1)])
+        ids = np.concatenate([truth_ids, rng.integers(0, 3, extra)])
+        scores = rng.uniform(0, 1, len(boxes))
+        predictions.append(Detections(boxes, scores, ids, ("a", "b", "c")))
+        truths.append((truth, truth_ids))
+        images.append({"id": image_id, "width": 300, "height": 300})
+        for box, c in zip(truth, truth_ids):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(c) + 1,
+                                "bbox": xywh(box), "area": float(np.prod(box[2:] - box[:2])), "iscrowd": 0})
+        for box, c, s in zip(boxes, ids, scores):
+            results.append({"image_id": image_id, "category_id": int(c) + 1, "bbox": xywh(box), "score": float(s)})
+    reference = COCO()
+    reference.dataset = {"images": images, "annotations": annotations, "categories": [{"id": k} for k in (1, 2, 3)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference.createIndex()
+        evaluation = COCOeval(reference, reference.loadRes(results), "bbox")
+        evaluation.params.maxDets = [100, 100, 1000]
+        evaluation.params.areaRng = [[0, 1e10]] * 4  # no size buckets: every box counts
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    ours = mean_average_precision(predictions, truths, num_classes=3)
+    assert ours["map50_95"] == pytest.approx(evaluation.stats[0], abs=1e-6)
+    assert ours["map50"] == pytest.approx(evaluation.stats[1], abs=1e-6)
