@@ -12,7 +12,8 @@ class Metadata(keras.layers.Layer):
     """Identity layer carrying the task and class names inside a saved model.
 
     Every cvapps model ends in one, named ``cvapps_metadata``; :func:`cvapps.models.model_info`
-    reads it back.
+    reads it back. ``settings`` holds JSON values an app's post-processing needs (a detector's
+    anchors and strides, say), so they travel inside the ``.keras`` and the exported ``.onnx``.
 
     >>> import numpy as np
     >>> layer = Metadata(task="classify", class_names=["cat", "dog"])
@@ -20,13 +21,14 @@ class Metadata(keras.layers.Layer):
     (1, 2)
     """
 
-    def __init__(self, task="classify", class_names=(), **kwargs):
+    def __init__(self, task="classify", class_names=(), settings=None, **kwargs):
         kwargs.setdefault("name", "cvapps_metadata")
         super().__init__(**kwargs)
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, received {task!r}.")
         self.task = task
         self.class_names = [str(name) for name in class_names]
+        self.settings = dict(settings or {})  # JSON values the app's post-processing needs (anchors, ...)
 
     def call(self, inputs):
         return inputs
@@ -35,7 +37,7 @@ class Metadata(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "task": self.task, "class_names": self.class_names}
+        return {**super().get_config(), "task": self.task, "class_names": self.class_names, "settings": self.settings}
 
 
 @keras.saving.register_keras_serializable(package="cvapps")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TASKS = ("classify", "detect", "segment", "faces", "style")
@@ -105,12 +105,14 @@ class ModelInfo:
         class_names: names of the output classes (empty for tasks without classes).
         image_size: square input side, or None when any size is accepted.
         name: file stem of the model, for reports.
+        settings: JSON values the task's post-processing needs (e.g. a detector's anchors).
     """
 
     task: str
     class_names: tuple
     image_size: int | None
     name: str
+    settings: dict = field(default_factory=dict)
 
 
 def model_info(model, path=None) -> ModelInfo:
@@ -129,7 +131,7 @@ def model_info(model, path=None) -> ModelInfo:
         ) from None
     size = model.input_shape[1]
     name = Path(path).stem if path else model.name
-    return ModelInfo(layer.task, tuple(layer.class_names), size, name)
+    return ModelInfo(layer.task, tuple(layer.class_names), size, name, dict(layer.settings))
 
 
 def save_model(model, path):

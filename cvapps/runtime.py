@@ -53,7 +53,10 @@ class OnnxModel:
                 f"{self.path}: this ONNX file has no cvapps metadata; export it with 'cvapps export MODEL --format onnx'."
             )
         self.metadata = metadata
-        self.info = ModelInfo(metadata["task"], tuple(metadata["class_names"]), metadata["image_size"], self.path.stem)
+        self.info = ModelInfo(
+            metadata["task"], tuple(metadata["class_names"]), metadata["image_size"], self.path.stem,
+            metadata.get("settings", {}),
+        )
         self.input_name = self.session.get_inputs()[0].name
 
     def predict(self, batch):

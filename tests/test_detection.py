@@ -126,3 +126,92 @@ def test_map_agrees_with_pycocotools_on_random_data():
     ours = mean_average_precision(predictions, truths, num_classes=3)
     assert ours["map50_95"] == pytest.approx(evaluation.stats[0], abs=1e-6)
     assert ours["map50"] == pytest.approx(evaluation.stats[1], abs=1e-6)
+
+
+# --- model, targets, loss ------------------------------------------------------------------------
+
+ANCHORS = [[[8, 8], [16, 16], [32, 32]], [[32, 32], [48, 48], [64, 64]], [[64, 64], [96, 96], [128, 128]]]
+
+
+def test_geometry_matches_the_anchor_grid_of_each_level():
+    from cvapps.boxes import anchor_grid
+    from cvapps.detection import SlotGeometry
+
+    geometry = SlotGeometry.build(64, ANCHORS)
+    # 64 px: P3 8x8, P4 4x4, P5 2x2 cells, 3 anchors each -> (64 + 16 + 4) * 3 = 252 slots.
+    assert len(geometry) == 252 and geometry.offsets == (0, 192, 240)
+    for offset, stride, anchors in zip(geometry.offsets, (8, 16, 32), ANCHORS):
+        expected = anchor_grid(64, stride, anchors)
+        slots = slice(offset, offset + len(expected))
+        centres = (geometry.grid[slots] + 0.5) * geometry.strides[slots]
+        np.testing.assert_allclose(centres, (expected[:, :2] + expected[:, 2:]) / 2)
+        np.testing.assert_allclose(geometry.anchors[slots], expected[:, 2:] - expected[:, :2])
+
+
+def test_assignment_by_centre_cell_and_anchor_ratio():
+    from cvapps.detection import SlotGeometry, assign_targets
+
+    geometry = SlotGeometry.build(64, ANCHORS)
+    # A 16x16 box centred at (24, 24), class 1.
+    # P3 (stride 8): cell (row 3, column 3); ratios to anchors 8, 16, 32 are 2, 1, 2 (all < 4):
+    #   slots (3 * 8 + 3) * 3 + a = 81, 82, 83.
+    # P4 (stride 16): cell (1, 1); ratios to 32, 48, 64 are 2, 3, 4 (4 is not < 4):
+    #   slots 192 + (1 * 4 + 1) * 3 + a = 207, 208.
+    # P5: ratios 4, 6, 8: none.
+    targets = assign_targets([[16, 16, 32, 32]], [1], geometry)
+    assert np.flatnonzero(targets[:, 0]).tolist() == [81, 82, 83, 207, 208]
+    assert targets[81].tolist() == [1, 16, 16, 32, 32, 1]
+    assert assign_targets(np.zeros((0, 4)), [], geometry).sum() == 0
+
+
+def test_keras_decode_and_ciou_match_the_numpy_box_ops():
+    from cvapps.boxes import complete_box_iou, decode
+    from cvapps.detection import SlotGeometry, complete_iou, decode_slots
+
+    geometry = SlotGeometry.build(64, ANCHORS)
+    raw = np.random.default_rng(0).normal(0, 1, (2, len(geometry), 4)).astype(np.float32)
+    ours = np.asarray(decode_slots(raw, geometry))
+    for stride in (8, 16, 32):  # boxes.decode takes one stride: level by level
+        level = geometry.strides[:, 0] == stride
+        expected = decode(raw[:, level], geometry.anchors[level], geometry.grid[level], stride)
+        np.testing.assert_allclose(ours[:, level], expected, rtol=1e-5, atol=1e-4)
+    a, b = ours[0], ours[1]
+    np.testing.assert_allclose(np.asarray(complete_iou(a, b)), complete_box_iou(a, b, aligned=True), atol=1e-5)
+
+
+def test_loss_is_low_for_the_right_answer_and_finite_without_objects():
+    from cvapps.boxes import encode
+    from cvapps.detection import SlotGeometry, assign_targets, detection_loss
+
+    geometry = SlotGeometry.build(64, ANCHORS)
+    targets = assign_targets([[16, 16, 32, 32]], [1], geometry)[None]
+    loss = detection_loss(geometry, num_classes=2)
+    positive = targets[0, :, 0] > 0
+    right = np.full((1, len(geometry), 7), -12.0, np.float32)  # no object, no class anywhere
+    for stride in (8, 16):  # the box sits at P3 and P4 (see the assignment test); encode level by level
+        slots = positive & (geometry.strides[:, 0] == stride)
+        right[0, slots, :4] = encode(targets[0, slots, 1:5], geometry.anchors[slots], geometry.grid[slots], stride)
+    right[0, positive, 4] = 12.0  # object
+    right[0, positive, 6] = 12.0  # class 1
+    wrong = np.random.default_rng(1).normal(0, 1, right.shape).astype(np.float32)
+    low, high = float(np.asarray(loss(targets, right))[0]), float(np.asarray(loss(targets, wrong))[0])
+    assert low < 1e-3 < high
+    empty = np.zeros_like(targets)
+    assert np.isfinite(np.asarray(loss(empty, wrong))).all()
+
+
+def test_detector_builds_and_keeps_its_anchors_through_save_and_load(tmp_path):
+    from cvapps.backbone import Backbone
+    from cvapps.detection import build_detector
+    from cvapps.models import load_model, model_info, save_model
+
+    model = build_detector(Backbone(family="compact", size="xs", image_size=64), 2, ANCHORS, ["cat", "dog"], width=16)
+    assert model.output_shape == (None, 252, 7)
+    save_model(model, tmp_path / "d.keras")
+    info = model_info(load_model(tmp_path / "d.keras"), tmp_path / "d.keras")
+    assert info.task == "detect" and info.class_names == ("cat", "dog")
+    assert info.settings == {"anchors": ANCHORS, "strides": [8, 16, 32]}
+    with pytest.raises(ValueError, match="divisible by 32"):
+        build_detector(Backbone(family="compact", size="xs", image_size=48), 2, ANCHORS)
+    with pytest.raises(ValueError, match=r"shaped \(3 levels, A, 2\)"):
+        build_detector(Backbone(family="compact", size="xs", image_size=64), 2, [[8, 8]])
