@@ -1,0 +1,959 @@
+"""Detection data: boxed images from YOLO, Pascal VOC, COCO and Penn-Fudan folders, augmented in NumPy.
+
+One loader, :func:`load_detection`, recognises the layout and returns a :class:`DetectionData`:
+image paths with their boxes (**xyxy float32 (N, 4) in the pixels of the original image**, as
+:func:`cvapps.sources.read_image` returns it) and class ids (int64 (N,)), the class names, and
+``problems``, one line ``path:line: reason`` for each label that was skipped or clipped. Images
+are not decoded at load time, only their headers are read for the size.
+
+    >>> from cvapps.detection_data import DetectionBatches, load_detection, split_detection
+    >>> coco = load_detection("../shared/data/coco128")                    # doctest: +SKIP
+    >>> persons = coco.select_classes(["person"])                           # doctest: +SKIP
+    >>> people = persons.merge(load_detection("../shared/data/pennfudan"))   # doctest: +SKIP
+    >>> train, val = split_detection(people, 0.2, seed=0)                   # doctest: +SKIP
+    >>> batches = DetectionBatches(train, image_size=320, batch_size=8, augment=True)  # doctest: +SKIP
+    >>> images, targets = batches[0]        # (8, 320, 320, 3) float32 in [0, 255], (8, M, 5)  # doctest: +SKIP
+
+Letterboxing keeps the aspect ratio and says how to map boxes back:
+
+    >>> import numpy as np
+    >>> image = np.zeros((100, 200, 3), np.uint8)
+    >>> boxed, scale, pad = letterbox(image, 64)       # 200x100 -> 64x32, 16 rows of padding each side
+    >>> boxed.shape, scale, pad
+    ((64, 64, 3), 0.32, (0, 16))
+    >>> unletterbox_boxes(letterbox_boxes([[50, 25, 150, 75]], scale, pad), scale, pad).tolist()
+    [[50.0, 25.0, 150.0, 75.0]]
+
+Layouts (``load_detection`` picks by what the folder holds):
+
+- YOLO: ``images/`` + ``labels/`` (label path = image path with ``images`` -> ``labels`` and
+  ``.txt``), optionally with split sub-folders (``images/train2017``), class names from a
+  ``data.yaml`` ``names:`` entry (list, inline list, or ``index: name`` block; read without PyYAML).
+  An image without a label file has no objects (YOLO's convention); a label file without an image
+  is reported.
+- Pascal VOC: ``images/`` + ``annotations/*.xml``, or ``JPEGImages/`` + ``Annotations/`` (with
+  ``ImageSets/Main/<split>.txt`` for ``split``). VOC pixels are 1-based and inclusive, so a box
+  ``xmin ymin xmax ymax`` becomes ``(xmin - 1, ymin - 1, xmax, ymax)`` in 0-based pixel edges.
+  ``difficult`` objects are kept and flagged in :attr:`DetectionSample.difficult`. Class names
+  are the sorted set of ``<name>`` values.
+- COCO JSON: a ``.json`` file, or a folder holding one (``annotations.json``, ``*.json`` or
+  ``annotations/*.json``); image files are looked up beside the json, in ``images/`` there, or in
+  ``images/`` one folder up. ``bbox`` ``[x, y, w, h]`` is in 0-based pixel edges and becomes
+  ``(x, y, x + w, y + h)``. ``iscrowd = 1`` regions are skipped (they are groups, not objects) and
+  counted in one problem line per file. Class names follow the ``categories`` order by id.
+- Penn-Fudan (PASCAL Annotation v1 text): ``images/`` + ``annotations/*.txt``, paired by stem
+  (the text may name a ``.png`` where the image is now a ``.jpg``); ``(Xmin, Ymin) - (Xmax, Ymax)``
+  are 1-based like VOC and converted the same way; one class, ``"person"``.
+
+Image sizes come from the file header (Pillow, no decoding) with the EXIF orientation tag
+applied (orientations 5-8 swap width and height), matching what ``read_image`` returns. A box
+reaching outside the image is clipped and reported; one with nothing left is skipped and reported.
+
+Augmentation (:func:`hflip`, :func:`random_affine`, :func:`hsv_jitter`, :func:`mosaic`,
+:func:`letterbox`) works on (H, W, 3) uint8 images with NumPy and OpenCV; after any geometric
+transform boxes are clipped to the canvas and remnants dropped by :func:`filter_boxes`.
+:class:`DetectionBatches` is the ``keras.utils.PyDataset`` that feeds a detector. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from cvapps.boxes import parse_yolo_labels
+from cvapps.sources import IMAGE_SUFFIXES, read_image
+
+BORDER_VALUE = 114  # grey used for padding, as YOLOv5 does
+_EMPTY_BOXES = np.zeros((0, 4), np.float32)
+_EMPTY_IDS = np.zeros((0,), np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetectionSample:
+    """One image and its objects.
+
+    Attributes:
+        path: the image file.
+        width, height: image size in pixels, EXIF orientation applied (as ``read_image`` returns it).
+        boxes: (N, 4) float32 xyxy in that image's pixels (0-based edges), inside the image.
+        class_ids: (N,) int64 indices into the data set's ``class_names``.
+        difficult: (N,) bool, True for VOC ``difficult`` objects (False elsewhere).
+    """
+
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=lambda: _EMPTY_BOXES.copy())
+    class_ids: np.ndarray = field(default_factory=lambda: _EMPTY_IDS.copy())
+    difficult: np.ndarray = None
+
+    def __post_init__(self):
+        boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        class_ids = np.asarray(self.class_ids, np.int64).reshape(-1)
+        if len(boxes) != len(class_ids):
+            raise ValueError(f"{self.path}: {len(boxes)} boxes but {len(class_ids)} class ids; they must match.")
+        difficult = np.zeros(len(boxes), bool) if self.difficult is None else np.asarray(self.difficult, bool).reshape(-1)
+        if len(difficult) != len(boxes):
+            raise ValueError(f"{self.path}: {len(boxes)} boxes but {len(difficult)} difficult flags; they must match.")
+        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "class_ids", class_ids)
+        object.__setattr__(self, "difficult", difficult)
+
+    def keep(self, mask, class_ids=None):
+        """A copy with only the objects where ``mask`` is True (class ids optionally replaced)."""
+        mask = np.asarray(mask, bool)
+        ids = self.class_ids[mask] if class_ids is None else class_ids
+        return replace(self, boxes=self.boxes[mask], class_ids=ids, difficult=self.difficult[mask])
+
+
+@dataclass
+class DetectionData:
+    """A detection data set: images (by path), their boxes and class ids, and class names.
+
+    Attributes:
+        samples: one :class:`DetectionSample` per image (images without objects included).
+        class_names: tuple of names; ``class_ids`` index into it.
+        problems: one-line messages ``path:line: reason`` (or ``path: reason``) for every label
+            or image that was skipped or clipped while loading.
+    """
+
+    samples: list
+    class_names: tuple
+    problems: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.class_names = tuple(self.class_names)
+        for sample in self.samples:
+            if len(sample.class_ids) and (sample.class_ids.min() < 0 or sample.class_ids.max() >= len(self.class_names)):
+                raise ValueError(
+                    f"{sample.path}: class ids {sample.class_ids.tolist()} fall outside the "
+                    f"{len(self.class_names)} class names; expected 0..{len(self.class_names) - 1}."
+                )
+
+    def __len__(self):
+        return len(self.samples)
+
+    @property
+    def paths(self) -> list:
+        """Image paths, one per sample."""
+        return [s.path for s in self.samples]
+
+    @property
+    def boxes(self) -> list:
+        """Per-image (N, 4) float32 xyxy pixel boxes."""
+        return [s.boxes for s in self.samples]
+
+    @property
+    def class_ids(self) -> list:
+        """Per-image (N,) int64 class ids."""
+        return [s.class_ids for s in self.samples]
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(len(s.boxes) for s in self.samples)
+
+    def class_counts(self) -> dict:
+        """``{class name: number of boxes}`` over all images."""
+        counts = np.bincount(np.concatenate([_EMPTY_IDS, *self.class_ids]), minlength=len(self.class_names))
+        return dict(zip(self.class_names, counts.tolist()))
+
+    def subset(self, indices):
+        """A DetectionData with the samples at ``indices`` (same class names and problems)."""
+        return DetectionData([self.samples[i] for i in np.asarray(indices, int).tolist()], self.class_names, list(self.problems))
+
+    def select_classes(self, names, drop_empty=False):
+        """Keep only the boxes of classes ``names``, re-indexed 0..len(names)-1 in that order.
+
+        Args:
+            names: class names to keep (a list), or a dict ``{old name: new name}`` to keep and
+                rename (several old names may map to one new name).
+            drop_empty: also drop images left without boxes (default: keep them as negatives).
+
+        Raises:
+            ValueError: a name is not one of ``class_names``.
+        """
+        mapping = dict(names) if isinstance(names, dict) else {n: n for n in names}
+        unknown = [n for n in mapping if n not in self.class_names]
+        if unknown or not mapping:
+            raise ValueError(
+                f"unknown class name(s) {unknown or '(none given)'}; expected some of {list(self.class_names)[:20]}"
+                f"{' ...' if len(self.class_names) > 20 else ''}."
+            )
+        new_names = tuple(dict.fromkeys(mapping.values()))
+        lookup = np.full(len(self.class_names), -1, np.int64)
+        for old, new in mapping.items():
+            lookup[self.class_names.index(old)] = new_names.index(new)
+        samples = []
+        for sample in self.samples:
+            ids = lookup[sample.class_ids]
+            kept = sample.keep(ids >= 0, ids[ids >= 0])
+            if len(kept.boxes) or not drop_empty:
+                samples.append(kept)
+        return DetectionData(samples, new_names, list(self.problems))
+
+    def merge(self, other):
+        """This data set followed by ``other``; both must have the same ``class_names``.
+
+        Raises:
+            ValueError: the class names differ (make them agree with :meth:`select_classes`).
+        """
+        if tuple(other.class_names) != self.class_names:
+            raise ValueError(
+                f"cannot merge data sets with different class names {list(self.class_names)[:10]} and "
+                f"{list(other.class_names)[:10]}; make them agree first, e.g. data.select_classes({{'pedestrian': 'person'}})."
+            )
+        return DetectionData(self.samples + other.samples, self.class_names, self.problems + other.problems)
+
+
+def split_detection(data: DetectionData, fraction, seed=0):
+    """Split by image into ``(train, held_out)``; ``held_out`` has round(fraction * N) images (>= 1).
+
+    Deterministic for a given ``seed``; both parts keep the original image order.
+    """
+    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"fraction must be a number in (0, 1), received {fraction!r}; e.g. 0.2 holds out a fifth.")
+    if len(data) < 2:
+        raise ValueError(f"cannot split {len(data)} image(s); a split needs at least 2.")
+    count = min(max(1, round(len(data) * fraction)), len(data) - 1)
+    order = np.random.default_rng(seed).permutation(len(data))
+    held = np.zeros(len(data), bool)
+    held[order[:count]] = True
+    return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+
+
+def image_size(path) -> tuple:
+    """``(width, height)`` of an image file from its header, EXIF orientation applied.
+
+    Raises:
+        ValueError: the file is missing or not an image; the message names it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file.") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"{path}: not an image Pillow can read (expected JPEG, PNG, BMP, ...).") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: unreadable image ({error}).") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def load_detection(path, split=None) -> DetectionData:
+    """Load a detection data set in YOLO, Pascal VOC, COCO JSON or Penn-Fudan layout.
+
+    Args:
+        path: the data set folder, a COCO ``.json`` file or a YOLO ``data.yaml``.
+        split: optional split name. YOLO: ``images/<split>`` (or the path under ``<split>:`` in
+            the yaml); VOC: the ids in ``ImageSets/Main/<split>.txt``; COCO folder: the json
+            whose name contains ``split``. None: everything.
+
+    Returns:
+        A :class:`DetectionData` (see the module docstring for each format's conventions).
+
+    Raises:
+        ValueError: nothing at ``path``, a layout none of the formats match, an unknown split.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder; expected a detection data set folder or a COCO .json file.")
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            return load_coco(path)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return load_yolo(path.parent, split, yaml_path=path)
+        raise ValueError(f"{path}: expected a data set folder, a COCO .json or a YOLO data.yaml, got a {path.suffix or 'plain'} file.")
+    if (path / "labels").is_dir() and (path / "images").is_dir():
+        return load_yolo(path, split)
+    if (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir():
+        return load_voc(path, split, images="JPEGImages", annotations="Annotations")
+    annotations = path / "annotations"
+    if annotations.is_dir() and any(annotations.glob("*.xml")):
+        return load_voc(path, split)
+    if annotations.is_dir() and any(annotations.glob("*.txt")):
+        _no_split(path, split, "Penn-Fudan")
+        return load_pennfudan(path)
+    jsons = sorted(path.glob("*.json")) + (sorted(annotations.glob("*.json")) if annotations.is_dir() else [])
+    if jsons:
+        if split is not None:
+            jsons = [j for j in jsons if split in j.stem]
+            if not jsons:
+                raise ValueError(f"{path}: no COCO json whose name contains split {split!r}; pass split=None or the json path.")
+        preferred = [j for j in jsons if j.name == "annotations.json"]
+        return load_coco((preferred or jsons)[0])
+    raise ValueError(
+        f"{path}: not a detection layout this loader knows. Expected images/ + labels/ (YOLO), "
+        "images/ + annotations/*.xml or JPEGImages/ + Annotations/ (Pascal VOC), a COCO .json, "
+        "or images/ + annotations/*.txt (Penn-Fudan)."
+    )
+
+
+def _no_split(path, split, kind):
+    if split is not None:
+        raise ValueError(f"{path}: a {kind} folder has no splits, received split={split!r}; pass split=None and use split_detection().")
+
+
+def _images_by_stem(folder):
+    """``{stem: path}`` for the image files directly in ``folder``, first by sorted name."""
+    found = {}
+    for p in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            found.setdefault(p.stem, p)
+    return found
+
+
+def _sized_sample(image_path, problems):
+    """(width, height) or None after reporting an unreadable image."""
+    try:
+        return image_size(image_path)
+    except ValueError as error:
+        problems.append(f"{error} Image skipped.")
+        return None
+
+
+def _clip_report(rows, width, height, where, problems):
+    """Clip (N, 4) xyxy rows to the image; report and drop empty ones. ``where[i]`` = ``path:line``.
+
+    Returns the (M,) indices kept and the (M, 4) float32 clipped boxes.
+    """
+    rows = np.asarray(rows, np.float64).reshape(-1, 4)
+    limits = np.array([width, height, width, height], np.float64)
+    kept, out = [], []
+    for i, row in enumerate(rows):
+        if not np.isfinite(row).all() or row[2] <= row[0] or row[3] <= row[1]:
+            problems.append(f"{where[i]}: box {_fmt(row)} has no area (expected x1 < x2, y1 < y2); skipped")
+            continue
+        clipped = np.clip(row, 0, limits)
+        if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+            problems.append(f"{where[i]}: box {_fmt(row)} lies wholly outside the {width}x{height} image; skipped")
+            continue
+        if (clipped != row).any():
+            problems.append(f"{where[i]}: box {_fmt(row)} reaches outside the {width}x{height} image; clipped to {_fmt(clipped)}")
+        kept.append(i)
+        out.append(clipped)
+    return np.array(kept, int), np.array(out, np.float32).reshape(-1, 4)
+
+
+def _fmt(row):
+    return "(" + ", ".join(f"{v:g}" for v in row) + ")"
+
+
+# YOLO ------------------------------------------------------------------------------------------
+
+
+def read_yaml_names(path):
+    """Class names from a YOLO ``data.yaml`` without PyYAML: ``(names or None, keys)``.
+
+    Understands ``names: [a, b]``, ``names: {0: a, 1: b}``, and blocks of ``  0: a`` or
+    ``  - a`` lines under ``names:``. ``keys`` holds the other top-level ``key: value`` pairs
+    (strings) so split paths such as ``train: images/train2017`` can be read.
+    """
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    keys, names, i = {}, None, 0
+    while i < len(lines):
+        line = _strip_comment(lines[i])
+        match = re.match(r"^([A-Za-z_][\w-]*)\s*:\s*(.*)$", line)
+        i += 1
+        if not match:
+            continue
+        key, value = match[1], match[2].strip()
+        if key != "names":
+            keys[key] = _unquote(value)
+            continue
+        if value.startswith(("[", "{")):
+            closing = "]" if value.startswith("[") else "}"
+            while closing not in value and i < len(lines):
+                value += " " + _strip_comment(lines[i]).strip()
+                i += 1
+            items = [item.strip() for item in _split_commas(value.strip()[1:].rsplit(closing, 1)[0]) if item.strip()]
+            names = [_unquote(item.split(":", 1)[1] if closing == "}" else item) for item in items]
+            if closing == "}":
+                names = _by_index([item.split(":", 1)[0] for item in items], names)
+            continue
+        block = []
+        while i < len(lines) and (not lines[i].strip() or lines[i][:1] in (" ", "\t", "-")):
+            entry = _strip_comment(lines[i]).strip()
+            i += 1
+            if entry:
+                block.append(entry)
+        if block and all(e.startswith("-") for e in block):
+            names = [_unquote(e[1:].strip()) for e in block]
+        elif block:
+            pairs = [e.split(":", 1) for e in block]
+            names = _by_index([p[0] for p in pairs], [_unquote(p[1].strip()) if len(p) == 2 else "" for p in pairs])
+    return names, keys
+
+
+def _by_index(indices, values):
+    try:
+        order = [int(_unquote(k.strip())) for k in indices]
+    except ValueError:
+        return None
+    if sorted(order) != list(range(len(order))):
+        return None
+    result = [None] * len(order)
+    for k, v in zip(order, values):
+        result[k] = v
+    return result
+
+
+def _strip_comment(line):
+    quote = None
+    for pos, ch in enumerate(line):
+        if ch in "'\"" and quote in (None, ch):
+            quote = None if quote else ch
+        elif ch == "#" and quote is None and (pos == 0 or line[pos - 1] in " \t"):
+            return line[:pos].rstrip()
+    return line.rstrip()
+
+
+def _split_commas(text):
+    parts, current, quote = [], "", None
+    for ch in text:
+        if ch in "'\"" and quote in (None, ch):
+            quote = None if quote else ch
+        if ch == "," and quote is None:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return parts + [current]
+
+
+def _unquote(text):
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def load_yolo(root, split=None, yaml_path=None) -> DetectionData:
+    """Load a YOLO folder: ``images/[split/]*.jpg`` with ``labels/[split/]*.txt`` and a ``*.yaml``.
+
+    Class names come from the yaml's ``names``; without a yaml or ``names`` the class ids
+    themselves become the names (``"0"``, ``"1"``, ...) and that is reported in ``problems``.
+    A label line whose class id has no name is reported and skipped.
+    """
+    root = Path(root)
+    problems = []
+    if yaml_path is None:
+        candidates = [root / "data.yaml"] + sorted(p for p in root.glob("*.y*ml") if p.name != "data.yaml")
+        yaml_path = next((p for p in candidates if p.is_file()), None)
+    names, keys = read_yaml_names(yaml_path) if yaml_path else (None, {})
+    if names is None:
+        problems.append(f"{yaml_path or root}: no class names found (expected a data.yaml with 'names:'); class ids used as names")
+    image_dir = root / "images"
+    if split is not None:
+        relative = keys.get(split) or f"images/{split}"
+        image_dir = (root / relative) if (root / relative).is_dir() else root / "images" / split
+        if not image_dir.is_dir():
+            raise ValueError(f"{root}: split {split!r} not found (looked for {root / relative}); pass split=None for all images.")
+    images = sorted(p for p in image_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    label_dir = _label_path_for(image_dir / "x.jpg").parent
+
+    pending, max_id, stems = [], -1, set()
+    for image_path in images:
+        label_path = _label_path_for(image_path)
+        stems.add(label_path)
+        size = _sized_sample(image_path, problems)
+        if size is None:
+            continue
+        text = label_path.read_text(encoding="utf-8", errors="replace") if label_path.is_file() else ""
+        lines = text.splitlines()
+        if names is not None:
+            for number, line in enumerate(lines, start=1):
+                fields = line.split()
+                if fields and re.fullmatch(r"\d+", fields[0]) and int(fields[0]) >= len(names):
+                    problems.append(f"{label_path}:{number}: class id {fields[0]} has no name ({len(names)} names in the yaml); line skipped")
+                    lines[number - 1] = ""
+        boxes, ids, messages = parse_yolo_labels(lines, size[0], size[1])
+        for message in messages:
+            match = re.match(r"line (\d+): (.*)$", message)
+            problems.append(f"{label_path}:{match[1]}: {match[2]}" if match else f"{label_path}: {message}")
+        max_id = max(max_id, int(ids.max()) if len(ids) else -1)
+        pending.append(DetectionSample(image_path, size[0], size[1], boxes, ids))
+    if label_dir.is_dir():
+        for label_path in sorted(label_dir.rglob("*.txt")):
+            if label_path not in stems:
+                looked = image_dir / label_path.parent.relative_to(label_dir) / f"{label_path.stem}.*"
+                problems.append(f"{label_path}: label file without an image (looked for {looked}); ignored")
+    class_names = tuple(names) if names is not None else tuple(str(i) for i in range(max_id + 1))
+    return DetectionData(pending, class_names, problems)
+
+
+def _label_path_for(image_path):
+    """Ultralytics' rule: the last ``images`` folder in the path becomes ``labels``, suffix ``.txt``."""
+    parts = list(Path(image_path).parts)
+    for k in range(len(parts) - 1, -1, -1):
+        if parts[k] == "images":
+            parts[k] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+# Pascal VOC ------------------------------------------------------------------------------------
+
+
+def load_voc(root, split=None, images="images", annotations="annotations") -> DetectionData:
+    """Load Pascal VOC XML: ``root/<annotations>/*.xml`` describing images in ``root/<images>/``.
+
+    Boxes ``xmin ymin xmax ymax`` (1-based, inclusive) become ``(xmin - 1, ymin - 1, xmax, ymax)``.
+    The image is found by the XML's ``<filename>``, else by the XML's stem. An unparsable XML,
+    a missing image, an object without a name or with non-numeric coordinates is reported.
+    """
+    root = Path(root)
+    xml_files = sorted((root / annotations).glob("*.xml"))
+    if split is not None:
+        listing = root / "ImageSets" / "Main" / f"{split}.txt"
+        if not listing.is_file():
+            raise ValueError(f"{root}: split {split!r} needs {listing}; pass split=None and use split_detection().")
+        wanted = {line.split()[0] for line in listing.read_text().splitlines() if line.strip()}
+        xml_files = [p for p in xml_files if p.stem in wanted]
+    by_stem = _images_by_stem(root / images)
+    problems, records, names = [], [], set()
+    for xml_path in xml_files:
+        text = xml_path.read_text(encoding="utf-8", errors="replace")
+        try:
+            tree = ET.fromstring(text)
+        except ET.ParseError as error:
+            problems.append(f"{xml_path}:{error.position[0]}: not valid XML ({error}); file skipped")
+            continue
+        filename = (tree.findtext("filename") or "").strip()
+        image_path = root / images / filename if filename else None
+        if image_path is None or not image_path.is_file():
+            image_path = by_stem.get(Path(filename).stem) or by_stem.get(xml_path.stem)
+        if image_path is None:
+            problems.append(f"{xml_path}: no image {filename or xml_path.stem + '.*'} in {root / images}; file skipped")
+            continue
+        size = _sized_sample(image_path, problems)
+        if size is None:
+            continue
+        declared = (tree.findtext("size/width"), tree.findtext("size/height"))
+        if all(declared) and _ints(declared) not in (None, size):
+            problems.append(f"{xml_path}: declares size {declared[0]}x{declared[1]} but {image_path.name} is {size[0]}x{size[1]}; boxes kept as written")
+        object_lines = [text.count("\n", 0, m.start()) + 1 for m in re.finditer(r"<object[\s>]", text)]
+        rows, labels, flags, where = [], [], [], []
+        for k, obj in enumerate(tree.iter("object")):
+            line = f"{xml_path}:{object_lines[k] if k < len(object_lines) else '?'}"
+            name = (obj.findtext("name") or "").strip()
+            coords = [obj.findtext(f"bndbox/{tag}") for tag in ("xmin", "ymin", "xmax", "ymax")]
+            if not name:
+                problems.append(f"{line}: object {k + 1} has no <name>; skipped")
+                continue
+            try:
+                xmin, ymin, xmax, ymax = (float(c) for c in coords)
+            except (TypeError, ValueError):
+                problems.append(f"{line}: object {k + 1} ({name}) needs numeric bndbox xmin ymin xmax ymax, got {coords}; skipped")
+                continue
+            rows.append((xmin - 1, ymin - 1, xmax, ymax))
+            labels.append(name)
+            flags.append((obj.findtext("difficult") or "0").strip() == "1")
+            where.append(line)
+        kept, boxes = _clip_report(rows, size[0], size[1], where, problems)
+        labels = [labels[i] for i in kept]
+        names.update(labels)
+        records.append((image_path, size, boxes, labels, np.array(flags, bool)[kept] if len(kept) else np.zeros(0, bool)))
+    class_names = tuple(sorted(names))
+    samples = [
+        DetectionSample(p, s[0], s[1], b, np.array([class_names.index(n) for n in labels], np.int64), f)
+        for p, s, b, labels, f in records
+    ]
+    return DetectionData(samples, class_names, problems)
+
+
+def _ints(values):
+    try:
+        return tuple(int(float(v)) for v in values)
+    except (TypeError, ValueError):
+        return None
+
+
+# COCO JSON -------------------------------------------------------------------------------------
+
+
+def load_coco(json_path, image_dir=None) -> DetectionData:
+    """Load a COCO detection json: ``images``, ``annotations`` (``bbox`` xywh pixels), ``categories``.
+
+    Args:
+        json_path: the json file.
+        image_dir: folder of the image files; default: the first of the json's folder,
+            ``images/`` beside it, ``images/`` one folder up, holding the first listed file.
+
+    Raises:
+        ValueError: not JSON, or missing the ``images`` / ``annotations`` / ``categories`` lists.
+    """
+    json_path = Path(json_path)
+    try:
+        content = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{json_path}: not a readable JSON file ({error}); expected COCO detection annotations.") from None
+    if not isinstance(content, dict) or not all(isinstance(content.get(k), list) for k in ("images", "annotations", "categories")):
+        raise ValueError(f"{json_path}: expected a COCO json with 'images', 'annotations' and 'categories' lists.")
+    categories = sorted(content["categories"], key=lambda c: c["id"])
+    class_names = tuple(str(c["name"]) for c in categories)
+    category_index = {c["id"]: k for k, c in enumerate(categories)}
+    if image_dir is None:
+        first = content["images"][0]["file_name"] if content["images"] else ""
+        options = [json_path.parent, json_path.parent / "images", json_path.parent.parent / "images"]
+        image_dir = next((d for d in options if (d / first).is_file()), options[0])
+    image_dir = Path(image_dir)
+    per_image = {}
+    problems, crowd = [], 0
+    for k, ann in enumerate(content["annotations"]):
+        where = f"{json_path}: annotation {ann.get('id', k)}"
+        if ann.get("iscrowd", 0):
+            crowd += 1
+            continue
+        if ann.get("category_id") not in category_index:
+            problems.append(f"{where}: category_id {ann.get('category_id')!r} is not in 'categories'; skipped")
+            continue
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+            problems.append(f"{where}: bbox must be [x, y, w, h] numbers, got {bbox!r}; skipped")
+            continue
+        x, y, w, h = bbox
+        per_image.setdefault(ann.get("image_id"), []).append(((x, y, x + w, y + h), category_index[ann["category_id"]], where))
+    if crowd:
+        problems.append(f"{json_path}: {crowd} iscrowd annotation(s) skipped (crowd regions are groups, not single objects)")
+    samples = []
+    for entry in content["images"]:
+        image_path = image_dir / entry["file_name"]
+        if not image_path.is_file():
+            problems.append(f"{json_path}: image {entry['file_name']} not found in {image_dir}; skipped")
+            continue
+        size = _sized_sample(image_path, problems)
+        if size is None:
+            continue
+        objects = per_image.get(entry.get("id"), [])
+        kept, boxes = _clip_report([o[0] for o in objects], size[0], size[1], [o[2] for o in objects], problems)
+        samples.append(DetectionSample(image_path, size[0], size[1], boxes, np.array([objects[i][1] for i in kept], np.int64)))
+    return DetectionData(samples, class_names, problems)
+
+
+# Penn-Fudan ------------------------------------------------------------------------------------
+
+_PF_BOX = re.compile(r"^Bounding box for object (\d+).*:\s*\(\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\)\s*-\s*\(\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\)")
+
+
+def load_pennfudan(root, images="images", annotations="annotations") -> DetectionData:
+    """Load Penn-Fudan's PASCAL v1 text annotations, one class ``"person"``.
+
+    Each ``Bounding box for object K ... : (Xmin, Ymin) - (Xmax, Ymax)`` line (1-based, top-left
+    pixel (1, 1)) becomes ``(Xmin - 1, Ymin - 1, Xmax, Ymax)``. The image is paired by stem.
+    """
+    root = Path(root)
+    by_stem = _images_by_stem(root / images)
+    problems, samples = [], []
+    for text_path in sorted((root / annotations).glob("*.txt")):
+        lines = text_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        named = next((re.search(r'"([^"]+)"', l) for l in lines if l.startswith("Image filename")), None)
+        stem = Path(named[1]).stem if named else text_path.stem
+        image_path = by_stem.get(stem) or by_stem.get(text_path.stem)
+        if image_path is None:
+            problems.append(f"{text_path}: no image {stem}.* in {root / images}; file skipped")
+            continue
+        size = _sized_sample(image_path, problems)
+        if size is None:
+            continue
+        rows, where = [], []
+        for number, line in enumerate(lines, start=1):
+            if line.startswith("Bounding box"):
+                match = _PF_BOX.match(line)
+                if not match:
+                    problems.append(f"{text_path}:{number}: expected 'Bounding box for object K ... : (Xmin, Ymin) - (Xmax, Ymax)'; line skipped")
+                    continue
+                xmin, ymin, xmax, ymax = (float(v) for v in match.groups()[1:])
+                rows.append((xmin - 1, ymin - 1, xmax, ymax))
+                where.append(f"{text_path}:{number}")
+        kept, boxes = _clip_report(rows, size[0], size[1], where, problems)
+        samples.append(DetectionSample(image_path, size[0], size[1], boxes, np.zeros(len(kept), np.int64)))
+    return DetectionData(samples, ("person",), problems)
+
+
+# ----------------------------------------------------------------------------------------------
+# Augmentation: (H, W, 3) uint8 images, (N, 4) float32 xyxy pixel boxes, (N,) int64 class ids
+# ----------------------------------------------------------------------------------------------
+
+
+def filter_boxes(boxes, class_ids, width, height, min_size=2.0, min_area_ratio=0.1, original_areas=None):
+    """Clip boxes to ``[0, width] x [0, height]`` and drop remnants.
+
+    A box is dropped when its clipped width or height is < ``min_size`` pixels, or, given
+    ``original_areas`` (N,) (areas before cropping, in the same pixel scale), when less than
+    ``min_area_ratio`` of it is left.
+
+    Returns:
+        ``(boxes (M, 4) float32, class_ids (M,) int64, keep (N,) bool)``.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    class_ids = np.asarray(class_ids, np.int64).reshape(-1)
+    clipped = np.clip(boxes, 0, np.array([width, height, width, height], np.float32))
+    w, h = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+    keep = (w >= min_size) & (h >= min_size)
+    if original_areas is not None:
+        keep &= w * h >= min_area_ratio * np.asarray(original_areas, np.float32)
+    return clipped[keep], class_ids[keep], keep
+
+
+def hflip(image, boxes):
+    """Mirror left-right: ``x1' = W - x2``, ``x2' = W - x1``. Returns ``(image, boxes)``."""
+    width = image.shape[1]
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.ascontiguousarray(image[:, ::-1]), np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+
+
+def random_affine(image, boxes, class_ids, rng, scale=(0.5, 1.5), translate=0.1, min_size=2.0, border_value=BORDER_VALUE):
+    """Random zoom about the centre by a factor in ``scale`` and shift by up to ``translate`` x size.
+
+    The output has the input's size; boxes are moved by the same affine map (exact for
+    scale + translation), clipped and filtered by :func:`filter_boxes` (remnants under 10% of
+    their scaled area dropped). Returns ``(image, boxes, class_ids)``.
+    """
+    import cv2
+
+    height, width = image.shape[:2]
+    s = float(rng.uniform(*scale))
+    tx, ty = rng.uniform(-translate, translate, 2) * (width, height)
+    matrix = np.array([[s, 0, (1 - s) * width / 2 + tx], [0, s, (1 - s) * height / 2 + ty]], np.float32)
+    out = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=(border_value,) * 3)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    moved = boxes * s + np.array([matrix[0, 2], matrix[1, 2]] * 2, np.float32)
+    areas = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
+    moved, class_ids, _ = filter_boxes(moved, class_ids, width, height, min_size, 0.1, areas)
+    return out, moved, class_ids
+
+
+def hsv_jitter(image, rng, hue=0.015, saturation=0.7, value=0.4):
+    """Random gains on hue, saturation and value (YOLOv5's defaults); boxes are unchanged.
+
+    Gains are ``1 + uniform(-g, g)`` for each channel; hue wraps around. Returns (H, W, 3) uint8 RGB.
+    """
+    import cv2
+
+    gains = rng.uniform(-1, 1, 3) * (hue, saturation, value) + 1
+    h, s, v = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
+    x = np.arange(256, dtype=np.float32)
+    lut_h = ((x * gains[0]) % 180).astype(np.uint8)
+    lut_s = np.clip(x * gains[1], 0, 255).astype(np.uint8)
+    lut_v = np.clip(x * gains[2], 0, 255).astype(np.uint8)
+    hsv = cv2.merge((cv2.LUT(h, lut_h), cv2.LUT(s, lut_s), cv2.LUT(v, lut_v)))
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def letterbox(image, size, border_value=BORDER_VALUE):
+    """Resize keeping the aspect ratio so the long side is ``size``, then pad to ``size`` x ``size``.
+
+    Returns:
+        ``(image (size, size, 3) uint8, scale, (pad_x, pad_y))``: a point ``p`` of the input lands
+        at ``p * scale + pad`` (up to half a pixel from rounding the resized size); map boxes
+        with :func:`letterbox_boxes` and back with :func:`unletterbox_boxes`.
+    """
+    import cv2
+
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive integer number of pixels, received {size!r}.")
+    height, width = image.shape[:2]
+    scale = min(size / width, size / height)
+    new_w, new_h = min(size, max(1, round(width * scale))), min(size, max(1, round(height * scale)))
+    if (new_w, new_h) != (width, height):
+        shrinking = new_w * new_h < width * height
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    canvas = np.full((size, size, 3), border_value, np.uint8)
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = image
+    return canvas, scale, (pad_x, pad_y)
+
+
+def letterbox_boxes(boxes, scale, pad):
+    """(N, 4) xyxy boxes of the original image -> letterboxed pixels: ``b * scale + pad``; float32."""
+    offset = np.array([pad[0], pad[1], pad[0], pad[1]], np.float64)
+    return (np.asarray(boxes, np.float64).reshape(-1, 4) * scale + offset).astype(np.float32)
+
+
+def unletterbox_boxes(boxes, scale, pad):
+    """(N, 4) xyxy letterboxed boxes (e.g. predictions) -> original pixels: ``(b - pad) / scale``; float32.
+
+    Clip the result to the original image with :func:`cvapps.boxes.clip_boxes` if needed.
+    """
+    offset = np.array([pad[0], pad[1], pad[0], pad[1]], np.float64)
+    return ((np.asarray(boxes, np.float64).reshape(-1, 4) - offset) / scale).astype(np.float32)
+
+
+def mosaic(images, boxes_list, class_ids_list, size, rng, min_size=2.0, border_value=BORDER_VALUE):
+    """Four images in one ``size`` x ``size`` canvas around a random centre (YOLOv4/v5 mosaic).
+
+    The centre ``(cx, cy)`` is drawn from ``[size/4, 3*size/4]``; each image is resized so its
+    long side is ``size`` and placed with a corner on the centre (top-left image's bottom-right
+    corner, top-right's bottom-left, ...), cut at the canvas edges. Boxes are scaled, shifted,
+    clipped to their visible part and filtered by :func:`filter_boxes` (remnants under 10% of
+    their scaled area, or thinner than ``min_size``, dropped).
+
+    Returns:
+        ``(canvas (size, size, 3) uint8, boxes (M, 4) float32, class_ids (M,) int64)``.
+    """
+    import cv2
+
+    if len(images) != 4 or len(boxes_list) != 4 or len(class_ids_list) != 4:
+        raise ValueError(f"mosaic needs exactly 4 images, box arrays and class id arrays, received {len(images)}, {len(boxes_list)}, {len(class_ids_list)}.")
+    canvas = np.full((size, size, 3), border_value, np.uint8)
+    cx, cy = (int(v) for v in rng.uniform(size / 4, 3 * size / 4, 2))
+    all_boxes, all_ids = [], []
+    for k, (image, boxes, ids) in enumerate(zip(images, boxes_list, class_ids_list)):
+        h, w = image.shape[:2]
+        r = size / max(h, w)
+        nw, nh = max(1, round(w * r)), max(1, round(h * r))
+        resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
+        x0 = cx - nw if k in (0, 2) else cx  # placement of the resized image's top-left corner
+        y0 = cy - nh if k in (0, 1) else cy
+        cx1, cy1, cx2, cy2 = max(x0, 0), max(y0, 0), min(x0 + nw, size), min(y0 + nh, size)
+        if cx2 > cx1 and cy2 > cy1:
+            canvas[cy1:cy2, cx1:cx2] = resized[cy1 - y0 : cy2 - y0, cx1 - x0 : cx2 - x0]
+        moved = np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([nw / w, nh / h] * 2, np.float32) + np.array([x0, y0] * 2, np.float32)
+        areas = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
+        # clip to this image's visible window first, so a box never spreads over a neighbour
+        window = np.clip(moved, [cx1, cy1, cx1, cy1], [cx2, cy2, cx2, cy2]).astype(np.float32)
+        kept, kept_ids, _ = filter_boxes(window, ids, size, size, min_size, 0.1, areas)
+        all_boxes.append(kept)
+        all_ids.append(kept_ids)
+    return canvas, np.concatenate(all_boxes).reshape(-1, 4), np.concatenate(all_ids).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches for model.fit
+# ----------------------------------------------------------------------------------------------
+
+
+def _py_dataset_base():
+    from cvapps._keras import import_keras
+
+    return import_keras().utils.PyDataset
+
+
+class DetectionBatches(_py_dataset_base()):
+    """Batches of ``(images, targets)`` for a detector's ``model.fit``.
+
+    ``images``: (B, S, S, 3) float32 RGB in [0, 255], letterboxed (or mosaicked) to ``image_size``.
+    ``targets``: (B, max_boxes, 5) float32 rows ``[class_id, x1, y1, x2, y2]`` in those S x S
+    pixels; rows past an image's boxes are padding with class_id = -1 (and zeros).
+
+    Args:
+        data: a :class:`DetectionData`.
+        image_size: S.
+        batch_size: images per batch; the last partial batch is kept.
+        augment: mosaic (with probability ``mosaic``), else letterbox + :func:`random_affine`
+            (``scale``, ``translate``); then horizontal flip (probability ``flip``) and
+            :func:`hsv_jitter` (if ``hsv``). Off: letterbox only.
+        shuffle: new order every epoch; default: the value of ``augment``.
+        max_boxes: target rows per image; default: the most boxes in one image (x4 when mosaic
+            can happen). Extra boxes of a crowded image are cut and counted in ``dropped_boxes``.
+        keep_difficult: False leaves VOC ``difficult`` objects out of the targets.
+        workers: threads preparing batches ahead of the model.
+
+    Attributes:
+        errors: one-line messages for images that could not be read; each such image is
+            replaced by the next readable one and not tried again.
+        dropped_boxes: boxes cut because an image had more than ``max_boxes``.
+    """
+
+    def __init__(self, data, image_size=640, batch_size=16, augment=False, mosaic=0.5, flip=0.5, scale=(0.5, 1.5),
+                 translate=0.1, hsv=True, shuffle=None, max_boxes=None, keep_difficult=True, seed=0, workers=2):
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
+        if len(data) == 0:
+            raise ValueError("the detection data set holds no images; check the path and the loader's problems list.")
+        if not isinstance(image_size, (int, np.integer)) or image_size < 8:
+            raise ValueError(f"image_size must be an integer >= 8 pixels, received {image_size!r}.")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}.")
+        self.data, self.image_size, self.batch_size = data, int(image_size), int(batch_size)
+        self.augment, self.mosaic, self.flip, self.scale, self.translate, self.hsv = augment, mosaic, flip, scale, translate, hsv
+        self.shuffle = augment if shuffle is None else shuffle
+        self.keep_difficult = keep_difficult
+        most = max(len(s.boxes) for s in data.samples)
+        self.max_boxes = int(max_boxes) if max_boxes is not None else max(1, most * (4 if augment and mosaic > 0 else 1))
+        self.seed, self.epoch = seed, 0
+        self.order = np.arange(len(data))
+        self.errors, self.dropped_boxes, self._bad = [], 0, set()
+        if self.shuffle:
+            self.on_epoch_end()
+
+    def __len__(self):
+        return int(np.ceil(len(self.data) / self.batch_size))
+
+    def _load(self, index):
+        """(image, boxes, class_ids) of sample ``index``, or of the next readable one."""
+        for step in range(len(self.data)):
+            k = (index + step) % len(self.data)
+            if k in self._bad:
+                continue
+            sample = self.data.samples[k]
+            try:
+                image = read_image(sample.path)
+            except ValueError as error:
+                self._bad.add(k)
+                self.errors.append(f"{error} Replaced by another image.")
+                continue
+            boxes, ids = sample.boxes, sample.class_ids
+            if image.shape[1] != sample.width or image.shape[0] != sample.height:  # resized since loading
+                boxes = boxes * np.array([image.shape[1] / sample.width, image.shape[0] / sample.height] * 2, np.float32)
+            if not self.keep_difficult:
+                boxes, ids = boxes[~sample.difficult], ids[~sample.difficult]
+            return image, boxes, ids
+        raise ValueError(f"none of the {len(self.data)} images could be read; first error: {self.errors[0] if self.errors else '?'}")
+
+    def _example(self, index, rng):
+        size = self.image_size
+        if self.augment and rng.random() < self.mosaic:
+            picks = [index] + rng.integers(0, len(self.data), 3).tolist()
+            images, boxes, ids = zip(*(self._load(k) for k in picks))
+            image, boxes, ids = mosaic(list(images), list(boxes), list(ids), size, rng)
+        else:
+            image, boxes, ids = self._load(index)
+            image, scale, pad = letterbox(image, size)
+            boxes, ids, _ = filter_boxes(letterbox_boxes(boxes, scale, pad), ids, size, size, min_size=1.0)
+            if self.augment:
+                image, boxes, ids = random_affine(image, boxes, ids, rng, self.scale, self.translate)
+        if self.augment:
+            if rng.random() < self.flip:
+                image, boxes = hflip(image, boxes)
+            if self.hsv:
+                image = hsv_jitter(image, rng)
+        return image, boxes, ids
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        images = np.empty((len(rows), self.image_size, self.image_size, 3), np.float32)
+        targets = np.zeros((len(rows), self.max_boxes, 5), np.float32)
+        targets[:, :, 0] = -1
+        for b, row in enumerate(rows):
+            image, boxes, ids = self._example(int(row), rng)
+            images[b] = image
+            count = min(len(boxes), self.max_boxes)
+            self.dropped_boxes += len(boxes) - count
+            targets[b, :count, 0] = ids[:count]
+            targets[b, :count, 1:] = boxes[:count]
+        return images, targets
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.epoch += 1
+            self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.data))
