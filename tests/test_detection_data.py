@@ -5,21 +5,23 @@ import json
 import numpy as np
 import pytest
 
-from cvapps.detection_data import (
-    DetectionBatches,
-    DetectionData,
-    DetectionSample,
+from cvapps.augment import (
     filter_boxes,
     hflip,
     hsv_jitter,
     letterbox,
     letterbox_boxes,
-    load_detection,
     mosaic,
     random_affine,
+    unletterbox_boxes,
+)
+from cvapps.detection_data import (
+    DetectionBatches,
+    DetectionData,
+    DetectionSample,
+    load_detection,
     read_yaml_names,
     split_detection,
-    unletterbox_boxes,
 )
 
 
