@@ -29,6 +29,7 @@ outside it, the same for the Keras and ONNX runtimes. Training targets are assig
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -337,6 +338,172 @@ def detection_loss(geometry, num_classes, weights=LOSS_WEIGHTS):
         return weights["box"] * box + weights["objectness"] * objectness + weights["classes"] * classes
 
     return loss
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def fit_anchors(data, image_size, per_level=3, seed=0):
+    """Anchors for :func:`build_detector` fitted to a data set's boxes as the model will see
+    them (letterboxed to ``image_size``): k-means with 1 - IoU distance, 3 x ``per_level``
+    clusters sorted by area, the smallest to P3. Returns ((3, per_level, 2), mean best IoU)."""
+    from cvapps.boxes import kmeans_anchors
+
+    sizes = []
+    for sample in data.samples:
+        scale = image_size / max(sample.width, sample.height)
+        if len(sample.boxes):
+            sizes.append((sample.boxes[:, 2:] - sample.boxes[:, :2]) * scale)
+    sizes = np.concatenate(sizes) if sizes else np.zeros((0, 2))
+    count = len(LEVELS) * per_level
+    if len(sizes) < count:
+        raise ValueError(f"fitting {count} anchors needs at least {count} boxes; the data has {len(sizes)}. Pass anchors=.")
+    anchors, mean_best_iou = kmeans_anchors(np.maximum(sizes, 1.0), count, seed=seed)
+    return np.asarray(anchors, np.float32).reshape(len(LEVELS), per_level, 2), float(mean_best_iou)
+
+
+def train_detector(
+    data,
+    output,
+    *,
+    validation=None,
+    image_size=320,
+    family="compact",
+    size="s",
+    alpha=0.35,
+    weights=None,
+    anchors=None,
+    width=64,
+    epochs=50,
+    batch_size=16,
+    learning_rate=1e-3,
+    weight_decay=5e-4,
+    augment=True,
+    mosaic=0.5,
+    checkpoint_dir=None,
+    seed=0,
+    verbose=1,
+):
+    """Train a detector on a :class:`cvapps.detection_data.DetectionData`; save it to ``output``.
+
+    Args:
+        data, validation: training and (optional) validation data.
+        anchors: (3, A, 2) pixels at ``image_size``; default fitted to ``data`` (:func:`fit_anchors`).
+        family, size, alpha, weights: the backbone (see :func:`cvapps.backbone.build_backbone`).
+        epochs, batch_size, learning_rate, weight_decay: AdamW with a one-cycle schedule.
+        augment, mosaic: flip, scale/translate, HSV and mosaic augmentation (cvapps.augment).
+        checkpoint_dir: resumable state; rerunning the same command resumes. Default
+            ``runs/<output stem>``.
+
+    Returns:
+        the trained ``keras.Model`` (also saved to ``output``).
+    """
+    from cvapps._keras import import_keras
+
+    keras = import_keras()
+    from cvapps.backbone import build_backbone
+    from cvapps.detection_data import DetectionBatches
+    from cvapps.layers import OneCycle
+    from cvapps.models import save_model
+
+    if anchors is None:
+        anchors, _ = fit_anchors(data, image_size, seed=seed)
+    keras.utils.set_random_seed(seed)
+    backbone = build_backbone(family=family, size=size, alpha=alpha, image_size=image_size, weights=weights)
+    model = build_detector(backbone, len(data.class_names), anchors, data.class_names, width=width)
+    geometry = SlotGeometry.build(image_size, anchors)
+
+    class AssignedBatches(keras.utils.PyDataset):
+        """DetectionBatches with per-slot targets from :func:`assign_targets`."""
+
+        def __init__(self, batches):
+            super().__init__(workers=2, use_multiprocessing=False)
+            self.batches = batches
+
+        def __len__(self):
+            return len(self.batches)
+
+        def __getitem__(self, index):
+            images, boxes = self.batches[index]
+            return images, np.stack([_slot_targets(rows, geometry) for rows in boxes])
+
+        def on_epoch_end(self):
+            self.batches.on_epoch_end()
+
+    train = AssignedBatches(DetectionBatches(data, image_size, batch_size, augment=augment, mosaic=mosaic, seed=seed))
+    val = AssignedBatches(DetectionBatches(validation, image_size, batch_size)) if validation is not None else None
+    checkpoint_dir = Path(checkpoint_dir or Path("runs") / Path(output).stem)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(OneCycle(learning_rate, epochs * len(train)), weight_decay=weight_decay),
+        loss=detection_loss(geometry, len(data.class_names)),
+    )
+    model.fit(
+        train, validation_data=val, epochs=epochs, verbose=verbose,
+        callbacks=[keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
+                   keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True)],
+    )
+    save_model(model, output)
+    return model
+
+
+def _slot_targets(rows, geometry):
+    """(max_boxes, 5) [class, x1, y1, x2, y2] rows (class -1 = padding) -> (slots, 6) targets."""
+    real = rows[:, 0] >= 0
+    return assign_targets(rows[real, 1:5], rows[real, 0], geometry)
+
+
+# --- inference ---------------------------------------------------------------------------------
+
+
+def decode_predictions(raw, geometry):
+    """NumPy twin of :func:`decode_slots` plus scores: (slots, 5 + C) raw -> (boxes (slots, 4)
+    xyxy model-input pixels, scores (slots, C) = sigmoid(objectness) * sigmoid(class logit))."""
+    raw = np.asarray(raw, np.float32)
+    sigmoid = 1 / (1 + np.exp(-raw))
+    centre = (2 * sigmoid[:, :2] - 0.5 + geometry.grid) * geometry.strides
+    size = geometry.anchors * (2 * sigmoid[:, 2:4]) ** 2
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=1), sigmoid[:, 4:5] * sigmoid[:, 5:]
+
+
+def detect(images, model, confidence_threshold=0.25, iou_threshold=0.45, max_detections=300, runtime="auto"):
+    """Detect objects; boxes come back in each original image's pixels.
+
+    Args:
+        images: a path, an (H, W, 3) RGB array, or a list of them.
+        model: a detector: shipped name, ``.keras``/``.onnx`` path, ``keras.Model`` or opened model.
+        confidence_threshold: keep detections scoring at least this (objectness x class).
+        iou_threshold: class-aware NMS suppresses overlaps above this IoU.
+        max_detections: at most this many per image, best first.
+
+    Returns:
+        list of :class:`Detections`, one per image.
+    """
+    from cvapps.augment import letterbox, unletterbox_boxes
+    from cvapps.boxes import clip_boxes, nms
+    from cvapps.runtime import open_model
+    from cvapps.sources import read_image
+
+    if not 0 <= confidence_threshold <= 1 or not 0 <= iou_threshold <= 1:
+        raise ValueError(f"thresholds must be in [0, 1]; received confidence {confidence_threshold}, iou {iou_threshold}.")
+    model = open_model(model, task="detect", runtime=runtime)
+    info = model.info
+    geometry = SlotGeometry.build(info.image_size, info.settings["anchors"], tuple(info.settings["strides"]))
+    if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+        images = [images]
+    results = []
+    for image in images:
+        image = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image, np.uint8)
+        boxed, scale, pad = letterbox(image, info.image_size)
+        boxes, scores = decode_predictions(model.predict(boxed[None].astype(np.float32))[0], geometry)
+        class_id = scores.argmax(axis=1)
+        confidence = scores[np.arange(len(scores)), class_id]
+        keep = np.flatnonzero(confidence >= confidence_threshold)
+        kept = keep[nms(boxes[keep], confidence[keep], iou_threshold, class_ids=class_id[keep], max_detections=max_detections)]
+        height, width = image.shape[:2]
+        xyxy = clip_boxes(unletterbox_boxes(boxes[kept], scale, pad), width, height)
+        results.append(Detections(xyxy, confidence[kept], class_id[kept], info.class_names))
+    return results
 
 
 # --- evaluation --------------------------------------------------------------------------------
