@@ -74,3 +74,43 @@ def _check_rgb(image) -> np.ndarray:
             "(grayscale: np.repeat(gray[..., None], 3, axis=2); floats: np.clip(x, 0, 255).astype(np.uint8))."
         )
     return image
+
+
+def class_colour(class_id):
+    """A distinct, stable RGB colour per class id (golden-ratio hue steps)."""
+    import colorsys
+
+    red, green, blue = colorsys.hsv_to_rgb((class_id * 0.618033988749895) % 1.0, 0.85, 0.95)
+    return int(red * 255), int(green * 255), int(blue * 255)
+
+
+def draw_detections(image_rgb, detections, scale=None) -> np.ndarray:
+    """Return a copy of ``image_rgb`` with each detection's box and "name confidence" label.
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB.
+        detections: a :class:`cvapps.detection.Detections` in this image's pixels.
+
+    >>> from cvapps.detection import Detections
+    >>> image = np.zeros((60, 80, 3), np.uint8)
+    >>> out = draw_detections(image, Detections([[10, 10, 40, 50]], [0.9], [0], ("person",)))
+    >>> bool(out[10, 10:40].any()), int(image.max())   # the box is drawn on a copy
+    (True, 0)
+    """
+    import cv2
+
+    out = _check_rgb(image_rgb).copy()
+    scale = scale or default_scale(out)
+    thickness = max(1, int(round(scale * 3)))
+    for box, name, confidence, class_id in zip(
+        detections.xyxy.round().astype(int), detections.class_name, detections.confidence, detections.class_id
+    ):
+        colour = class_colour(int(class_id))
+        x1, y1, x2, y2 = box.tolist()
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
+        label = f"{name} {confidence:.2f}"
+        (width, height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        top = max(0, y1 - height - baseline - 2)
+        cv2.rectangle(out, (x1, top), (x1 + width + 4, top + height + baseline + 2), colour, -1)
+        cv2.putText(out, label, (x1 + 2, top + height + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return out

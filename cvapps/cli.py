@@ -88,6 +88,31 @@ def classify(source, model, top_k, output, overwrite, json_path, batch_size, run
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("source")
+@click.option("--model", default="person", show_default=True, help="Shipped detector name or .keras path.")
+@click.option("--confidence-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Keep detections scoring at least this (objectness x class).")
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.45, show_default=True,
+              help="Non-max suppression: overlaps above this IoU (same class) are suppressed.")
+@click.option("--max-detections", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--output", type=click.Path(), help="Annotated image file (one input), folder, or video file.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--json", "json_path", help="Write JSON Lines records to this file, or - for stdout.")
+@runtime_option
+@click.option("--quiet", is_flag=True, help="No progress bar or warnings.")
+@fail_on_value_error
+def detect(source, model, confidence_threshold, iou_threshold, max_detections, output, overwrite, json_path,
+           runtime, quiet):
+    """Detect objects in an image, a folder, a glob or a video: boxes with class and confidence."""
+    from cvapps.commands import run_detect
+
+    failures = run_detect(source, model, confidence_threshold, iou_threshold, max_detections, output, overwrite,
+                          json_path, quiet, runtime)
+    if failures:
+        sys.exit(1)
+
+
 # --- train -------------------------------------------------------------------------------------
 
 
@@ -151,6 +176,40 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
                + ", ".join(f"{k}={v:.4f}" for k, v in last.items()))
 
 
+@train.command("detect")
+@click.argument("data", nargs=-1, required=True, type=click.Path())
+@click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
+@click.option("--classes", help="Comma-separated class names to keep (e.g. person); default all.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
+              help="Images held out for validation (same split as 'eval detect --holdout').")
+@click.option("--family", type=click.Choice(["compact", "mobilenetv2"]), default="compact", show_default=True)
+@click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
+@click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
+@click.option("--weights", help="'imagenet' (mobilenetv2) or a .weights.h5 file; default random.")
+@click.option("--image-size", type=click.IntRange(min=64), default=320, show_default=True, help="Multiple of 32.")
+@click.option("--width", type=click.IntRange(min=8), default=64, show_default=True, help="Neck channels.")
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--no-augment", is_flag=True, help="No flips, scale/translate, colour or mosaic.")
+@click.option("--mosaic", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Probability of a mosaic.")
+@click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def train_detect(data, output, classes, val_fraction, family, size, alpha, weights, image_size, width, epochs,
+                 batch_size, learning_rate, no_augment, mosaic, checkpoint_dir, seed, quiet):
+    """Train a detector on one or more DATA folders (YOLO, Pascal VOC, COCO JSON or Penn-Fudan
+    layout), merged; anchors are fitted to the data. Rerun the same command to resume."""
+    from cvapps.commands import run_train_detect
+
+    run_train_detect(data, output, classes, val_fraction, seed, quiet, dict(
+        image_size=image_size, family=family, size=size, alpha=alpha, weights=weights, width=width, epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, augment=not no_augment, mosaic=mosaic,
+        checkpoint_dir=checkpoint_dir, seed=seed,
+    ))
+
+
 # --- eval --------------------------------------------------------------------------------------
 
 
@@ -176,6 +235,23 @@ def eval_classify(data, model, json_path, confusion, holdout, seed, batch_size, 
     from cvapps.commands import run_eval_classify
 
     run_eval_classify(data, model, json_path, confusion, batch_size, quiet, holdout=holdout, seed=seed)
+
+
+@evaluate.command("detect")
+@click.argument("data", nargs=-1, required=True, type=click.Path())
+@click.option("--model", required=True, help="Shipped model name or .keras path.")
+@click.option("--classes", help="Comma-separated class names to keep from DATA (as in training).")
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Score only the split 'train detect --val-fraction' held out of DATA.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
+@click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def eval_detect(data, model, classes, holdout, seed, json_path, quiet):
+    """COCO-style mAP (map50, map50_95), per-class AP, precision and recall on DATA."""
+    from cvapps.commands import run_eval_detect
+
+    run_eval_detect(data, model, classes, holdout, seed, json_path, quiet)
 
 
 # --- webcam ------------------------------------------------------------------------------------

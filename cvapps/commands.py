@@ -114,6 +114,53 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
     return failures
 
 
+def run_detect(source, model_name, confidence_threshold, iou_threshold, max_detections, output, overwrite,
+               json_path, quiet, runtime="auto"):
+    """``cvapps detect``: returns the number of inputs that failed."""
+    from cvapps.annotate import draw_detections
+    from cvapps.detection import detect
+    from cvapps.runtime import open_model
+
+    source = open_source(source)
+    image_sink, video_sink, json_sink, is_video = open_outputs(source, output, json_path, overwrite)
+    model = open_model(model_name, task="detect", runtime=runtime)
+    failures = 0
+    try:
+        for frame in progress(source.frames(), quiet, source.count()):
+            if frame.error:
+                failures += 1
+                click.echo(f"error: {frame.error}", err=True)
+                continue
+            started = time.perf_counter()
+            [found] = detect(frame.image, model, confidence_threshold, iou_threshold, max_detections)
+            milliseconds = (time.perf_counter() - started) * 1000
+            if json_sink:
+                json_sink.write({
+                    "source": frame.source, "frame": frame.index, "task": "detect", "model": model.info.name,
+                    "runtime": model.runtime, "confidence_threshold": confidence_threshold,
+                    "iou_threshold": iou_threshold, "results": found.to_dict(), "milliseconds": round(milliseconds, 3),
+                })
+            if json_path != "-":
+                label = f"{frame.source}" + (f"[{frame.index}]" if is_video else "")
+                names = ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence))
+                click.echo(f"{label}: {len(found)} found" + (f": {names}" if names else ""))
+            if image_sink or video_sink:
+                annotated = draw_detections(frame.image, found)
+                if video_sink:
+                    video_sink.write(annotated)
+                else:
+                    image_sink.write(annotated, frame.source, frame.index, video=is_video)
+    except BaseException:
+        for sink in (video_sink, json_sink):
+            if sink:
+                sink.close(keep=False)
+        raise
+    for sink in (video_sink, json_sink):
+        if sink:
+            sink.close()
+    return failures
+
+
 def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, quiet, holdout=None, seed=0):
     """``cvapps eval classify``: print and save the report. ``holdout`` scores only the
     stratified split that training carved out with the same fraction and seed."""
@@ -233,3 +280,55 @@ def bar(quiet, desc, unit):
     from tqdm import tqdm
 
     return lambda iterable, total: tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
+
+def _detection_sets(data, classes, holdout, seed):
+    """Load and merge DATA folders; with ``holdout``, the (train, held_out) split, else (all, None)."""
+    from cvapps.detection_data import load_detection_sets, split_detection
+
+    names = [c.strip() for c in classes.split(",")] if classes else None
+    merged = load_detection_sets(list(data), names)
+    for problem in merged.problems:
+        click.echo(f"warning: {problem}", err=True)
+    return split_detection(merged, holdout, seed) if holdout else (merged, None)
+
+
+def run_train_detect(data, output, classes, val_fraction, seed, quiet, options):
+    """``cvapps train detect``."""
+    from cvapps.detection import fit_anchors, train_detector
+
+    started = time.time()
+    train, val = _detection_sets(data, classes, val_fraction, seed)
+    anchors, mean_best_iou = fit_anchors(train, options["image_size"], seed=seed)
+    if not quiet:
+        click.echo(f"{len(train)} training images ({train.num_boxes} boxes), {len(val)} held out; "
+                   f"anchors fitted: mean best IoU {mean_best_iou:.3f}")
+    train_detector(train, output, validation=val, anchors=anchors,
+                   verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), **options)
+    click.echo(f"saved {output} after {time.time() - started:.0f} s")
+
+
+def run_eval_detect(data, model_name, classes, holdout, seed, json_path, quiet):
+    """``cvapps eval detect``: print and save the report."""
+    from cvapps.detection import evaluate_detector
+
+    started = time.time()
+    _, held_out = _detection_sets(data, classes, holdout, seed) if holdout else (None, None)
+    dataset = held_out if holdout else _detection_sets(data, classes, None, seed)[0]
+    metrics = evaluate_detector(model_name, dataset, progress=bar(quiet, "detecting", "img"))
+    report = {
+        "task": "detect",
+        "model": str(model_name),
+        "data": " + ".join(map(str, data)) + (f" (holdout {holdout}, seed {seed})" if holdout else ""),
+        "num_images": len(dataset),
+        "seconds": round(time.time() - started, 2),
+        "metrics": metrics,
+    }
+    click.echo(f"{report['num_images']} images, {report['seconds']} s")
+    click.echo(f"map50 {metrics['map50']:.4f}   map50_95 {metrics['map50_95']:.4f}")
+    click.echo(f"{'class':<16}{'ap50':>8}{'ap50_95':>9}{'precision':>10}{'recall':>8}{'boxes':>7}")
+    for name, row in metrics["per_class"].items():
+        click.echo(f"{name:<16}{row['ap50']:>8.4f}{row['ap50_95']:>9.4f}{row['precision']:>10.4f}{row['recall']:>8.4f}{row['num_true']:>7}")
+    if json_path:
+        write_json(json_path, report)
+    return report

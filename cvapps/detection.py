@@ -619,3 +619,32 @@ def mean_average_precision(predictions, truths, num_classes, confidence_threshol
         "map50_95": float(np.mean([r["ap50_95"] for r in scored])) if scored else float("nan"),
         "per_class": per_class,
     }
+
+
+def evaluate_detector(model, data, confidence_threshold=0.001, iou_threshold=0.6, progress=None):
+    """COCO-style mAP of a detector on a :class:`cvapps.detection_data.DetectionData`.
+
+    The model's classes are matched to the data's by name: boxes of classes the model does not
+    know are left out, so a person detector can be scored on the persons of a multi-class set.
+
+    Returns:
+        dict from :func:`mean_average_precision` (``map50``, ``map50_95``, ``per_class``), with
+        ``per_class`` keyed by class name and without the PR curves.
+    """
+    from cvapps.runtime import open_model
+
+    model = open_model(model, task="detect", runtime="keras")
+    names = model.info.class_names
+    to_model = np.array([names.index(n) if n in names else -1 for n in data.class_names], np.int64)
+    truths = []
+    for sample in data.samples:
+        ids = to_model[sample.class_ids] if len(sample.class_ids) else np.zeros(0, np.int64)
+        truths.append((sample.boxes[ids >= 0], ids[ids >= 0]))
+    paths = [str(p) for p in data.paths]
+    found = [detect(path, model, confidence_threshold, iou_threshold)[0]
+             for path in (progress(paths, len(paths)) if progress else paths)]
+    metrics = mean_average_precision(found, truths, len(names))
+    metrics["per_class"] = {
+        name: {k: v for k, v in row.items() if k != "pr_curve"} for name, row in zip(names, metrics["per_class"])
+    }
+    return metrics

@@ -802,3 +802,21 @@ class DetectionBatches(_py_dataset_base()):
         if self.shuffle:
             self.epoch += 1
             self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.data))
+
+
+def load_detection_sets(paths, classes=None):
+    """Load one or more data sets (any layout :func:`load_detection` reads), keep ``classes`` (by
+    name, in that order) if given, and merge them: e.g. the persons of coco128 plus Penn-Fudan.
+
+    Raises:
+        ValueError: no paths, or the sets' class names differ (pass ``classes`` to align them).
+    """
+    if not paths:
+        raise ValueError("no data sets given; pass at least one folder.")
+    merged = None
+    for path in paths:
+        data = load_detection(path)
+        if classes:
+            data = data.select_classes(list(classes))
+        merged = data if merged is None else merged.merge(data)
+    return merged

@@ -50,3 +50,44 @@ def tiny_classifier(tmp_path_factory):
         learning_rate=0.05, val_fraction=0.25, checkpoint_dir=root / "run", verbose=0,
     )
     return result.model_path
+
+
+def make_squares_dataset(root):
+    """4 grey 64x64 images with red (class 0) and blue (class 1) squares, in YOLO format."""
+    from PIL import Image
+
+    layout = [
+        [(0, 8, 8, 24, 24), (1, 36, 30, 60, 54)],
+        [(1, 10, 34, 30, 54)],
+        [(0, 30, 6, 56, 32), (1, 4, 40, 22, 58)],
+        [(0, 20, 20, 44, 44)],
+    ]
+    colours = {0: (230, 30, 30), 1: (30, 30, 230)}
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("names:\n  0: red\n  1: blue\n")
+    truths = []
+    for i, boxes in enumerate(layout):
+        pixels = np.full((64, 64, 3), 128, np.uint8)
+        lines = []
+        for c, x1, y1, x2, y2 in boxes:
+            pixels[y1:y2, x1:x2] = colours[c]
+            lines.append(f"{c} {(x1 + x2) / 128} {(y1 + y2) / 128} {(x2 - x1) / 64} {(y2 - y1) / 64}")
+        Image.fromarray(pixels).save(root / "images" / f"{i}.png")
+        (root / "labels" / f"{i}.txt").write_text("\n".join(lines) + "\n")
+        truths.append((np.array([b[1:] for b in boxes], np.float32), np.array([b[0] for b in boxes])))
+    return root, truths
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory):
+    """(model path, data folder, truths) of a detector trained to find the squares it was shown."""
+    from cvapps.detection import train_detector
+    from cvapps.detection_data import load_detection
+
+    root, truths = make_squares_dataset(tmp_path_factory.mktemp("detector") / "squares")
+    anchors = [[[12, 12], [18, 18], [24, 24]], [[24, 24], [30, 30], [36, 36]], [[36, 36], [48, 48], [64, 64]]]
+    train_detector(load_detection(root), root.parent / "squares.keras", image_size=64, size="xs", anchors=anchors,
+                   width=32, epochs=120, batch_size=4, learning_rate=1e-2, augment=False, mosaic=0.0,
+                   checkpoint_dir=root.parent / "run", verbose=0)
+    return root.parent / "squares.keras", root, truths

@@ -166,3 +166,31 @@ def test_demo_writes_annotated_photos(tmp_path):
     # A second run into the same folder is refused rather than silently mixing results.
     again = CliRunner().invoke(cli, ["demo", "--output", str(out)])
     assert again.exit_code == 2 and "already holds files" in again.output
+
+
+def test_detect_draws_boxes_and_writes_records(tiny_detector, tmp_path):
+    model_path, root, _ = tiny_detector
+    records = tmp_path / "d.jsonl"
+    result = CliRunner().invoke(cli, [
+        "detect", str(root / "images"), "--model", str(model_path), "--confidence-threshold", "0.3",
+        "--output", str(tmp_path / "out"), "--json", str(records), "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [len(r["results"]) for r in lines] == [2, 1, 2, 1]  # the squares of each image
+    assert lines[1]["results"][0]["class_name"] == "blue"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
+
+
+def test_eval_detect_reports_map(tiny_detector, tmp_path):
+    model_path, root, _ = tiny_detector
+    result = CliRunner().invoke(cli, ["eval", "detect", str(root), "--model", str(model_path), "--json", str(tmp_path / "r.json"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["task"] == "detect" and report["num_images"] == 4
+    assert report["metrics"]["map50"] == 1.0 and set(report["metrics"]["per_class"]) == {"red", "blue"}
+
+
+def test_detect_with_a_classifier_is_refused(tiny_classifier, photos):
+    result = CliRunner().invoke(cli, ["detect", str(photos / "a_bright.jpg"), "--model", str(tiny_classifier)])
+    assert result.exit_code == 2 and "a 'detect' model is needed" in result.output
