@@ -289,6 +289,21 @@ def webcam_classify(model, top_k, runtime, source, no_show, output, overwrite, m
     run_webcam_classify(source, model, top_k, not no_show, output, overwrite, max_frames, quiet, runtime)
 
 
+@webcam.command("detect")
+@click.option("--model", default="person", show_default=True, help="Shipped detector name or .keras path.")
+@click.option("--confidence-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True)
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.45, show_default=True)
+@runtime_option
+@webcam_options
+@fail_on_value_error
+def webcam_detect(model, confidence_threshold, iou_threshold, runtime, source, no_show, output, overwrite, max_frames, quiet):
+    """Live boxes over a camera (q or Esc quits) or a video file."""
+    from cvapps.commands import run_webcam_detect
+
+    run_webcam_detect(source, model, confidence_threshold, iou_threshold, not no_show, output, overwrite, max_frames,
+                      quiet, runtime)
+
+
 # --- export ------------------------------------------------------------------------------------
 
 

@@ -229,6 +229,7 @@ def run_demo(output, overwrite, quiet):
     """``cvapps demo``: every finished app on the sample photos; annotated results in ``output``."""
     from cvapps.annotate import draw_text_lines
     from cvapps.classification import classify
+    from cvapps.models import shipped_models
     from cvapps.runtime import open_model
 
     output = Path(output)
@@ -247,6 +248,20 @@ def run_demo(output, overwrite, quiet):
                            "results": result.to_dict(), "milliseconds": round(milliseconds, 3)})
             written.append(path)
             click.echo(f"classify  {name:<10} " + ", ".join(f"{n} {s:.2f}" for n, s in zip(result.class_names, result.scores)))
+        if "person" in shipped_models():
+            from cvapps.annotate import draw_detections
+            from cvapps.detection import detect
+
+            detector = open_model("person", task="detect")
+            for name, image in demo_photos():
+                started = time.perf_counter()
+                [found] = detect(image, detector)
+                milliseconds = (time.perf_counter() - started) * 1000
+                path = write_image(output / f"detect_{name}.jpg", draw_detections(image, found), overwrite=True)
+                records.write({"source": f"skimage.data.{name}", "frame": 0, "task": "detect", "model": "person",
+                               "results": found.to_dict(), "milliseconds": round(milliseconds, 3)})
+                written.append(path)
+                click.echo(f"detect    {name:<10} {len(found)} found: " + ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence)))
     click.echo(f"wrote {len(written)} annotated images and results.jsonl to {output}/")
     return written
 
@@ -332,3 +347,23 @@ def run_eval_detect(data, model_name, classes, holdout, seed, json_path, quiet):
     if json_path:
         write_json(json_path, report)
     return report
+
+
+def run_webcam_detect(source, model_name, confidence_threshold, iou_threshold, show, output, overwrite, max_frames,
+                      quiet, runtime="auto"):
+    """``cvapps webcam detect``: live boxes over a camera or video."""
+    from cvapps.annotate import draw_detections
+    from cvapps.detection import detect
+    from cvapps.runtime import open_model
+    from cvapps.webcam import run_loop
+
+    model = open_model(model_name, task="detect", runtime=runtime)
+
+    def process(image):
+        [found] = detect(image, model, confidence_threshold, iou_threshold)
+        return draw_detections(image, found)
+
+    stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
+    if not quiet:
+        click.echo(f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)")
+    return stats

@@ -194,3 +194,21 @@ def test_eval_detect_reports_map(tiny_detector, tmp_path):
 def test_detect_with_a_classifier_is_refused(tiny_classifier, photos):
     result = CliRunner().invoke(cli, ["detect", str(photos / "a_bright.jpg"), "--model", str(tiny_classifier)])
     assert result.exit_code == 2 and "a 'detect' model is needed" in result.output
+
+
+def test_webcam_detect_headless_over_a_video(tiny_detector, tmp_path):
+    import cv2
+
+    model_path, root, _ = tiny_detector
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    frame = cv2.imread(str(root / "images" / "0.png"))
+    for _ in range(5):
+        writer.write(frame)
+    writer.release()
+    result = CliRunner().invoke(cli, [
+        "webcam", "detect", "--source", str(video), "--model", str(model_path), "--no-show",
+        "--output", str(tmp_path / "out.avi"),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "5 frames" in result.output and (tmp_path / "out.avi").is_file()
