@@ -261,7 +261,8 @@ def run_demo(output, overwrite, quiet):
                 records.write({"source": f"skimage.data.{name}", "frame": 0, "task": "detect", "model": "person",
                                "results": found.to_dict(), "milliseconds": round(milliseconds, 3)})
                 written.append(path)
-                click.echo(f"detect    {name:<10} {len(found)} found: " + ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence)))
+                names = ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence))
+                click.echo(f"detect    {name:<10} {len(found)} found" + (f": {names}" if names else ""))
     click.echo(f"wrote {len(written)} annotated images and results.jsonl to {output}/")
     return written
 

@@ -228,3 +228,20 @@ def test_tiny_detector_overfits_a_handful_of_images_to_map_1(tiny_detector):
     found = detect([str(p) for p in data.paths], model_path, confidence_threshold=0.3, runtime="keras")
     metrics = mean_average_precision(found, truths, num_classes=2)
     assert metrics["map50"] == 1.0, [f.to_dict() for f in found]
+
+
+def test_person_detector_reaches_its_card_map(real_data):
+    """The shipped person detector on the 60 images its training held out, as its card states."""
+    from cvapps.detection import evaluate_detector
+    from cvapps.detection_data import load_detection_sets, split_detection
+    from cvapps.models import model_card, shipped_models
+
+    if "person" not in shipped_models():
+        pytest.skip("no shipped person model in models/")
+    data = load_detection_sets([real_data / "coco128", real_data / "pennfudan"], ["person"])
+    _, held_out = split_detection(data, 0.2, seed=0)
+    assert len(held_out) == 60
+    metrics = evaluate_detector("person", held_out)
+    card = model_card("person")["metrics"]
+    assert metrics["map50"] >= card["map50"] - 0.005
+    assert metrics["map50_95"] >= card["map50_95"] - 0.005

@@ -137,3 +137,19 @@ def test_onnx_predict_path_never_imports_tensorflow(exported, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["bright", "False", "False"]
+
+
+def test_detector_exports_and_detects_without_tensorflow(tiny_detector, tmp_path):
+    """The detector's ONNX export matches Keras, and detection through it never imports TensorFlow."""
+    model_path, root, _ = tiny_detector
+    keras_path = shutil.copy(model_path, tmp_path / "squares.keras")
+    report = export_model(keras_path, format="onnx")
+    assert report.max_abs_diff <= 1e-4
+    code = (
+        "import sys; from cvapps.detection import detect; "
+        f"[found] = detect({str(root / 'images' / '0.png')!r}, {str(keras_path)!r}, confidence_threshold=0.3); "
+        "print(sorted(found.class_name), 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "['blue', 'red'] False False"
