@@ -162,7 +162,9 @@ def test_demo_writes_annotated_photos(tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "classify_chelsea.jpg").is_file()
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 4
+    assert sum(r["task"] == "classify" for r in records) == 4
+    if "person" in shipped_models():
+        assert sum(r["task"] == "detect" for r in records) == 4 and (out / "detect_astronaut.jpg").is_file()
     # A second run into the same folder is refused rather than silently mixing results.
     again = CliRunner().invoke(cli, ["demo", "--output", str(out)])
     assert again.exit_code == 2 and "already holds files" in again.output
