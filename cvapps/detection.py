@@ -28,6 +28,8 @@ outside it, the same for the Keras and ONNX runtimes. Training targets are assig
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -488,12 +490,14 @@ def detect(images, model, confidence_threshold=0.25, iou_threshold=0.45, max_det
         raise ValueError(f"thresholds must be in [0, 1]; received confidence {confidence_threshold}, iou {iou_threshold}.")
     model = open_model(model, task="detect", runtime=runtime)
     info = model.info
-    geometry = SlotGeometry.build(info.image_size, info.settings["anchors"], tuple(info.settings["strides"]))
+    geometry = _geometry(info.image_size, json.dumps(info.settings["anchors"]), tuple(info.settings["strides"]))
     if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
         images = [images]
     results = []
     for image in images:
-        image = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image, np.uint8)
+        image = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"an image array must be (H, W, 3) uint8 RGB; received {image.dtype} of shape {image.shape}.")
         boxed, scale, pad = letterbox(image, info.image_size)
         boxes, scores = decode_predictions(model.predict(boxed[None].astype(np.float32))[0], geometry)
         class_id = scores.argmax(axis=1)
@@ -502,8 +506,15 @@ def detect(images, model, confidence_threshold=0.25, iou_threshold=0.45, max_det
         kept = keep[nms(boxes[keep], confidence[keep], iou_threshold, class_ids=class_id[keep], max_detections=max_detections)]
         height, width = image.shape[:2]
         xyxy = clip_boxes(unletterbox_boxes(boxes[kept], scale, pad), width, height)
-        results.append(Detections(xyxy, confidence[kept], class_id[kept], info.class_names))
+        inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # not wholly in the padding
+        results.append(Detections(xyxy[inside], confidence[kept][inside], class_id[kept][inside], info.class_names))
     return results
+
+
+@functools.lru_cache(maxsize=8)
+def _geometry(image_size, anchors_json, strides):
+    """:class:`SlotGeometry` of a model, built once per (size, anchors, strides)."""
+    return SlotGeometry.build(image_size, json.loads(anchors_json), strides)
 
 
 # --- evaluation --------------------------------------------------------------------------------

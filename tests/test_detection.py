@@ -245,3 +245,11 @@ def test_person_detector_reaches_its_card_map(real_data):
     card = model_card("person")["metrics"]
     assert metrics["map50"] >= card["map50"] - 0.005
     assert metrics["map50_95"] >= card["map50_95"] - 0.005
+
+
+def test_detect_refuses_arrays_that_are_not_rgb_uint8(tiny_detector):
+    from cvapps.detection import detect
+
+    model_path, _, _ = tiny_detector
+    with pytest.raises(ValueError, match=r"must be \(H, W, 3\) uint8 RGB; received float64"):
+        detect(np.zeros((32, 32, 3)), model_path, runtime="keras")
