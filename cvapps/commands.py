@@ -161,6 +161,21 @@ def run_detect(source, model_name, confidence_threshold, iou_threshold, max_dete
     return failures
 
 
+def eval_report(task, model_name, data, holdout, seed, num_images, started, metrics):
+    """The report every ``cvapps eval TASK`` writes: {"task", "model", "data", "num_images",
+    "seconds", "metrics"}; prints its first line."""
+    report = {
+        "task": task,
+        "model": str(model_name),
+        "data": data + (f" (holdout {holdout}, seed {seed})" if holdout else ""),
+        "num_images": num_images,
+        "seconds": round(time.time() - started, 2),
+        "metrics": metrics,
+    }
+    click.echo(f"{num_images} images, {report['seconds']} s")
+    return report
+
+
 def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, quiet, holdout=None, seed=0):
     """``cvapps eval classify``: print and save the report. ``holdout`` scores only the
     stratified split that training carved out with the same fraction and seed."""
@@ -181,15 +196,7 @@ def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, q
     if len(dataset) == 0:
         raise ValueError(f"{data}: no readable images to evaluate.")
     metrics = evaluate_classifier(model, dataset, batch_size, progress=bar(quiet, "predicting", "batch"))
-    report = {
-        "task": "classify",
-        "model": str(model_name),
-        "data": str(data) + (f" (holdout {holdout}, seed {seed})" if holdout else ""),
-        "num_images": len(dataset),
-        "seconds": round(time.time() - started, 2),
-        "metrics": metrics,
-    }
-    click.echo(f"{report['num_images']} images, {report['seconds']} s")
+    report = eval_report("classify", model_name, str(data), holdout, seed, len(dataset), started, metrics)
     click.echo(f"top1 {metrics['top1']:.4f}   top5 {metrics['top5']:.4f}")
     click.echo(f"{'class':<16}{'precision':>10}{'recall':>10}{'support':>9}")
     for name, row in metrics["per_class"].items():
@@ -329,18 +336,10 @@ def run_eval_detect(data, model_name, classes, holdout, seed, json_path, quiet):
     from cvapps.detection import evaluate_detector
 
     started = time.time()
-    _, held_out = _detection_sets(data, classes, holdout, seed) if holdout else (None, None)
-    dataset = held_out if holdout else _detection_sets(data, classes, None, seed)[0]
+    everything, held_out = _detection_sets(data, classes, holdout, seed)
+    dataset = held_out if holdout else everything
     metrics = evaluate_detector(model_name, dataset, progress=bar(quiet, "detecting", "img"))
-    report = {
-        "task": "detect",
-        "model": str(model_name),
-        "data": " + ".join(map(str, data)) + (f" (holdout {holdout}, seed {seed})" if holdout else ""),
-        "num_images": len(dataset),
-        "seconds": round(time.time() - started, 2),
-        "metrics": metrics,
-    }
-    click.echo(f"{report['num_images']} images, {report['seconds']} s")
+    report = eval_report("detect", model_name, " + ".join(map(str, data)), holdout, seed, len(dataset), started, metrics)
     click.echo(f"map50 {metrics['map50']:.4f}   map50_95 {metrics['map50_95']:.4f}")
     click.echo(f"{'class':<16}{'ap50':>8}{'ap50_95':>9}{'precision':>10}{'recall':>8}{'boxes':>7}")
     for name, row in metrics["per_class"].items():
