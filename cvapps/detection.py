@@ -440,11 +440,16 @@ def train_detector(
         optimizer=keras.optimizers.AdamW(OneCycle(learning_rate, epochs * len(train)), weight_decay=weight_decay),
         loss=detection_loss(geometry, len(data.class_names)),
     )
-    model.fit(
-        train, validation_data=val, epochs=epochs, verbose=verbose,
-        callbacks=[keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
-                   keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True)],
-    )
+    finished = checkpoint_dir / "done.weights.h5"
+    if finished.is_file():  # a rerun of a finished run: take its weights instead of training again
+        model.load_weights(str(finished))
+    else:
+        model.fit(
+            train, validation_data=val, epochs=epochs, verbose=verbose,
+            callbacks=[keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
+                       keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True)],
+        )
+        model.save_weights(str(finished))
     save_model(model, output)
     return model
 
