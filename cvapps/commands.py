@@ -28,24 +28,43 @@ def batched(iterable, size):
         yield batch
 
 
-def open_outputs(source, output, json_path, overwrite):
-    """Check and open the sinks before any work, so a refusal costs nothing.
+class Outputs:
+    """The sinks of one predict command, opened (and checked) before any work.
 
-    Args:
-        source: a :class:`cvapps.sources.Source`.
-
-    Returns (image_sink or None, video_sink or None, json_sink or None, is_video).
+    ``write(annotated, frame)`` sends an annotated frame to the video or image sink, if any;
+    ``records`` is the JSON Lines sink or None. Used as a context manager: on success the
+    video and records are finished, on an error or interrupt they are removed.
     """
-    kind, items = source.kind, source.items
-    is_video = source.is_stream
-    image_sink = video_sink = None
-    if output:
-        if is_video and Path(output).suffix.lower() in VIDEO_SUFFIXES:
-            video_sink = VideoSink(output, fps=_video_fps(items[0]) if kind == "video" else 25.0, overwrite=overwrite)
-        else:
-            image_sink = ImageSink(output, multiple=is_video or len(items) > 1, overwrite=overwrite)
-    json_sink = JsonLinesSink(json_path, overwrite=overwrite) if json_path else None
-    return image_sink, video_sink, json_sink, is_video
+
+    def __init__(self, source, output, json_path, overwrite):
+        kind, items = source.kind, source.items
+        self.is_video = source.is_stream
+        self.images = self.video = None
+        if output:
+            if self.is_video and Path(output).suffix.lower() in VIDEO_SUFFIXES:
+                fps = _video_fps(items[0]) if kind == "video" else 25.0
+                self.video = VideoSink(output, fps=fps, overwrite=overwrite)
+            else:
+                self.images = ImageSink(output, multiple=self.is_video or len(items) > 1, overwrite=overwrite)
+        self.records = JsonLinesSink(json_path, overwrite=overwrite) if json_path else None
+
+    @property
+    def wants_images(self):
+        return bool(self.images or self.video)
+
+    def write(self, annotated, frame):
+        if self.video:
+            self.video.write(annotated)
+        elif self.images:
+            self.images.write(annotated, frame.source, frame.index, video=self.is_video)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        for sink in (self.video, self.records):
+            if sink:
+                sink.close(keep=kind is None)
 
 
 def _video_fps(path):
@@ -65,12 +84,12 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
     from cvapps.sources import resize_square
 
     source = open_source(source)
-    image_sink, video_sink, json_sink, is_video = open_outputs(source, output, json_path, overwrite)
+    outputs = Outputs(source, output, json_path, overwrite)
     model = open_model(model_name, task="classify", runtime=runtime)  # a name, a path or an opened model
     info = model.info
     name = info.name
     failures = 0
-    try:
+    with outputs:
         frames = progress(source.frames(), quiet, source.count())
         for chunk in batched(frames, batch_size):
             good = [f for f in chunk if f.image is not None]
@@ -86,31 +105,17 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
             milliseconds = (time.perf_counter() - started) * 1000 / len(good)
             results = top_k_results(probabilities, info.class_names, top_k, [f.source for f in good])
             for frame, result in zip(good, results):
-                if json_sink:
-                    json_sink.write({
+                if outputs.records:
+                    outputs.records.write({
                         "source": frame.source, "frame": frame.index, "task": "classify", "model": name,
                         "runtime": model.runtime, "top_k": top_k, "results": result.to_dict(), "milliseconds": round(milliseconds, 3),
                     })
                 if json_path != "-":
-                    label = f"{frame.source}" + (f"[{frame.index}]" if is_video else "")
+                    label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
                     click.echo(f"{label}: " + ", ".join(f"{n} {s:.3f}" for n, s in zip(result.class_names, result.scores)))
-                if image_sink or video_sink:
+                if outputs.wants_images:
                     lines = [f"{n} {s:.2f}" for n, s in zip(result.class_names, result.scores)]
-                    annotated = draw_text_lines(frame.image, lines)
-                    if video_sink:
-                        video_sink.write(annotated)
-                    else:
-                        image_sink.write(annotated, frame.source, frame.index, video=is_video)
-    except BaseException:
-        if video_sink:
-            video_sink.close(keep=False)
-        if json_sink:
-            json_sink.close(keep=False)
-        raise
-    if video_sink:
-        video_sink.close()
-    if json_sink:
-        json_sink.close()
+                    outputs.write(draw_text_lines(frame.image, lines), frame)
     return failures
 
 
@@ -122,10 +127,10 @@ def run_detect(source, model_name, confidence_threshold, iou_threshold, max_dete
     from cvapps.runtime import open_model
 
     source = open_source(source)
-    image_sink, video_sink, json_sink, is_video = open_outputs(source, output, json_path, overwrite)
+    outputs = Outputs(source, output, json_path, overwrite)
     model = open_model(model_name, task="detect", runtime=runtime)
     failures = 0
-    try:
+    with outputs:
         for frame in progress(source.frames(), quiet, source.count()):
             if frame.error:
                 failures += 1
@@ -134,30 +139,18 @@ def run_detect(source, model_name, confidence_threshold, iou_threshold, max_dete
             started = time.perf_counter()
             [found] = detect(frame.image, model, confidence_threshold, iou_threshold, max_detections)
             milliseconds = (time.perf_counter() - started) * 1000
-            if json_sink:
-                json_sink.write({
+            if outputs.records:
+                outputs.records.write({
                     "source": frame.source, "frame": frame.index, "task": "detect", "model": model.info.name,
                     "runtime": model.runtime, "confidence_threshold": confidence_threshold,
                     "iou_threshold": iou_threshold, "results": found.to_dict(), "milliseconds": round(milliseconds, 3),
                 })
             if json_path != "-":
-                label = f"{frame.source}" + (f"[{frame.index}]" if is_video else "")
+                label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
                 names = ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence))
                 click.echo(f"{label}: {len(found)} found" + (f": {names}" if names else ""))
-            if image_sink or video_sink:
-                annotated = draw_detections(frame.image, found)
-                if video_sink:
-                    video_sink.write(annotated)
-                else:
-                    image_sink.write(annotated, frame.source, frame.index, video=is_video)
-    except BaseException:
-        for sink in (video_sink, json_sink):
-            if sink:
-                sink.close(keep=False)
-        raise
-    for sink in (video_sink, json_sink):
-        if sink:
-            sink.close()
+            if outputs.wants_images:
+                outputs.write(draw_detections(frame.image, found), frame)
     return failures
 
 
