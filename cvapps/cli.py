@@ -18,35 +18,9 @@ import sys
 
 import click
 
+from cvapps.cli_common import fail_on_value_error, runtime_option, warn, webcam_options
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-class UserError(click.ClickException):
-    """A one-line error about the user's input; exit code 2."""
-
-    exit_code = 2
-
-    def show(self, file=None):
-        click.echo(f"Error: {self.format_message()}", err=True)
-
-
-def fail_on_value_error(function):
-    """Turn ValueError/TypeError from the library into a one-line UserError."""
-    import functools
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except (ValueError, TypeError) as error:
-            raise UserError(str(error)) from None
-
-    return wrapper
-
-
-def warn(message, quiet=False):
-    if not quiet:
-        click.echo(f"warning: {message}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,12 +31,6 @@ def cli():
     Classification today; detection, segmentation, faces and style transfer build on the same
     backbone, sources, sinks and command grammar.
     """
-
-
-runtime_option = click.option(
-    "--runtime", type=click.Choice(["auto", "onnx", "keras"]), default="auto", show_default=True,
-    help="auto: onnxruntime when the model has a matching .onnx (made by 'cvapps export'), else Keras.",
-)
 
 
 # --- classify ----------------------------------------------------------------------------------
@@ -262,20 +230,6 @@ def webcam():
     """Live demos on a camera or a video file: cvapps webcam TASK [--source 0]."""
 
 
-def webcam_options(function):
-    options = [
-        click.option("--source", default="0", show_default=True, help="Camera index or a video file."),
-        click.option("--no-show", is_flag=True, help="No window (headless); use with --output."),
-        click.option("--output", type=click.Path(), help="Write the annotated stream to this video file."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
-        click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames."),
-        click.option("--quiet", is_flag=True),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
 @webcam.command("classify")
 @click.option("--model", default="cifar10", show_default=True, help="Shipped model name or .keras path.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
@@ -364,6 +318,23 @@ def list_models(as_json):
     for row in rows:
         metrics = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row["metrics"].items())
         click.echo(f"{row['name']:<12} {row['task']:<9} {row['size_mb']:>5.1f} MB  {metrics}  ({row['data']})")
+
+
+# --- the other apps ----------------------------------------------------------------------------
+# Each app keeps its commands in its own module (click only at import time, so --help stays
+# instant) and adds them to the groups here.
+
+APP_COMMAND_MODULES = ("cvapps.cli_segment", "cvapps.cli_faces", "cvapps.cli_style")
+
+
+def _register_apps():
+    import importlib
+
+    for name in APP_COMMAND_MODULES:
+        importlib.import_module(name).register(cli=cli, train=train, evaluate=evaluate, webcam=webcam)
+
+
+_register_apps()
 
 
 def main():

@@ -1,0 +1,60 @@
+"""What every ``cvapps`` command shares: the one-line user error, shared options, warnings.
+
+Click only: importing this module must stay instant (``cvapps --help`` imports it).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+
+class UserError(click.ClickException):
+    """A one-line error about the user's input; exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def fail_on_value_error(function):
+    """Turn ValueError/TypeError from the library into a one-line UserError."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise UserError(str(error)) from None
+
+    return wrapper
+
+
+def warn(message, quiet=False):
+    """Print ``warning: message`` on stderr unless quiet."""
+    if not quiet:
+        click.echo(f"warning: {message}", err=True)
+
+
+runtime_option = click.option(
+    "--runtime", type=click.Choice(["auto", "onnx", "keras"]), default="auto", show_default=True,
+    help="auto: onnxruntime when the model has a matching .onnx (made by 'cvapps export'), else Keras.",
+)
+
+
+def webcam_options(function):
+    """The options every ``cvapps webcam TASK`` takes: --source, --no-show, --output, --overwrite,
+    --max-frames, --quiet."""
+    options = [
+        click.option("--source", default="0", show_default=True, help="Camera index or a video file."),
+        click.option("--no-show", is_flag=True, help="No window (headless); use with --output."),
+        click.option("--output", type=click.Path(), help="Write the annotated stream to this video file."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
+        click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames."),
+        click.option("--quiet", is_flag=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function

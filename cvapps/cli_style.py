@@ -1,0 +1,7 @@
+"""Commands of neural style transfer (issue 6): added to the ``cvapps`` groups by :func:`register`."""
+
+from __future__ import annotations
+
+
+def register(cli, train, evaluate, webcam):
+    """Add this app's commands to the top-level group and the train/eval/webcam groups."""
