@@ -63,20 +63,24 @@ def classify(source, model, top_k, output, overwrite, json_path, batch_size, run
               help="Keep detections scoring at least this (objectness x class).")
 @click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.45, show_default=True,
               help="Non-max suppression: overlaps above this IoU (same class) are suppressed.")
+@click.option("--classes", help="Comma-separated class names to keep (e.g. person,dog); default all.")
+@click.option("--class-threshold", "class_thresholds", multiple=True, metavar="NAME=VALUE",
+              help="Confidence threshold for one class, overriding --confidence-threshold (repeatable).")
 @click.option("--max-detections", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--output", type=click.Path(), help="Annotated image file (one input), folder, or video file.")
+@click.option("--save-crops", type=click.Path(), help="Save each detection's pixels to DIR/<class>/<image>_<k>.jpg.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--json", "json_path", help="Write JSON Lines records to this file, or - for stdout.")
 @runtime_option
 @click.option("--quiet", is_flag=True, help="No progress bar or warnings.")
 @fail_on_value_error
-def detect(source, model, confidence_threshold, iou_threshold, max_detections, output, overwrite, json_path,
-           runtime, quiet):
+def detect(source, model, confidence_threshold, iou_threshold, classes, class_thresholds, max_detections, output,
+           save_crops, overwrite, json_path, runtime, quiet):
     """Detect objects in an image, a folder, a glob or a video: boxes with class and confidence."""
-    from cvapps.commands import run_detect
+    from cvapps.commands import DetectOptions, run_detect
 
-    failures = run_detect(source, model, confidence_threshold, iou_threshold, max_detections, output, overwrite,
-                          json_path, quiet, runtime)
+    options = DetectOptions.from_cli(confidence_threshold, iou_threshold, classes, class_thresholds, max_detections)
+    failures = run_detect(source, model, options, output, overwrite, json_path, quiet, runtime, save_crops)
     if failures:
         sys.exit(1)
 
@@ -213,13 +217,14 @@ def eval_classify(data, model, json_path, confusion, holdout, seed, batch_size, 
               help="Score only the split 'train detect --val-fraction' held out of DATA.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
+@click.option("--pr-curve", type=click.Path(), help="Save the precision-recall curves (IoU 0.5) as a PNG here.")
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def eval_detect(data, model, classes, holdout, seed, json_path, quiet):
+def eval_detect(data, model, classes, holdout, seed, json_path, pr_curve, quiet):
     """COCO-style mAP (map50, map50_95), per-class AP, precision and recall on DATA."""
     from cvapps.commands import run_eval_detect
 
-    run_eval_detect(data, model, classes, holdout, seed, json_path, quiet)
+    run_eval_detect(data, model, classes, holdout, seed, json_path, quiet, pr_curve=pr_curve)
 
 
 # --- webcam ------------------------------------------------------------------------------------
@@ -247,15 +252,19 @@ def webcam_classify(model, top_k, runtime, source, no_show, output, overwrite, m
 @click.option("--model", default="person", show_default=True, help="Shipped detector name or .keras path.")
 @click.option("--confidence-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True)
 @click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.45, show_default=True)
+@click.option("--classes", help="Comma-separated class names to keep; default all.")
+@click.option("--class-threshold", "class_thresholds", multiple=True, metavar="NAME=VALUE",
+              help="Confidence threshold for one class (repeatable).")
 @runtime_option
 @webcam_options
 @fail_on_value_error
-def webcam_detect(model, confidence_threshold, iou_threshold, runtime, source, no_show, output, overwrite, max_frames, quiet):
+def webcam_detect(model, confidence_threshold, iou_threshold, classes, class_thresholds, runtime, source, no_show,
+                  output, overwrite, max_frames, quiet):
     """Live boxes over a camera (q or Esc quits) or a video file."""
-    from cvapps.commands import run_webcam_detect
+    from cvapps.commands import DetectOptions, run_webcam_detect
 
-    run_webcam_detect(source, model, confidence_threshold, iou_threshold, not no_show, output, overwrite, max_frames,
-                      quiet, runtime)
+    options = DetectOptions.from_cli(confidence_threshold, iou_threshold, classes, class_thresholds)
+    run_webcam_detect(source, model, options, not no_show, output, overwrite, max_frames, quiet, runtime)
 
 
 # --- export ------------------------------------------------------------------------------------

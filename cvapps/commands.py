@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -119,16 +120,48 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
     return failures
 
 
-def run_detect(source, model_name, confidence_threshold, iou_threshold, max_detections, output, overwrite,
-               json_path, quiet, runtime="auto"):
+@dataclass(frozen=True)
+class DetectOptions:
+    """What ``cvapps detect`` and ``cvapps webcam detect`` pass to :func:`cvapps.detection.detect`."""
+
+    confidence_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    classes: tuple | None = None
+    class_thresholds: dict | None = None
+    max_detections: int = 300
+
+    @classmethod
+    def from_cli(cls, confidence_threshold, iou_threshold, classes, class_thresholds, max_detections=300):
+        """Parse ``--classes a,b`` and repeated ``--class-threshold NAME=VALUE``."""
+        names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
+        thresholds = {}
+        for item in class_thresholds or ():
+            name, _, value = item.rpartition("=")
+            try:
+                thresholds[name.strip()] = float(value)
+            except ValueError:
+                name = ""
+            if not name.strip():
+                raise ValueError(f"--class-threshold takes NAME=VALUE, e.g. person=0.5; received {item!r}.")
+        return cls(confidence_threshold, iou_threshold, names, thresholds or None, max_detections)
+
+    def run(self, images, model):
+        from cvapps.detection import detect
+
+        return detect(images, model, self.confidence_threshold, self.iou_threshold, self.classes, self.max_detections,
+                      self.class_thresholds)
+
+
+def run_detect(source, model_name, options, output, overwrite, json_path, quiet, runtime="auto", save_crops=None):
     """``cvapps detect``: returns the number of inputs that failed."""
     from cvapps.annotate import draw_detections
-    from cvapps.detection import detect
     from cvapps.runtime import open_model
 
     source = open_source(source)
     outputs = Outputs(source, output, json_path, overwrite)
     model = open_model(model_name, task="detect", runtime=runtime)
+    options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before any work
+    crops = CropSink(save_crops, overwrite) if save_crops else None
     failures = 0
     with outputs:
         for frame in progress(source.frames(), quiet, source.count()):
@@ -137,13 +170,15 @@ def run_detect(source, model_name, confidence_threshold, iou_threshold, max_dete
                 click.echo(f"error: {frame.error}", err=True)
                 continue
             started = time.perf_counter()
-            [found] = detect(frame.image, model, confidence_threshold, iou_threshold, max_detections)
+            [found] = options.run(frame.image, model)
             milliseconds = (time.perf_counter() - started) * 1000
             if outputs.records:
                 outputs.records.write({
                     "source": frame.source, "frame": frame.index, "task": "detect", "model": model.info.name,
-                    "runtime": model.runtime, "confidence_threshold": confidence_threshold,
-                    "iou_threshold": iou_threshold, "results": found.to_dict(), "milliseconds": round(milliseconds, 3),
+                    "runtime": model.runtime, "confidence_threshold": options.confidence_threshold,
+                    "class_thresholds": options.class_thresholds, "classes": options.classes,
+                    "iou_threshold": options.iou_threshold, "results": found.to_dict(),
+                    "milliseconds": round(milliseconds, 3),
                 })
             if json_path != "-":
                 label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
@@ -151,7 +186,31 @@ def run_detect(source, model_name, confidence_threshold, iou_threshold, max_dete
                 click.echo(f"{label}: {len(found)} found" + (f": {names}" if names else ""))
             if outputs.wants_images:
                 outputs.write(draw_detections(frame.image, found), frame)
+            if crops:
+                crops.write(frame, found, outputs.is_video)
     return failures
+
+
+class CropSink:
+    """``--save-crops DIR``: each detection's pixels as ``DIR/<class>/<image stem>[_<frame>]_<k>.jpg``
+    (k counts the detections of that image, best first)."""
+
+    def __init__(self, folder, overwrite):
+        self.folder, self.overwrite = Path(folder), overwrite
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"--save-crops {folder}: this is a file; give a folder.")
+
+    def write(self, frame, found, is_video):
+        from cvapps.detection import crop_detections
+
+        stem = Path(str(frame.source)).stem + (f"_{frame.index:06d}" if is_video else "")
+        for k, (crop, name) in enumerate(zip(crop_detections(frame.image, found), found.class_name)):
+            write_image(self.folder / _safe_name(name) / f"{stem}_{k}.jpg", crop, overwrite=self.overwrite)
+
+
+def _safe_name(name):
+    """A class name usable as a folder name ("traffic light" stays; "a/b" becomes "a_b")."""
+    return "".join(c if c.isalnum() or c in " -_." else "_" for c in name).strip() or "unnamed"
 
 
 def eval_report(task, model_name, data, holdout, seed, num_images, started, metrics):
@@ -324,14 +383,18 @@ def run_train_detect(data, output, classes, val_fraction, seed, quiet, options):
     click.echo(f"saved {output} after {time.time() - started:.0f} s")
 
 
-def run_eval_detect(data, model_name, classes, holdout, seed, json_path, quiet):
-    """``cvapps eval detect``: print and save the report."""
+def run_eval_detect(data, model_name, classes, holdout, seed, json_path, quiet, pr_curve=None):
+    """``cvapps eval detect``: print and save the report (and the PR curves as a PNG)."""
     from cvapps.detection import evaluate_detector
+    from cvapps.plots import pr_curve_image
 
     started = time.time()
     everything, held_out = _detection_sets(data, classes, holdout, seed)
     dataset = held_out if holdout else everything
-    metrics = evaluate_detector(model_name, dataset, progress=bar(quiet, "detecting", "img"))
+    metrics = evaluate_detector(model_name, dataset, progress=bar(quiet, "detecting", "img"), with_curves=True)
+    curves = metrics.pop("pr_curves")
+    if pr_curve:
+        write_image(pr_curve, pr_curve_image(curves), overwrite=True)
     report = eval_report("detect", model_name, " + ".join(map(str, data)), holdout, seed, len(dataset), started, metrics)
     click.echo(f"map50 {metrics['map50']:.4f}   map50_95 {metrics['map50_95']:.4f}")
     click.echo(f"{'class':<16}{'ap50':>8}{'ap50_95':>9}{'precision':>10}{'recall':>8}{'boxes':>7}")
@@ -342,18 +405,17 @@ def run_eval_detect(data, model_name, classes, holdout, seed, json_path, quiet):
     return report
 
 
-def run_webcam_detect(source, model_name, confidence_threshold, iou_threshold, show, output, overwrite, max_frames,
-                      quiet, runtime="auto"):
-    """``cvapps webcam detect``: live boxes over a camera or video."""
+def run_webcam_detect(source, model_name, options, show, output, overwrite, max_frames, quiet, runtime="auto"):
+    """``cvapps webcam detect``: live boxes over a camera or video; ``options`` a DetectOptions."""
     from cvapps.annotate import draw_detections
-    from cvapps.detection import detect
     from cvapps.runtime import open_model
     from cvapps.webcam import run_loop
 
     model = open_model(model_name, task="detect", runtime=runtime)
+    options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before opening the camera
 
     def process(image):
-        [found] = detect(image, model, confidence_threshold, iou_threshold)
+        [found] = options.run(image, model)
         return draw_detections(image, found)
 
     stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)

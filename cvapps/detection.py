@@ -1,7 +1,5 @@
-"""Object detection: the result type and the COCO-style evaluation metric.
-
-This module grows into the YOLO-style detector app (shared backbone P3-P5, neck, anchor head,
-``detect()``); what it holds today is what every detector result and every evaluation uses:
+"""Object detection, YOLO style: the result type, the model, its loss, training, ``detect()``
+and the COCO-style evaluation metric.
 
     >>> import numpy as np
     >>> from cvapps.detection import Detections, mean_average_precision
@@ -15,6 +13,12 @@ This module grows into the YOLO-style detector app (shared backbone P3-P5, neck,
     >>> metrics = mean_average_precision([found], truth, num_classes=2)
     >>> metrics["map50"], metrics["per_class"][0]["ap50"]
     (1.0, 1.0)
+
+With a trained model (``cvapps train detect`` or a shipped one)::
+
+    from cvapps.detection import detect
+    [found] = detect("street.jpg", model="person", confidence_threshold=0.3)
+    found.xyxy, found.confidence, found.class_name
 
 Boxes are xyxy pixels of the original image (see :mod:`cvapps.boxes` for other formats).
 
@@ -473,15 +477,21 @@ def decode_predictions(raw, geometry):
     return np.concatenate([centre - size / 2, centre + size / 2], axis=1), sigmoid[:, 4:5] * sigmoid[:, 5:]
 
 
-def detect(images, model, confidence_threshold=0.25, iou_threshold=0.45, max_detections=300, runtime="auto"):
+def detect(images, model=None, confidence_threshold=0.25, iou_threshold=0.45, classes=None, max_detections=300,
+           class_thresholds=None, runtime="auto"):
     """Detect objects; boxes come back in each original image's pixels.
 
     Args:
         images: a path, an (H, W, 3) RGB array, or a list of them.
-        model: a detector: shipped name, ``.keras``/``.onnx`` path, ``keras.Model`` or opened model.
+        model: a detector: shipped name, ``.keras``/``.onnx`` path, ``keras.Model`` or opened
+            model; default the shipped ``person`` detector.
         confidence_threshold: keep detections scoring at least this (objectness x class).
         iou_threshold: class-aware NMS suppresses overlaps above this IoU.
+        classes: class names (or ids) to keep; default all. A box is given the best of these
+            classes, so asking for ``["cat"]`` still finds a cat the model scored second to dog.
         max_detections: at most this many per image, best first.
+        class_thresholds: ``{class name: threshold}`` overriding ``confidence_threshold`` for
+            those classes (e.g. ``{"person": 0.5}`` with 0.25 for the rest).
 
     Returns:
         list of :class:`Detections`, one per image.
@@ -491,10 +501,11 @@ def detect(images, model, confidence_threshold=0.25, iou_threshold=0.45, max_det
     from cvapps.runtime import open_model
     from cvapps.sources import read_image
 
-    if not 0 <= confidence_threshold <= 1 or not 0 <= iou_threshold <= 1:
-        raise ValueError(f"thresholds must be in [0, 1]; received confidence {confidence_threshold}, iou {iou_threshold}.")
-    model = open_model(model, task="detect", runtime=runtime)
+    if not 0 <= iou_threshold <= 1:
+        raise ValueError(f"iou_threshold must be in [0, 1]; received {iou_threshold}.")
+    model = open_model("person" if model is None else model, task="detect", runtime=runtime)
     info = model.info
+    thresholds = class_threshold_vector(info.class_names, confidence_threshold, classes, class_thresholds)
     geometry = _geometry(info.image_size, json.dumps(info.settings["anchors"]), tuple(info.settings["strides"]))
     if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
         images = [images]
@@ -505,15 +516,71 @@ def detect(images, model, confidence_threshold=0.25, iou_threshold=0.45, max_det
             raise ValueError(f"an image array must be (H, W, 3) uint8 RGB; received {image.dtype} of shape {image.shape}.")
         boxed, scale, pad = letterbox(image, info.image_size)
         boxes, scores = decode_predictions(model.predict(boxed[None].astype(np.float32))[0], geometry)
+        scores = np.where(np.isfinite(thresholds), scores, 0.0)  # classes not asked for score 0
         class_id = scores.argmax(axis=1)
         confidence = scores[np.arange(len(scores)), class_id]
-        keep = np.flatnonzero(confidence >= confidence_threshold)
+        keep = np.flatnonzero((confidence >= thresholds[class_id]) & (confidence > 0))
         kept = keep[nms(boxes[keep], confidence[keep], iou_threshold, class_ids=class_id[keep], max_detections=max_detections)]
         height, width = image.shape[:2]
         xyxy = clip_boxes(unletterbox_boxes(boxes[kept], scale, pad), width, height)
         inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # not wholly in the padding
         results.append(Detections(xyxy[inside], confidence[kept][inside], class_id[kept][inside], info.class_names))
     return results
+
+
+def class_threshold_vector(class_names, confidence_threshold=0.25, classes=None, class_thresholds=None):
+    """The confidence each class must reach, as a (C,) array; ``inf`` for classes left out.
+
+    >>> class_threshold_vector(("person", "dog", "cat"), 0.25, classes=["person", "cat"],
+    ...                        class_thresholds={"cat": 0.6}).tolist()
+    [0.25, inf, 0.6]
+
+    Raises:
+        ValueError: a threshold outside [0, 1], or a class the model does not have.
+    """
+    names = list(class_names)
+
+    def index(name, what):
+        if isinstance(name, (int, np.integer)) and 0 <= name < len(names):
+            return int(name)
+        if name in names:
+            return names.index(name)
+        raise ValueError(f"{what}: the model has no class {name!r}; its classes are {', '.join(names)}.")
+
+    def checked(value, what):
+        if not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
+            raise ValueError(f"{what} must be a number in [0, 1]; received {value!r}.")
+        return float(value)
+
+    thresholds = np.full(len(names), checked(confidence_threshold, "confidence_threshold"), np.float64)
+    for name, value in (class_thresholds or {}).items():
+        thresholds[index(name, "class_thresholds")] = checked(value, f"class_thresholds[{name!r}]")
+    if classes is not None:
+        if isinstance(classes, (str, int, np.integer)):
+            classes = [classes]
+        wanted = np.zeros(len(names), bool)
+        wanted[[index(c, "classes") for c in classes]] = True
+        thresholds[~wanted] = np.inf
+    return thresholds
+
+
+def crop_detections(image, detections):
+    """The pixels inside each box: a list of (h, w, 3) arrays, one per detection (boxes are
+    rounded outwards to whole pixels; a box smaller than a pixel gives a 1-pixel crop).
+
+    >>> import numpy as np
+    >>> image = np.zeros((10, 20, 3), np.uint8)
+    >>> found = Detections([[2.5, 1, 6, 4]], [0.9], [0])
+    >>> [c.shape for c in crop_detections(image, found)]
+    [(3, 4, 3)]
+    """
+    height, width = image.shape[:2]
+    crops = []
+    for x1, y1, x2, y2 in detections.xyxy:
+        left, top = min(int(np.floor(x1)), width - 1), min(int(np.floor(y1)), height - 1)
+        right, bottom = max(int(np.ceil(x2)), left + 1), max(int(np.ceil(y2)), top + 1)
+        crops.append(image[top:bottom, left:right].copy())
+    return crops
 
 
 @functools.lru_cache(maxsize=8)
@@ -637,7 +704,7 @@ def mean_average_precision(predictions, truths, num_classes, confidence_threshol
     }
 
 
-def evaluate_detector(model, data, confidence_threshold=0.001, iou_threshold=0.6, progress=None):
+def evaluate_detector(model, data, confidence_threshold=0.001, iou_threshold=0.6, progress=None, with_curves=False):
     """COCO-style mAP of a detector on a :class:`cvapps.detection_data.DetectionData`.
 
     The model's classes are matched to the data's by name: boxes of classes the model does not
@@ -645,7 +712,9 @@ def evaluate_detector(model, data, confidence_threshold=0.001, iou_threshold=0.6
 
     Returns:
         dict from :func:`mean_average_precision` (``map50``, ``map50_95``, ``per_class``), with
-        ``per_class`` keyed by class name and without the PR curves.
+        ``per_class`` keyed by class name. With ``with_curves``, also ``pr_curves``:
+        {class name: (recall, precision) arrays at IoU 0.5} for :func:`cvapps.plots.pr_curve_image`
+        (not JSON; take it out before writing the report).
     """
     from cvapps.runtime import open_model
 
@@ -660,6 +729,8 @@ def evaluate_detector(model, data, confidence_threshold=0.001, iou_threshold=0.6
     found = [detect(path, model, confidence_threshold, iou_threshold)[0]
              for path in (progress(paths, len(paths)) if progress else paths)]
     metrics = mean_average_precision(found, truths, len(names))
+    if with_curves:
+        metrics["pr_curves"] = {name: row["pr_curve"] for name, row in zip(names, metrics["per_class"])}
     metrics["per_class"] = {
         name: {k: v for k, v in row.items() if k != "pr_curve"} for name, row in zip(names, metrics["per_class"])
     }

@@ -53,3 +53,56 @@ def confusion_matrix_image(confusion, class_names, cell=56) -> np.ndarray:
         )
     cv2.putText(image, "rows: true class, columns: predicted", (4, size + 18), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return image
+
+
+def pr_curve_image(curves, size=480) -> np.ndarray:
+    """Draw precision-recall curves, one coloured line per class, recall on x and precision on y.
+
+    Args:
+        curves: {class name: (recall (P,), precision (P,))}, as
+            :func:`cvapps.detection.evaluate_detector` returns with ``with_curves=True``. The
+            legend gives each class's area under its monotone envelope (AP at IoU 0.5, all-point).
+
+    Returns:
+        (H, W, 3) uint8 RGB image.
+
+    >>> import numpy as np
+    >>> pr_curve_image({"person": (np.array([0.5, 1.0]), np.array([1.0, 0.5]))}).shape
+    (540, 540, 3)
+    """
+    import cv2
+
+    from cvapps.annotate import class_colour
+
+    margin, top = 48, 12
+    image = np.full((size + margin + top, size + margin + 12, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+
+    def point(recall, precision):
+        return int(margin + recall * size), int(top + (1 - precision) * size)
+
+    for tick in np.linspace(0, 1, 6):
+        x, y = point(tick, tick)
+        cv2.line(image, (x, top), (x, top + size), (225, 225, 225), 1)
+        cv2.line(image, (margin, y), (margin + size, y), (225, 225, 225), 1)
+        cv2.putText(image, f"{tick:.1f}", (x - 10, top + size + 16), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(image, f"{tick:.1f}", (8, y + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.rectangle(image, point(0, 1), point(1, 0), (0, 0, 0), 1)
+    cv2.putText(image, "recall", (margin + size // 2 - 20, top + size + 34), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "precision", (2, top - 2 + 10), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for k, (name, (recall, precision)) in enumerate(curves.items()):
+        recall, precision = np.asarray(recall, float), np.asarray(precision, float)
+        colour = class_colour(k)
+        if len(recall):
+            # Step plot of the envelope, from (0, first precision) to the last recall reached.
+            envelope = np.maximum.accumulate(precision[::-1])[::-1]
+            xs = np.concatenate([[0.0], np.repeat(recall, 2)[:-1]])
+            ys = np.repeat(envelope, 2)
+            points = np.array([point(x, y) for x, y in zip(xs, ys)], np.int32)
+            cv2.polylines(image, [points], False, colour, 2, cv2.LINE_AA)
+            area = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * envelope))
+        else:
+            area = 0.0
+        y = top + size - 12 - 16 * (len(curves) - 1 - k)
+        cv2.putText(image, f"{name} {area:.3f}", (margin + 8, y), font, 0.45, colour, 1, cv2.LINE_AA)
+    return image

@@ -184,13 +184,43 @@ def test_detect_draws_boxes_and_writes_records(tiny_detector, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
 
 
+def test_detect_keeps_asked_classes_and_saves_crops(tiny_detector, tmp_path):
+    model_path, root, _ = tiny_detector
+    records = tmp_path / "d.jsonl"
+    result = CliRunner().invoke(cli, [
+        "detect", str(root / "images"), "--model", str(model_path), "--classes", "blue",
+        "--class-threshold", "blue=0.3", "--save-crops", str(tmp_path / "crops"), "--json", str(records), "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert {d["class_name"] for r in lines for d in r["results"]} == {"blue"}
+    assert sorted(p.parent.name for p in (tmp_path / "crops").rglob("*.jpg")) == ["blue"] * sum(len(r["results"]) for r in lines)
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--classes", "zebra"], "the model has no class 'zebra'; its classes are red, blue"),
+    (["--class-threshold", "red"], "--class-threshold takes NAME=VALUE"),
+    (["--class-threshold", "red=2"], r"class_thresholds\['red'\] must be a number in \[0, 1\]"),
+])
+def test_detect_refuses_unknown_classes_and_bad_thresholds(tiny_detector, tmp_path, option, message):
+    import re
+
+    model_path, root, _ = tiny_detector
+    result = CliRunner().invoke(cli, ["detect", str(root / "images"), "--model", str(model_path), "--quiet", *option])
+    assert result.exit_code == 2 and re.search(message, result.output), result.output
+
+
 def test_eval_detect_reports_map(tiny_detector, tmp_path):
     model_path, root, _ = tiny_detector
-    result = CliRunner().invoke(cli, ["eval", "detect", str(root), "--model", str(model_path), "--json", str(tmp_path / "r.json"), "--quiet"])
+    result = CliRunner().invoke(cli, [
+        "eval", "detect", str(root), "--model", str(model_path), "--json", str(tmp_path / "r.json"),
+        "--pr-curve", str(tmp_path / "pr.png"), "--quiet",
+    ])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["task"] == "detect" and report["num_images"] == 4
     assert report["metrics"]["map50"] == 1.0 and set(report["metrics"]["per_class"]) == {"red", "blue"}
+    assert (tmp_path / "pr.png").stat().st_size > 1000
 
 
 def test_detect_with_a_classifier_is_refused(tiny_classifier, photos):
