@@ -340,11 +340,13 @@ def border_weights(mask, w0=10.0, sigma=5.0):
     weights = np.ones(mask.shape, np.float32)
     if count < 3:  # fewer than two objects: no borders between objects
         return weights
-    distances = np.empty((count - 1, *mask.shape), np.float32)
+    nearest = np.full(mask.shape, np.inf, np.float32)  # running smallest and second smallest distance
+    second = np.full(mask.shape, np.inf, np.float32)
     for k in range(1, count):
-        distances[k - 1] = cv2.distanceTransform((components != k).astype(np.uint8), cv2.DIST_L2, 5)
-    two = np.partition(distances, 1, axis=0)[:2]  # nearest and second nearest
-    weights += w0 * np.exp(-((two[0] + two[1]) ** 2) / (2 * sigma**2))
+        distance = cv2.distanceTransform((components != k).astype(np.uint8), cv2.DIST_L2, 5)
+        second = np.minimum(second, np.maximum(nearest, distance))
+        nearest = np.minimum(nearest, distance)
+    weights += w0 * np.exp(-((nearest + second) ** 2) / (2 * sigma**2))
     return weights
 
 

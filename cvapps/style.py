@@ -157,7 +157,7 @@ def build_loss_network(name="auto", content_level=DEFAULT_CONTENT_LEVEL, style_l
     """The frozen loss network.
 
     Args:
-        name: ``"mobilenetv2"`` (ImageNet MobileNetV2 alpha 0.35, weights found offline via
+        name: a :class:`LossNetwork` (returned as is), ``"mobilenetv2"`` (ImageNet MobileNetV2 alpha 0.35, weights found offline via
             ``$CVAPPS_DATA/weights``), ``"cifar10"`` (the backbone of the shipped CIFAR-10
             classifier, our own), or ``"auto"``: mobilenetv2 when its weights are on this
             machine, else cifar10.
@@ -171,6 +171,8 @@ def build_loss_network(name="auto", content_level=DEFAULT_CONTENT_LEVEL, style_l
     import_keras()
     from cvapps.backbone import build_backbone, find_imagenet_weights
 
+    if isinstance(name, LossNetwork):
+        return name
     if name not in LOSS_NETWORKS:
         raise ValueError(f"loss network must be one of {LOSS_NETWORKS}, received {name!r}.")
     if name == "auto":
@@ -281,7 +283,7 @@ def optimize_image(content, style_image, steps=200, learning_rate=4.0, init="con
         raise ValueError(f"init must be 'content' or 'noise', received {init!r}.")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, received {steps!r}.")
-    network = loss_network if isinstance(loss_network, LossNetwork) else build_loss_network(loss_network)
+    network = build_loss_network(loss_network)
     loss = PerceptualLoss(network, style_image, content_weight, style_weight, tv_weight)
     content = np.asarray(content, np.float32)
     start = content
@@ -291,9 +293,8 @@ def optimize_image(content, style_image, steps=200, learning_rate=4.0, init="con
     model = _image_model_class()(start, loss, content)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=False)
     dummy = np.zeros((steps, 1), np.float32)
-    fit = model.fit(dummy, batch_size=1, epochs=1, verbose=0, callbacks=[_StepHistory()])
-    del fit
-    history = model._step_history  # filled by _StepHistory
+    model.fit(dummy, batch_size=1, epochs=1, verbose=0, callbacks=[_step_history_class()()])
+    history = model._step_history  # filled by the StepHistory callback
     image = np.clip(np.asarray(model.pixels.numpy()), 0, 255).round().astype(np.uint8)
     return image, history
 
@@ -312,8 +313,6 @@ def _step_history_class():
     return StepHistory
 
 
-def _StepHistory():  # noqa: N802  a callback instance, built lazily (Keras imports late)
-    return _step_history_class()()
 
 
 # --- the fast transformation network (Johnson et al.) ------------------------------------------
@@ -417,7 +416,7 @@ def load_photos(paths, side):
                 scale = side / min(image.size)
                 size = (max(side, round(image.size[0] * scale)), max(side, round(image.size[1] * scale)))
                 photos.append(np.asarray(image.resize(size, Image.BILINEAR)))
-        except Exception as error:  # Pillow raises many types for bad files; all mean "skip it"
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             skipped.append(f"{path}: {type(error).__name__}: {error}")
     return photos, skipped
 
@@ -871,3 +870,60 @@ def stylize(content, style="starry_night", method=None, strength=1.0, preserve_c
         image = blend(content, image, strength)
     return Stylized(image, runner.name, runner.method, float(strength), bool(preserve_color),
                     time.perf_counter() - started, source)
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+def evaluate_style(content_dir, style, method=None, size=256, loss_network="auto", max_images=None, steps=200,
+                   runtime="auto", progress=None, style_size=256):
+    """Stylise the photos of ``content_dir`` and score them with a loss network.
+
+    Args:
+        content_dir: folder of photos (recursive, sorted; the first ``max_images``).
+        style, method, steps, runtime: as for :func:`stylize`; the painting scored against is
+            the style image itself, or for a trained style the painting it was trained on.
+        size: longer side each photo is resized to before stylising.
+        loss_network: the network scoring (see :func:`build_loss_network`); name it when
+            comparing (a style trained with one network scores better on that one).
+        progress: optional ``progress(iterable, total) -> iterable``.
+
+    Returns:
+        (metrics, num_images, skipped): metrics has ``content_loss`` and ``style_loss`` (means
+        over the images of the relative costs in the module docstring; lower is closer to the
+        photo, resp. the painting), ``loss_network``, ``method``, ``style``, ``size``,
+        ``seconds_per_image``; skipped lists "path: reason" of unreadable photos.
+    """
+    from cvapps.sources import read_image
+
+    runner = StyleRunner(style, method, runtime, loss_network=loss_network, steps=steps, style_size=style_size)
+    painting = (read_style_image(style, style_size) if is_style_image(style)
+                else _painting_of_model(style, style_size))
+    network = runner.network if runner.method == "optimize" else build_loss_network(loss_network)
+    loss = PerceptualLoss(network, painting)
+    paths = list_content_images([content_dir])[:max_images]
+    items = progress(paths, len(paths)) if progress else paths
+    content_losses, style_losses, skipped, seconds = [], [], [], 0.0
+    for path in items:
+        try:
+            photo = resize_long(read_image(path), size)
+        except ValueError as error:
+            skipped.append(str(error))
+            continue
+        result = stylize(photo, runner)
+        seconds += result.seconds
+        parts = loss.parts(photo[None].astype(np.float32), result.image[None].astype(np.float32))
+        content_losses.append(float(np.asarray(parts["content_loss"])[0]))
+        style_losses.append(float(np.asarray(parts["style_loss"])[0]))
+    if not content_losses:
+        raise ValueError(f"{content_dir}: no readable photos to evaluate.")
+    metrics = {
+        "content_loss": float(np.mean(content_losses)),
+        "style_loss": float(np.mean(style_losses)),
+        "loss_network": network.name,
+        "method": runner.method,
+        "style": runner.name,
+        "size": size,
+        "seconds_per_image": seconds / len(content_losses),
+    }
+    return metrics, len(content_losses), skipped

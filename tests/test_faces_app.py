@@ -1,0 +1,260 @@
+"""Face app end to end: verify, the face database, calibration, a tiny training run, the CLI,
+and (with CVAPPS_DATA) the shipped model against its card."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cvapps.cli import cli
+
+PATTERN_SIZE = 32
+
+
+def pattern(identity, seed):
+    """A 32x32 "face" of ``identity``: stripes of an identity-specific period and angle, plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:PATTERN_SIZE, :PATTERN_SIZE]
+    angle = identity * 0.7
+    period = 4 + 2 * (identity % 4)
+    wave = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+    gray = np.clip(128 + 90 * wave + rng.normal(0, 12, wave.shape), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def make_identities(root, people=8, per_person=5):
+    for person in range(people):
+        folder = Path(root) / f"person_{person}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(per_person):
+            Image.fromarray(pattern(person, seed=100 * person + k)).save(folder / f"{k}.png")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_faces(tmp_path_factory):
+    """(model path, data folder, train result) of a compact-xs face model trained a few seconds."""
+    from cvapps.face_training import train_faces
+
+    root = tmp_path_factory.mktemp("faces")
+    data = make_identities(root / "data")
+    result = train_faces(data, root / "tiny_faces.keras", family="compact", size="xs", weights=None,
+                         image_size=PATTERN_SIZE, embedding_dim=16, epochs=3, steps_per_epoch=8,
+                         identities_per_batch=4, images_per_identity=4, learning_rate=3e-3, val_fraction=0.25,
+                         checkpoint_dir=root / "run", verbose=0)
+    return result.model_path, data, result
+
+
+def test_tiny_training_separates_identities(tiny_faces):
+    from cvapps.face_training import load_faces
+    from cvapps.faces import embed_faces, pair_metrics, sample_pairs
+    from cvapps.models import load_model, model_info
+
+    path, data, result = tiny_faces
+    info = model_info(load_model(path))
+    assert info.task == "faces" and info.image_size == PATTERN_SIZE
+    assert info.settings["threshold"] == pytest.approx(result.threshold)
+    assert info.settings["loss"] == "triplet" and info.settings["colour"] == "gray3"
+    faces = load_faces(data, PATTERN_SIZE)
+    embeddings = embed_faces(load_model(path), faces.images)
+    assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+    # Pairs of all 8 identities (6 trained, 2 held out): same-person pairs are closer.
+    metrics = pair_metrics(embeddings, sample_pairs(faces.labels, 80), folds=5)
+    assert metrics["auc"] > 0.8, metrics
+
+
+def test_training_resumes_from_the_done_marker(tiny_faces, tmp_path):
+    from cvapps.face_training import train_faces
+
+    path, data, _ = tiny_faces
+    started = time.time()
+    again = train_faces(data, tmp_path / "again.keras", family="compact", size="xs", weights=None,
+                        image_size=PATTERN_SIZE, embedding_dim=16, epochs=3, steps_per_epoch=8,
+                        identities_per_batch=4, images_per_identity=4, val_fraction=0.25,
+                        checkpoint_dir=path.parent / "run", verbose=0)
+    assert again.history == {} and time.time() - started < 30
+
+
+def test_verify_same_and_missing_face(tiny_faces):
+    from cvapps.faces import FaceEncoder, verify
+
+    path, _, _ = tiny_faces
+    encoder = FaceEncoder(path, detector="none")
+    a, b = pattern(0, 1), pattern(5, 2)
+    same = verify(a, a, encoder)
+    assert same.verified and same.distance == pytest.approx(0, abs=1e-6) and same.error is None
+    assert same.boxes == ((0.0, 0.0, 32.0, 32.0),) * 2
+    other = verify(a, b, encoder, threshold=0.0)
+    assert not other.verified and other.distance > 0
+    # Haar finds no face in a flat image: a result, not an exception.
+    blank = np.full((64, 64, 3), 128, np.uint8)
+    missing = verify(blank, a, FaceEncoder(path, detector="haar"))
+    assert missing.verified is False and missing.error == "no face found in image 1" and missing.distance is None
+    with pytest.raises(ValueError, match="compare must be one of"):
+        verify(a, a, encoder, compare="best")
+
+
+def test_database_enroll_identify_and_refresh(tiny_faces, tmp_path):
+    from cvapps.face_database import FaceDatabase
+    from cvapps.faces import FaceEncoder
+
+    path, data, _ = tiny_faces
+    encoder = FaceEncoder(path, detector="none")
+    calls = []
+    original = encoder.encode
+    encoder.encode = lambda image: calls.append(image) or original(image)
+    db = FaceDatabase(tmp_path / "db", encoder)
+    enrolled = db.enroll("Ada Lovelace", [data / "person_0" / "0.png"])
+    assert enrolled.name == "Ada_Lovelace" and len(calls) == 1
+    assert (tmp_path / "db" / ".cache" / "Ada_Lovelace.npz").is_file()
+    db.enroll("Alan", [pattern(3, 7)])
+    # A fresh database object reads the cache from disk: nothing re-encoded.
+    calls.clear()
+    fresh = FaceDatabase(tmp_path / "db", encoder)
+    names, codes = fresh.embeddings()
+    assert names == ["Ada_Lovelace", "Alan"] and codes.shape == (2, 16) and calls == []
+    [who] = fresh.identify(data / "person_0" / "0.png", threshold=1e-6, gallery=(names, codes))
+    assert who.name == "Ada_Lovelace" and who.distance == pytest.approx(0, abs=1e-6)
+    [nobody] = fresh.identify(pattern(6, 9), threshold=0.0, gallery=(names, codes))
+    assert nobody.name == "unknown" and nobody.candidate in names
+    # A changed photo (new size and mtime) is re-encoded; a new one is added; a removed one drops out.
+    photo = tmp_path / "db" / "Ada_Lovelace" / "0.png"
+    Image.fromarray(pattern(1, 3)).save(photo)
+    os.utime(photo, ns=(time.time_ns(), time.time_ns() + 10**9))
+    calls.clear()
+    assert fresh.embeddings()[1].shape == (2, 16) and len(calls) == 1
+    Image.fromarray(pattern(2, 4)).save(tmp_path / "db" / "Ada_Lovelace" / "extra.png")
+    calls.clear()
+    assert fresh.embeddings()[0] == ["Ada_Lovelace", "Ada_Lovelace", "Alan"] and len(calls) == 1
+    (tmp_path / "db" / "Ada_Lovelace" / "extra.png").unlink()
+    calls.clear()
+    assert fresh.embeddings()[0] == ["Ada_Lovelace", "Alan"] and calls == []
+
+
+def test_enroll_without_a_face_is_refused(tiny_faces, tmp_path):
+    from cvapps.face_database import FaceDatabase
+
+    db = FaceDatabase(tmp_path / "db", tiny_faces[0], detector="haar")
+    with pytest.raises(ValueError, match="no face found in any photo"):
+        db.enroll("Nobody", [np.full((64, 64, 3), 128, np.uint8)])
+    assert db.people() == []
+
+
+def test_calibrate_from_csv(tiny_faces, tmp_path):
+    from cvapps.faces import calibrate
+
+    path, data, _ = tiny_faces
+    rows = [(f"data/person_{p}/{i}.png", f"data/person_{q}/{j}.png", int(p == q))
+            for p, q, i, j in [(0, 0, 0, 1), (1, 1, 0, 2), (2, 2, 1, 3), (3, 3, 0, 4), (0, 1, 0, 0), (2, 3, 1, 1),
+                               (4, 5, 0, 0), (6, 7, 2, 2)]]
+    csv_path = data.parent / "pairs.csv"
+    csv_path.write_text("image1,image2,same\n" + "".join(f"{a},{b},{s}\n" for a, b, s in rows))
+    result = calibrate(csv_path, path, detector="none")
+    assert result.num_pairs == 8 and result.skipped == ()
+    assert 0 <= result.eer <= 1 and result.threshold > 0 and len(result.far) == len(result.tar)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a.png,b.png,maybe\nc.png,d.png,2\n")
+    with pytest.raises(ValueError, match="same must be 1 or 0"):
+        calibrate(bad, path, detector="none")
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [["verify"], ["faces"], ["faces", "enroll"], ["faces", "identify"],
+                                  ["faces", "calibrate"], ["train", "faces"], ["eval", "faces"], ["webcam", "faces"]])
+def test_face_commands_have_help(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_cli_verify_json_and_missing_face(tiny_faces, tmp_path):
+    path, data, _ = tiny_faces
+    a = str(data / "person_0" / "0.png")
+    result = CliRunner().invoke(cli, ["verify", a, a, "--model", str(path), "--detector", "none", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.strip().splitlines()[-1])
+    assert record["verified"] is True and record["distance"] == pytest.approx(0, abs=1e-6)
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(blank)
+    result = CliRunner().invoke(cli, ["verify", a, str(blank), "--model", str(path)])
+    assert result.exit_code == 1 and "no face found in image 2" in result.output
+    result = CliRunner().invoke(cli, ["verify", a, str(tmp_path / "nope.png"), "--model", str(path)])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_cli_enroll_identify_webcam(tiny_faces, tmp_path):
+    import cv2
+
+    path, data, _ = tiny_faces
+    db = str(tmp_path / "db")
+    common = ["--db", db, "--model", str(path), "--detector", "none"]
+    result = CliRunner().invoke(cli, ["faces", "enroll", "Person Zero", str(data / "person_0" / "0.png"), *common])
+    assert result.exit_code == 0 and "enrolled Person_Zero" in result.output, result.output
+    result = CliRunner().invoke(cli, ["faces", "identify", str(data / "person_0" / "0.png"), *common,
+                                      "--threshold", "0.001", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["results"][0]["name"] == "Person_Zero"
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 32))
+    for _ in range(3):
+        writer.write(pattern(0, 0)[..., ::-1])
+    writer.release()
+    result = CliRunner().invoke(cli, ["webcam", "faces", "--source", str(video), "--no-show", "--max-frames", "3",
+                                      *common, "--threshold", "0.001"])
+    assert result.exit_code == 0 and "3 faces seen, 3 named" in result.output, result.output
+
+
+def test_cli_eval_holdout_and_calibrate(tiny_faces, tmp_path):
+    path, data, _ = tiny_faces
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["eval", "faces", str(data), "--model", str(path), "--holdout", "0.25",
+                                      "--json", str(report_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert report["task"] == "faces" and report["num_images"] == 10  # 2 of 8 people x 5 photos
+    assert {"accuracy", "auc", "tar_at_far_1e-3", "threshold"} <= set(report["metrics"])
+    assert (tmp_path / "report_roc.png").is_file()
+
+
+# --- real data ---------------------------------------------------------------------------------
+
+
+def shipped_faces():
+    from cvapps.models import model_card, shipped_models
+
+    if "faces" not in shipped_models() or not model_card("faces"):
+        pytest.skip("no shipped faces model with a card")
+    return model_card("faces")
+
+
+def test_shipped_model_reaches_its_card(real_data):
+    """The card's held-out LFW accuracy, reproduced (same split, same pairs); about 30 s."""
+    from cvapps.face_training import load_faces, split_identities
+    from cvapps.faces import embed_faces, pair_metrics, sample_pairs
+    from cvapps.runtime import open_model
+
+    card = shipped_faces()
+    model = open_model("faces", task="faces", runtime="keras")
+    faces = load_faces(real_data / "lfw", model.info.image_size)
+    _, held = split_identities(faces, card["holdout"], card["seed"])
+    metrics = pair_metrics(embed_faces(model, held.images, 128), sample_pairs(held.labels, 3000, card["seed"]))
+    assert metrics["accuracy"] >= card["metrics"]["accuracy"] - 0.005
+    assert metrics["auc"] >= card["metrics"]["auc"] - 0.005
+
+
+def test_shipped_model_verifies_held_out_people(real_data):
+    """Two photos of one held-out LFW person verify; photos of two held-out people do not."""
+    card = shipped_faces()
+    lfw = real_data / "lfw"
+    same1, same2 = card["examples"]["same"]
+    diff1, diff2 = card["examples"]["different"]
+    for a, b, expected in ((same1, same2, True), (diff1, diff2, False)):
+        result = CliRunner().invoke(cli, ["verify", str(lfw / a), str(lfw / b), "--json", "-"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output.strip().splitlines()[-1])["verified"] is expected
