@@ -36,6 +36,8 @@ sizes to a data set's boxes with the 1 - IoU distance (YOLOv2), and :func:`encod
 
 from __future__ import annotations
 
+import base64
+import functools
 import math
 
 import numpy as np
@@ -448,10 +450,12 @@ def nms(boxes, scores, iou_threshold=0.45, score_threshold=float("-inf"), class_
     Returns:
         (K,) int64 indices into ``boxes``, in descending score order.
 
-    How, without TensorFlow's one-box-at-a-time loop: a multi-scale grid yields the few pairs
-    that can overlap (:class:`_OverlapIndex`), their float32 IoU is checked in one pass, and
-    the greedy decisions are resolved over that sparse graph, many boxes per step
-    (:func:`_resolve_greedy`).
+    How: up to ``ONNX_NMS_MAX_BOXES`` candidates go to onnxruntime's ``NonMaxSuppression``
+    operator (C++; the same float32 IoU, strict ``>`` and tie rule as TensorFlow, and the fastest
+    here at that size). Above it, TensorFlow's one-box-at-a-time loop would be quadratic, so a
+    multi-scale grid yields the few pairs that can overlap (:class:`_OverlapIndex`), their
+    float32 IoU is checked in one pass, and the greedy decisions are resolved over that sparse
+    graph, many boxes per step (:func:`_resolve_greedy`). Both give the same indices.
     """
     boxes = _as_xyxy(boxes)
     scores = _as_array(scores, "scores", ndim=1).astype(np.float32, copy=False)
@@ -461,6 +465,73 @@ def nms(boxes, scores, iou_threshold=0.45, score_threshold=float("-inf"), class_
     _check_threshold("iou_threshold", iou_threshold)
     max_detections = _check_max_detections(max_detections)
     order = _score_order(scores, score_threshold)
+    if 1 < len(order) <= ONNX_NMS_MAX_BOXES and iou_threshold < 1 and _onnx_nms_session() is not None:
+        ranked_classes = None if class_ids is None else class_ids[order]
+        kept = _onnx_nms(boxes[order], scores[order], ranked_classes, iou_threshold)
+        if kept is not None:
+            return order[kept][:max_detections].astype(np.int64)
+    return _grid_nms(boxes, class_ids, iou_threshold, order)[:max_detections]
+
+
+# Above this many candidates the grid path (below) beats onnxruntime's O(candidates x kept) loop.
+ONNX_NMS_MAX_BOXES = 4096
+
+# A one-operator ONNX graph, NonMaxSuppression (opset 11, center_point_box 0), serialised. Made
+# with onnx.helper (see tests/test_boxes.py::test_embedded_nms_graph_is_the_documented_one):
+# inputs boxes (1, N, 4) float32 [y1, x1, y2, x2], scores (1, C, N), max_output_boxes_per_class
+# (1,) int64, iou_threshold (1,), score_threshold (1,); output selected (K, 3) [batch, class, box].
+_NMS_GRAPH = (
+    "CAcSBmN2YXBwczrFAgqBAQoFYm94ZXMKBnNjb3JlcwoabWF4X291dHB1dF9ib3hlc19wZXJfY2xhc3MKDWlvdV90aHJlc2hvbGQKD3Njb3Jl"
+    "X3RocmVzaG9sZBIIc2VsZWN0ZWQiEU5vbk1heFN1cHByZXNzaW9uKhcKEGNlbnRlcl9wb2ludF9ib3gYAKABAhIKY3ZhcHBzX25tc1oZCgVi"
+    "b3hlcxIQCg4IARIKCgIIAQoACgIIBFoYCgZzY29yZXMSDgoMCAESCAoCCAEKAAoAWigKGm1heF9vdXRwdXRfYm94ZXNfcGVyX2NsYXNzEgoK"
+    "CAgHEgQKAggBWhsKDWlvdV90aHJlc2hvbGQSCgoICAESBAoCCAFaHQoPc2NvcmVfdGhyZXNob2xkEgoKCAgBEgQKAggBYhgKCHNlbGVjdGVk"
+    "EgwKCggHEgYKAAoCCANCBAoAEAs="
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _onnx_nms_session():
+    """An onnxruntime session running :data:`_NMS_GRAPH`, or None without onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # the operator is sequential; more threads only add overhead
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(base64.b64decode(_NMS_GRAPH), options, providers=["CPUExecutionProvider"])
+
+
+def _onnx_nms(ranked_boxes, ranked_scores, ranked_classes, iou_threshold):
+    """Kept positions (ascending) among boxes already in greedy order, or None when the
+    operator cannot express the call exactly.
+
+    Classes become rows of a (1, C, N) score table in which a box scores -inf outside its own
+    class; the operator's score threshold, -FLT_MAX, drops those entries (it keeps score > t), so
+    a real score of exactly -FLT_MAX cannot be passed (None). Positions are ranks, so the
+    operator's tie rule (lower index first) is our ranking's.
+    """
+    lowest = np.finfo(np.float32).min
+    if ranked_scores.min() <= lowest:
+        return None
+    if ranked_classes is None:
+        table = ranked_scores[None, None, :]
+    else:
+        classes, rows = np.unique(ranked_classes, return_inverse=True)
+        table = np.full((1, len(classes), len(ranked_scores)), -np.inf, np.float32)
+        table[0, rows.ravel(), np.arange(len(ranked_scores))] = ranked_scores
+    selected = _onnx_nms_session().run(None, {
+        "boxes": np.ascontiguousarray(ranked_boxes[None][:, :, [1, 0, 3, 2]], np.float32),
+        "scores": np.ascontiguousarray(table, np.float32),
+        "max_output_boxes_per_class": np.array([len(ranked_scores)], np.int64),
+        "iou_threshold": np.array([iou_threshold], np.float32),
+        "score_threshold": np.array([lowest], np.float32),
+    })[0]
+    return np.sort(selected[:, 2])
+
+
+def _grid_nms(boxes, class_ids, iou_threshold, order):
+    """Greedy NMS of the ranked candidates ``order`` through :class:`_OverlapIndex`."""
     columns = np.ascontiguousarray(boxes[order].T)
     live = np.flatnonzero(_area(columns) > 0)  # zero-area boxes overlap nothing (TensorFlow: IoU 0)
     keep = np.ones(len(order), bool)
@@ -468,7 +539,7 @@ def nms(boxes, scores, iou_threshold=0.45, score_threshold=float("-inf"), class_
         index = _OverlapIndex(columns[:, live], None if class_ids is None else class_ids[order[live]], iou_threshold)
         keep[live] = False
         keep[live[_greedy_keep(index, np.arange(live.size))]] = True
-    return order[keep][:max_detections].astype(np.int64)
+    return order[keep].astype(np.int64)
 
 
 def _check_max_detections(max_detections):

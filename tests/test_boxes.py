@@ -200,7 +200,15 @@ def test_iou_of_empty_and_degenerate_inputs():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_nms_by_hand():
+@pytest.fixture(params=["onnxruntime", "grid"])
+def nms_path(request, monkeypatch):
+    """Run a test through each of nms's two implementations."""
+    if request.param == "grid":
+        monkeypatch.setattr(B, "ONNX_NMS_MAX_BOXES", 0)
+    return request.param
+
+
+def test_nms_by_hand(nms_path):
     boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 5]], np.float32)
     scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
     # box 1 vs 0: inter 9x10 = 90, union 110 -> 0.82 > 0.45: suppressed; box 2 is far away;
@@ -215,7 +223,7 @@ def test_nms_by_hand():
     assert B.nms(np.zeros((0, 4)), np.zeros(0)).tolist() == []
 
 
-def test_nms_ties_keep_the_lower_index_and_zero_area_boxes_stay():
+def test_nms_ties_keep_the_lower_index_and_zero_area_boxes_stay(nms_path):
     boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [5, 5, 5, 9]], np.float32)
     assert B.nms(boxes, [0.5, 0.5, 0.9]).tolist() == [2, 0]  # equal scores: index 0 first; the line is kept
 
@@ -253,7 +261,7 @@ def test_nms_properties(detection, iou_threshold):
     np.testing.assert_array_equal(B.nms(boxes, scores, iou_threshold, class_ids=class_ids), merged)
 
 
-def test_nms_dense_piles_and_chains_equal_the_reference(monkeypatch):
+def test_nms_dense_piles_and_chains_equal_the_reference(monkeypatch, nms_path):
     rng = np.random.default_rng(0)
     # piles of near-identical boxes: with a tiny pair budget every block is solved head first
     centres = rng.uniform(0, 200, (6, 2))[rng.integers(0, 6, 300)] + rng.normal(0, 1, (300, 2))
@@ -299,7 +307,7 @@ def random_detections(rng, n):
     return boxes, scores.astype(np.float32)
 
 
-def test_nms_keeps_exactly_what_tensorflow_keeps(tf):
+def test_nms_keeps_exactly_what_tensorflow_keeps(tf, nms_path):
     rng = np.random.default_rng(2024)
     for trial in range(150):
         boxes, scores = random_detections(rng, int(rng.integers(0, 400)))
@@ -315,7 +323,42 @@ def test_nms_keeps_exactly_what_tensorflow_keeps(tf):
 @given(detections(max_boxes=25, classes=1), st.sampled_from([0.0, 0.3, 0.45, 0.5, 1.0]))
 def test_nms_equals_tensorflow_on_hypothesis_sets(tf, detection, iou_threshold):
     boxes, scores, _ = detection
-    np.testing.assert_array_equal(B.nms(boxes, scores, iou_threshold), tf_nms(tf, boxes, scores, iou_threshold))
+    expected = tf_nms(tf, boxes, scores, iou_threshold)
+    np.testing.assert_array_equal(B.nms(boxes, scores, iou_threshold), expected)
+    B.ONNX_NMS_MAX_BOXES, saved = 0, B.ONNX_NMS_MAX_BOXES  # and through the grid path
+    try:
+        np.testing.assert_array_equal(B.nms(boxes, scores, iou_threshold), expected)
+    finally:
+        B.ONNX_NMS_MAX_BOXES = saved
+
+
+def test_embedded_nms_graph_is_the_documented_one():
+    """The serialised graph in cvapps.boxes is exactly what this onnx.helper code builds."""
+    import base64
+
+    onnx = pytest.importorskip("onnx", reason="the onnx package (test extra) builds the reference graph")
+    from onnx import TensorProto, helper
+
+    names = ["boxes", "scores", "max_output_boxes_per_class", "iou_threshold", "score_threshold"]
+    graph = helper.make_graph(
+        [helper.make_node("NonMaxSuppression", names, ["selected"], center_point_box=0)], "cvapps_nms",
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, None, 4]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, None, None]),
+         helper.make_tensor_value_info("max_output_boxes_per_class", TensorProto.INT64, [1]),
+         helper.make_tensor_value_info("iou_threshold", TensorProto.FLOAT, [1]),
+         helper.make_tensor_value_info("score_threshold", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], producer_name="cvapps")
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    assert base64.b64decode(B._NMS_GRAPH) == model.SerializeToString()
+
+
+def test_nms_keeps_a_score_of_minus_float32_max():
+    # The onnxruntime operator drops scores <= its threshold (-FLT_MAX); such a call takes the grid path.
+    lowest = np.finfo(np.float32).min
+    assert B.nms([[0, 0, 10, 10], [20, 20, 30, 30]], [lowest, 0.5]).tolist() == [1, 0]
 
 
 def test_soft_nms_by_hand():
