@@ -2,6 +2,7 @@
 
     >>> import cvapps
     >>> results = cvapps.classify("photo.jpg", model="cifar10", top_k=3)   # doctest: +SKIP
+    >>> [found] = cvapps.detect("street.jpg", model="person")              # doctest: +SKIP
     >>> model = cvapps.load_model("cifar10")                               # doctest: +SKIP
 
 Attributes are imported on first use, so ``import cvapps`` (and ``cvapps --help``) stays fast
@@ -16,6 +17,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "classify": "cvapps.classification",
+    "detect": "cvapps.detection",
+    "Detections": "cvapps.detection",
     "load_model": "cvapps.models",
     "open_model": "cvapps.runtime",
     "build_backbone": "cvapps.backbone",
