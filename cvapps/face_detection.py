@@ -153,9 +153,10 @@ class FaceDetector:
         import cv2
 
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        # A tight face crop has no context around the face, which the cascade needs: pad a
-        # quarter of the side with grey; upscale small images so faces reach the 24 px window.
-        pad = max(gray.shape) // 4
+        # A tight face crop (a small image) has no context around the face, which the cascade
+        # needs: pad a quarter of the side with grey; upscale small images so faces reach the
+        # 24 px window. Large frames (a webcam's) are searched as they are.
+        pad = max(gray.shape) // 4 if min(gray.shape) < 300 else 0
         padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=128)
         scale = max(1.0, 240.0 / min(padded.shape))
         if scale > 1:
@@ -165,7 +166,7 @@ class FaceDetector:
         faces = []
         for (x, y, w, h), count in zip(np.reshape(boxes, (-1, 4)), np.reshape(neighbours, -1)):
             eyes = self._haar_eyes(padded, x, y, w, h)
-            to_image = lambda px, py: (px / scale - pad, py / scale - pad)  # noqa: E731
+            to_image = lambda px, py: (px / scale - pad, py / scale - pad)
             if eyes is not None:
                 eyes = tuple(to_image(*e) for e in eyes)
             x1, y1 = to_image(x, y)
@@ -211,6 +212,10 @@ class FaceDetector:
         """The canonical (S, S, 3) RGB uint8 crop of ``face`` (see the module docstring)."""
         import cv2
 
+        if self.kind == "none":  # the image is the crop: resized as in training (load_faces), no margin
+            from cvapps.sources import resize_square
+
+            return resize_square(np.asarray(image), image_size)
         matrix = alignment_matrix(face, image_size, use_eye_scale=self.kind == "yunet")
         return cv2.warpAffine(np.asarray(image), matrix, (image_size, image_size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)

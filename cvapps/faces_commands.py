@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from cvapps.commands import Outputs, bar, eval_report, progress
-from cvapps.sinks import JsonLinesSink, write_image, write_json
+from cvapps.sinks import write_image, write_json
 from cvapps.sources import open_source
 
 
@@ -102,20 +102,28 @@ def run_identify(source, db, model, threshold, detector, detector_model, output,
 
 
 def draw_identities(image, identities):
-    """Boxes with names (known people coloured per name, unknown grey) on a copy of ``image``."""
-    from cvapps.annotate import draw_detections
-    from cvapps.detection import Detections
+    """A copy of RGB ``image`` with a box per face labelled "name d=distance" (known people in a
+    colour per name, unknown in grey)."""
+    import zlib
 
-    if not identities:
-        return image.copy()
-    names = sorted({i.name for i in identities})
-    labels = [f"{i.name} d={i.distance:.2f}" if i.distance is not None else i.name for i in identities]
-    detections = Detections(
-        xyxy=np.array([i.box for i in identities], np.float32),
-        confidence=np.array([max(0.0, 1 - (i.distance or 0) / 4) for i in identities], np.float32),
-        class_id=np.arange(len(identities)), class_names=tuple(labels))
-    del names
-    return draw_detections(image, detections)
+    import cv2
+
+    from cvapps.annotate import class_colour, default_scale
+
+    out = np.ascontiguousarray(image).copy()
+    scale = default_scale(out)
+    thickness = max(1, round(scale * 3))
+    for who in identities:
+        known = who.name != "unknown"
+        colour = class_colour(zlib.crc32(who.name.encode()) % 97) if known else (160, 160, 160)
+        x1, y1, x2, y2 = (round(v) for v in who.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
+        label = who.name if who.distance is None else f"{who.name} d={who.distance:.2f}"
+        (width, height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        top = max(0, y1 - height - baseline - 2)
+        cv2.rectangle(out, (x1, top), (x1 + width + 4, top + height + baseline + 2), colour, -1)
+        cv2.putText(out, label, (x1 + 2, top + height + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
 
 
 def run_calibrate(pairs, model, detector, detector_model, roc_path, json_path, quiet):
@@ -138,17 +146,16 @@ def run_calibrate(pairs, model, detector, detector_model, roc_path, json_path, q
 
 def run_eval_faces(data, model_name, json_path, roc_path, holdout, seed, num_pairs, detector, quiet):
     """``cvapps eval faces``: pair protocol on DATA (or its held-out identities)."""
-    from cvapps.face_training import load_faces, split_identities
+    from cvapps.face_training import load_faces
     from cvapps.faces import embed_faces, pair_metrics, sample_pairs
     from cvapps.runtime import open_model
 
     started = time.time()
     model = open_model(model_name, task="faces", runtime="keras")
-    faces = load_faces(data, model.info.image_size, detector, progress=bar(quiet, "reading", "img"))
+    faces = load_faces(data, model.info.image_size, detector, progress=bar(quiet, "reading", "img"),
+                       holdout=holdout, seed=seed)
     for message in faces.skipped:
         click.echo(f"warning: skipped {message}", err=True)
-    if holdout:
-        _, faces = split_identities(faces, holdout, seed)
     pairs = sample_pairs(faces.labels, num_pairs, seed)
     embeddings = embed_faces(model, faces.images, batch_size=128)
     metrics = pair_metrics(embeddings, pairs, folds=10)
@@ -225,7 +232,3 @@ def run_webcam_faces(source, db, model, threshold, detector, detector_model, sho
         click.echo(f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS; {counts['faces']} faces "
                    f"seen, {counts['named']} named ({stats.dropped} stale frames dropped)")
     return stats, counts
-
-
-__all__ = ["run_verify", "run_enroll", "run_identify", "run_calibrate", "run_eval_faces", "run_webcam_faces",
-           "roc_image", "draw_identities", "JsonLinesSink"]

@@ -44,7 +44,7 @@ def tiny_faces(tmp_path_factory):
     root = tmp_path_factory.mktemp("faces")
     data = make_identities(root / "data")
     result = train_faces(data, root / "tiny_faces.keras", family="compact", size="xs", weights=None,
-                         image_size=PATTERN_SIZE, embedding_dim=16, epochs=3, steps_per_epoch=8,
+                         image_size=PATTERN_SIZE, embedding_dim=16, epochs=2, steps_per_epoch=8,
                          identities_per_batch=4, images_per_identity=4, learning_rate=3e-3, val_fraction=0.25,
                          checkpoint_dir=root / "run", verbose=0)
     return result.model_path, data, result
@@ -74,7 +74,7 @@ def test_training_resumes_from_the_done_marker(tiny_faces, tmp_path):
     path, data, _ = tiny_faces
     started = time.time()
     again = train_faces(data, tmp_path / "again.keras", family="compact", size="xs", weights=None,
-                        image_size=PATTERN_SIZE, embedding_dim=16, epochs=3, steps_per_epoch=8,
+                        image_size=PATTERN_SIZE, embedding_dim=16, epochs=2, steps_per_epoch=8,
                         identities_per_batch=4, images_per_identity=4, val_fraction=0.25,
                         checkpoint_dir=path.parent / "run", verbose=0)
     assert again.history == {} and time.time() - started < 30
@@ -92,8 +92,10 @@ def test_verify_same_and_missing_face(tiny_faces):
     other = verify(a, b, encoder, threshold=0.0)
     assert not other.verified and other.distance > 0
     # Haar finds no face in a flat image: a result, not an exception.
+    import skimage.data
+
     blank = np.full((64, 64, 3), 128, np.uint8)
-    missing = verify(blank, a, FaceEncoder(path, detector="haar"))
+    missing = verify(blank, skimage.data.astronaut(), FaceEncoder(path, detector="haar"))
     assert missing.verified is False and missing.error == "no face found in image 1" and missing.distance is None
     with pytest.raises(ValueError, match="compare must be one of"):
         verify(a, a, encoder, compare="best")
@@ -174,6 +176,8 @@ def test_face_commands_have_help(path):
 
 
 def test_cli_verify_json_and_missing_face(tiny_faces, tmp_path):
+    import skimage.data
+
     path, data, _ = tiny_faces
     a = str(data / "person_0" / "0.png")
     result = CliRunner().invoke(cli, ["verify", a, a, "--model", str(path), "--detector", "none", "--json", "-"])
@@ -182,7 +186,9 @@ def test_cli_verify_json_and_missing_face(tiny_faces, tmp_path):
     assert record["verified"] is True and record["distance"] == pytest.approx(0, abs=1e-6)
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(blank)
-    result = CliRunner().invoke(cli, ["verify", a, str(blank), "--model", str(path)])
+    astronaut = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(astronaut)
+    result = CliRunner().invoke(cli, ["verify", str(astronaut), str(blank), "--model", str(path)])
     assert result.exit_code == 1 and "no face found in image 2" in result.output
     result = CliRunner().invoke(cli, ["verify", a, str(tmp_path / "nope.png"), "--model", str(path)])
     assert result.exit_code == 2 and "no such file" in result.output
@@ -234,27 +240,32 @@ def shipped_faces():
 
 
 def test_shipped_model_reaches_its_card(real_data):
-    """The card's held-out LFW accuracy, reproduced (same split, same pairs); about 30 s."""
-    from cvapps.face_training import load_faces, split_identities
+    """The card's held-out LFW accuracy, reproduced (same split, same pairs); about 15-30 s."""
+    from cvapps.face_training import load_faces
     from cvapps.faces import embed_faces, pair_metrics, sample_pairs
     from cvapps.runtime import open_model
 
     card = shipped_faces()
     model = open_model("faces", task="faces", runtime="keras")
-    faces = load_faces(real_data / "lfw", model.info.image_size)
-    _, held = split_identities(faces, card["holdout"], card["seed"])
+    held = load_faces(real_data / "lfw", model.info.image_size, holdout=card["holdout"], seed=card["seed"])
+    assert len(held) == card["eval_images"]
     metrics = pair_metrics(embed_faces(model, held.images, 128), sample_pairs(held.labels, 3000, card["seed"]))
     assert metrics["accuracy"] >= card["metrics"]["accuracy"] - 0.005
     assert metrics["auc"] >= card["metrics"]["auc"] - 0.005
 
 
 def test_shipped_model_verifies_held_out_people(real_data):
-    """Two photos of one held-out LFW person verify; photos of two held-out people do not."""
+    """Photos of held-out LFW people (never trained on), through the Haar detector: the card's
+    6 same-person and 6 different-person pairs; at most one mistake in 12, and the CLI agrees."""
+    from cvapps.faces import FaceEncoder, verify
+
     card = shipped_faces()
     lfw = real_data / "lfw"
-    same1, same2 = card["examples"]["same"]
-    diff1, diff2 = card["examples"]["different"]
-    for a, b, expected in ((same1, same2, True), (diff1, diff2, False)):
+    encoder = FaceEncoder("faces", detector="haar")
+    pairs = [(a, b, True) for a, b in card["examples"]["same"]] + [(a, b, False) for a, b in card["examples"]["different"]]
+    right = sum(verify(lfw / a, lfw / b, encoder).verified is expected for a, b, expected in pairs)
+    assert right >= len(pairs) - 1, f"{right} of {len(pairs)} right"
+    for a, b, expected in (pairs[0], pairs[-1]):
         result = CliRunner().invoke(cli, ["verify", str(lfw / a), str(lfw / b), "--json", "-"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output.strip().splitlines()[-1])["verified"] is expected
