@@ -105,7 +105,7 @@ def main():
         latencies = []
         for size in (256, 512):
             image = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32")
-            latencies.append(timed(lambda: predict(image), args.repeats) * 1000)
+            latencies.append(timed(lambda predict=predict, image=image: predict(image), args.repeats) * 1000)
         rows.append((label, runtime, *latencies))
     reference = next((r for r in rows if r[1] == "keras" and r[0].startswith("keras.io")), None)
     print(f"\n### U-Net latency, batch 1, {cores} CPU cores\n")

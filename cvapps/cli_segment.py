@@ -69,6 +69,8 @@ def segment(source, model, output, view, alpha, tile, overwrite, json_path, runt
               help="w0 of the U-Net paper's border-weight map (0: off; the paper uses 10).")
 @click.option("--elastic", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Probability of an elastic deformation.")
 @click.option("--rotate", type=click.FloatRange(0, 180), default=15.0, show_default=True, help="Largest rotation (degrees).")
+@click.option("--scale", type=(click.FloatRange(min=0.05), click.FloatRange(min=0.05)), default=(0.75, 1.25),
+              show_default=True, help="Range of the random zoom (e.g. 0.7 2.5 adds close-ups of whole scenes).")
 @click.option("--vflip", is_flag=True, help="Also flip vertically (microscopy).")
 @click.option("--max-side", type=click.IntRange(min=32), help="Shrink larger images once when loading (speed).")
 @click.option("--no-augment", is_flag=True)

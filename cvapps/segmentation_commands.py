@@ -63,7 +63,12 @@ def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_p
                 shares = ", ".join(f"{n} {f:.1%}" for n, f in result.fractions().items() if f > 0)
                 click.echo(f"{label}: {shares}")
             if outputs.wants_images:
-                outputs.write(render(frame.image, result, view, alpha), frame)
+                picture = render(frame.image, result, view, alpha)
+                if view == "cutout" and outputs.images.multiple:  # RGBA needs PNG names in the folder
+                    path = outputs.images.path_for(frame.source, frame.index).with_suffix(".png")
+                    write_image(path, picture, overwrite)
+                else:
+                    outputs.write(picture, frame)
     return failures
 
 

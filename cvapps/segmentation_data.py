@@ -165,8 +165,7 @@ def _image_header_size(path):
 def _paired(images_dir, masks_dir, problems):
     masks = {}
     for path in list_images(masks_dir):
-        stem = path.stem[:-5] if path.stem.endswith("_mask") else path.stem
-        masks[stem] = path
+        masks[path.stem.removesuffix("_mask")] = path
     pairs = []
     for path in list_images(images_dir):
         mask = masks.pop(path.stem, None)
@@ -186,7 +185,7 @@ def _collect(pairs, convert, class_names, problems, progress=None):
     for image_path, mask_path in items:
         try:
             width, height = _image_header_size(image_path)
-        except Exception as error:  # Pillow raises many types for a broken file
+        except Exception as error:  # noqa: BLE001  Pillow raises many types for a broken file
             problems.append(f"{image_path}: unreadable image ({type(error).__name__}: {error}); pair left out")
             continue
         try:

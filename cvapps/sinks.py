@@ -41,7 +41,8 @@ def atomic_path(path):
 
 
 def write_image(path, image, overwrite=False):
-    """Write an (H, W, 3) uint8 RGB image atomically; the format follows the suffix.
+    """Write an (H, W, 3) uint8 RGB image (or (H, W, 4) RGBA to a .png) atomically; the format
+    follows the suffix.
 
     Raises:
         ValueError: the file exists and ``overwrite`` is False, or the suffix is not an image type.
@@ -50,14 +51,16 @@ def write_image(path, image, overwrite=False):
 
     path = Path(path)
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"{path}: expected an (H, W, 3) uint8 RGB image, received {image.dtype} of shape {image.shape}.")
+    rgba = image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8 and path.suffix.lower() == ".png"
+    if not rgba and (image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8):
+        raise ValueError(f"{path}: expected an (H, W, 3) uint8 RGB image (or (H, W, 4) RGBA for a .png), "
+                         f"received {image.dtype} of shape {image.shape}.")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ValueError(f"{path}: output image needs an image suffix ({', '.join(IMAGE_SUFFIXES[:5])}, ...).")
     refuse_existing(path, overwrite)
     temporary = atomic_path(path)
     try:
-        if not cv2.imwrite(str(temporary), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)):
+        if not cv2.imwrite(str(temporary), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGBA2BGRA if rgba else cv2.COLOR_RGB2BGR)):
             raise ValueError(f"{path}: could not encode the image as {path.suffix}.")
         os.replace(temporary, path)
     finally:

@@ -61,7 +61,7 @@ def tiny_segmenter(tmp_path_factory):
     root = tmp_path_factory.mktemp("seg")
     data_dir = make_pairs(root / "data", count=4)
     data = load_segmentation(data_dir)
-    result = train_segmenter(data, root / "tiny.keras", family="unet", filters=8, depth=2, image_size=32, epochs=30,
+    result = train_segmenter(data, root / "tiny.keras", family="unet", filters=8, depth=2, image_size=32, epochs=3, repeats=10,
                              batch_size=4, learning_rate=1e-2, augment=False, checkpoint_dir=root / "run", verbose=0)
     return result.model_path, data_dir
 
@@ -257,7 +257,7 @@ def test_tiny_overfit_reaches_iou_near_one(tiny_segmenter):
 
 
 def test_segment_results_and_drawing(tiny_segmenter):
-    model_path, data_dir = tiny_segmenter
+    model_path, _ = tiny_segmenter
     image = np.full((45, 37, 3), 40, np.uint8)
     image[10:30, 5:25] = 220
     [result] = segment(image, model_path)
