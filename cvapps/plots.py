@@ -68,13 +68,13 @@ def pr_curve_image(curves, size=480) -> np.ndarray:
 
     >>> import numpy as np
     >>> pr_curve_image({"person": (np.array([0.5, 1.0]), np.array([1.0, 0.5]))}).shape
-    (540, 540, 3)
+    (552, 540, 3)
     """
     import cv2
 
     from cvapps.annotate import class_colour
 
-    margin, top = 48, 12
+    margin, top = 48, 24
     image = np.full((size + margin + top, size + margin + 12, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -89,7 +89,7 @@ def pr_curve_image(curves, size=480) -> np.ndarray:
         cv2.putText(image, f"{tick:.1f}", (8, y + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.rectangle(image, point(0, 1), point(1, 0), (0, 0, 0), 1)
     cv2.putText(image, "recall", (margin + size // 2 - 20, top + size + 34), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "precision", (2, top - 2 + 10), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "precision", (4, 14), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     for k, (name, (recall, precision)) in enumerate(curves.items()):
         recall, precision = np.asarray(recall, float), np.asarray(precision, float)
         colour = class_colour(k)

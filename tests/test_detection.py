@@ -247,6 +247,22 @@ def test_person_detector_reaches_its_card_map(real_data):
     assert metrics["map50_95"] >= card["map50_95"] - 0.005
 
 
+def test_raccoon_detector_reaches_its_card_map(real_data):
+    """The shipped raccoon detector (trained on a Pascal VOC folder) on the 40 images it never saw."""
+    from cvapps.detection import evaluate_detector
+    from cvapps.detection_data import load_detection, split_detection
+    from cvapps.models import model_card, shipped_models
+
+    if "raccoon" not in shipped_models():
+        pytest.skip("no shipped raccoon model in models/")
+    _, held_out = split_detection(load_detection(real_data / "raccoon"), 0.2, seed=0)
+    assert len(held_out) == 40
+    metrics = evaluate_detector("raccoon", held_out)
+    card = model_card("raccoon")["metrics"]
+    assert metrics["map50"] >= card["map50"] - 0.005
+    assert metrics["map50_95"] >= card["map50_95"] - 0.005
+
+
 def test_detect_refuses_arrays_that_are_not_rgb_uint8(tiny_detector):
     from cvapps.detection import detect
 
