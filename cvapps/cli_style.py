@@ -96,14 +96,14 @@ def styles_command(as_json):
 @click.option("--content", multiple=True, required=True, type=click.Path(),
               help="Folders of content photos: --content DIR [DIR ...] (or repeat the option).")
 @click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
-@click.option("--image-size", type=click.IntRange(min=32), default=192, show_default=True, help="Training crop side.")
+@click.option("--image-size", type=click.IntRange(min=32), default=160, show_default=True, help="Training crop side.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
-@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=80, show_default=True)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
 @click.option("--content-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
-@click.option("--style-weight", type=click.FloatRange(min=0), default=10.0, show_default=True)
-@click.option("--tv-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option("--style-weight", type=click.FloatRange(min=0), default=2.0, show_default=True)
+@click.option("--tv-weight", type=click.FloatRange(min=0), default=5.0, show_default=True)
 @click.option("--style-size", type=click.IntRange(min=32), default=256, show_default=True,
               help="Shorter side the painting is resized to (sets the brush-stroke scale).")
 @click.option("--loss-network", type=click.Choice(["auto", "mobilenetv2", "cifar10"]), default="auto", show_default=True,

@@ -137,7 +137,7 @@ class LossNetwork:
         self.style_levels = {k: float(v) / total for k, v in style_levels.items()}
         needed = sorted({content_level, *self.style_levels})
         outputs = {level: backbone.pyramid_outputs[level] for level in needed}
-        self.model = keras.Model(backbone.inputs, outputs, name="loss_network")
+        self.model = keras.Model(backbone.input, outputs, name="loss_network")
         self.model.trainable = False
 
     def features(self, images):
@@ -292,8 +292,8 @@ def optimize_image(content, style_image, steps=200, learning_rate=4.0, init="con
         start = np.clip(0.4 * content + 0.6 * rng.uniform(0, 255, content.shape), 0, 255)
     model = _image_model_class()(start, loss, content)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=False)
-    dummy = np.zeros((steps, 1), np.float32)
-    model.fit(dummy, batch_size=1, epochs=1, verbose=0, callbacks=[_step_history_class()()])
+    # One step per "epoch", so the logged costs are each step's own (metrics reset every epoch).
+    model.fit(np.zeros((1, 1), np.float32), batch_size=1, epochs=steps, verbose=0, callbacks=[_step_history_class()()])
     history = model._step_history  # filled by the StepHistory callback
     image = np.clip(np.asarray(model.pixels.numpy()), 0, 255).round().astype(np.uint8)
     return image, history
@@ -306,7 +306,7 @@ def _step_history_class():
         def on_train_begin(self, logs=None):
             self.model._step_history = {}
 
-        def on_train_batch_end(self, batch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):
             for key, value in (logs or {}).items():
                 self.model._step_history.setdefault(key, []).append(float(value))
 
@@ -516,8 +516,8 @@ def read_style_image(style_image, side=256):
     return _resize_short(image, side) if side else image
 
 
-def train_style(style_image, content, output, *, image_size=256, batch_size=4, epochs=20, steps_per_epoch=100,
-                learning_rate=2e-3, content_weight=1.0, style_weight=10.0, tv_weight=1.0, style_size=256,
+def train_style(style_image, content, output, *, image_size=160, batch_size=4, epochs=10, steps_per_epoch=80,
+                learning_rate=3e-3, content_weight=1.0, style_weight=2.0, tv_weight=5.0, style_size=256,
                 loss_network="auto", content_level=DEFAULT_CONTENT_LEVEL, style_levels=None, width=16,
                 residual_blocks=4, downsamples=2, separable=True, max_images=None, checkpoint_dir=None,
                 sample_every=1, seed=0, verbose=2):
@@ -536,6 +536,8 @@ def train_style(style_image, content, output, *, image_size=256, batch_size=4, e
         checkpoint_dir: resumable state (``BackupAndRestore``), ``log.csv`` and ``samples/``
             (stylised sample photos every ``sample_every`` epochs); default ``runs/<output stem>``.
             Rerunning the same command resumes; after a finished run it only re-saves.
+
+    Besides ``output`` it writes ``<output stem>.style.jpg``, the painting at ``style_size``.
 
     Returns:
         :class:`StyleTrainResult`.
@@ -590,6 +592,10 @@ def train_style(style_image, content, output, *, image_size=256, batch_size=4, e
         trainer.fit(batches, epochs=epochs, callbacks=callbacks, verbose=verbose)
         transformer.save_weights(str(finished))
     save_model(transformer, output)
+    from cvapps.sinks import write_image
+
+    # The painting travels with the model (eval and --method optimize with this style use it).
+    write_image(output.with_suffix(".style.jpg"), painting, overwrite=True)
     return StyleTrainResult(output, read_history(log) if log.is_file() else {}, time.time() - started, skipped)
 
 

@@ -41,29 +41,3 @@ class InstanceNormalization(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
 
-
-@keras.saving.register_keras_serializable(package="cvapps")
-class ReflectionPadding2D(keras.layers.Layer):
-    """Pad H and W by ``padding`` pixels on each side, mirroring the image (no dark borders).
-
-    >>> import numpy as np
-    >>> x = np.arange(3, dtype="float32").reshape(1, 1, 3, 1)
-    >>> np.asarray(ReflectionPadding2D(1)(x))[0, 1, :, 0].tolist()
-    [1.0, 0.0, 1.0, 2.0, 1.0]
-    """
-
-    def __init__(self, padding=1, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = int(padding)
-
-    def call(self, x):
-        p = self.padding
-        return keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
-
-    def compute_output_shape(self, input_shape):
-        b, h, w, c = input_shape
-        p = 2 * self.padding
-        return (b, None if h is None else h + p, None if w is None else w + p, c)
-
-    def get_config(self):
-        return {**super().get_config(), "padding": self.padding}

@@ -217,20 +217,30 @@ def test_webcam_style_headless_on_a_video(tiny_style, tmp_path):
     assert "3 frames" in run.output and (tmp_path / "out.avi").is_file()
 
 
-def test_optimize_with_a_real_painting_and_eval_report(real_data, tmp_path):
-    from cvapps.style import stylize
+def test_eval_style_report_on_a_folder(tiny_style, tmp_path):
+    from PIL import Image
 
-    painting = real_data / "style" / "paintings" / "starry_night.jpg"
-    photo = real_data / "style" / "photos" / "tubingen.jpg"
-    out = stylize(photo, style=str(painting), size=64, steps=5)
-    assert out.method == "optimize" and max(out.image.shape[:2]) == 64
+    result, _ = tiny_style
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((24, 32, 3), 60 + 100 * i, np.uint8)).save(folder / f"{i}.png")
     report = tmp_path / "eval.json"
-    run = CliRunner().invoke(cli, ["eval", "style", str(real_data / "style" / "photos"), "--style", str(painting),
-                                   "--size", "48", "--steps", "3", "--max-images", "2", "--json", str(report), "--quiet"])
+    run = CliRunner().invoke(cli, ["eval", "style", str(folder), "--style", str(result.model_path), "--size", "32",
+                                   "--loss-network", "cifar10", "--json", str(report), "--quiet"])
     assert run.exit_code == 0, run.output
     data = json.loads(report.read_text())
     assert data["task"] == "style" and data["num_images"] == 2
-    assert {"content_loss", "style_loss", "loss_network"} <= set(data["metrics"])
+    assert data["metrics"]["loss_network"] == "cifar10_compact_s" and data["metrics"]["method"] == "fast"
+    assert data["metrics"]["content_loss"] > 0 and data["metrics"]["style_loss"] > 0
+
+
+def test_optimize_with_a_real_painting(real_data):
+    from cvapps.style import stylize
+
+    painting = real_data / "style" / "paintings" / "starry_night.jpg"
+    out = stylize(real_data / "style" / "photos" / "tubingen.jpg", style=str(painting), size=48, steps=3)
+    assert out.method == "optimize" and max(out.image.shape[:2]) == 48 and out.style == "starry_night"
 
 
 def test_shipped_styles_stylise_a_photo(real_data):
