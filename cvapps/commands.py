@@ -285,45 +285,117 @@ def demo_photos():
 
 
 def run_demo(output, overwrite, quiet):
-    """``cvapps demo``: every finished app on the sample photos; annotated results in ``output``."""
-    from cvapps.annotate import draw_text_lines
-    from cvapps.classification import classify
+    """``cvapps demo``: every finished app on the sample photos; annotated results in ``output``.
+
+    Apps whose shipped model is missing (a trimmed install) are left out with a note."""
     from cvapps.models import shipped_models
-    from cvapps.runtime import open_model
 
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise ValueError(f"{output} already holds files; pass --overwrite or name an empty or new folder.")
-    model = open_model("cifar10", task="classify")
+    shipped = shipped_models()
+    photos = demo_photos()
+    steps = [("classify", "cifar10", _demo_classify), ("detect", "person", _demo_detect),
+             ("segment", "person_seg", _demo_segment), ("faces", "faces", _demo_faces),
+             ("style", "starry_night", _demo_style)]
     written = []
     with JsonLinesSink(str(output / "results.jsonl"), overwrite=True) as records:
-        for name, image in demo_photos():
-            started = time.perf_counter()
-            [result] = classify(image, model=model, top_k=3)
-            milliseconds = (time.perf_counter() - started) * 1000
-            lines = [f"cifar10: {n} {s:.2f}" for n, s in zip(result.class_names, result.scores)]
-            path = write_image(output / f"classify_{name}.jpg", draw_text_lines(image, lines), overwrite=True)
-            records.write({"source": f"skimage.data.{name}", "frame": 0, "task": "classify", "model": "cifar10",
-                           "results": result.to_dict(), "milliseconds": round(milliseconds, 3)})
-            written.append(path)
-            click.echo(f"classify  {name:<10} " + ", ".join(f"{n} {s:.2f}" for n, s in zip(result.class_names, result.scores)))
-        if "person" in shipped_models():
-            from cvapps.annotate import draw_detections
-            from cvapps.detection import detect
-
-            detector = open_model("person", task="detect")
-            for name, image in demo_photos():
-                started = time.perf_counter()
-                [found] = detect(image, detector)
-                milliseconds = (time.perf_counter() - started) * 1000
-                path = write_image(output / f"detect_{name}.jpg", draw_detections(image, found), overwrite=True)
-                records.write({"source": f"skimage.data.{name}", "frame": 0, "task": "detect", "model": "person",
-                               "results": found.to_dict(), "milliseconds": round(milliseconds, 3)})
-                written.append(path)
-                names = ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence))
-                click.echo(f"detect    {name:<10} {len(found)} found" + (f": {names}" if names else ""))
+        for task, model_name, step in steps:
+            if model_name not in shipped:
+                click.echo(f"{task:<9} skipped: the shipped model {model_name!r} is not installed")
+                continue
+            for name, file_name, picture, record, line in step(photos, model_name):
+                written.append(write_image(output / f"{task}_{file_name}.jpg", picture, overwrite=True))
+                records.write({"source": f"skimage.data.{name}", "frame": 0, "task": task, "model": model_name, **record})
+                click.echo(f"{task:<9} {name:<10} {line}")
     click.echo(f"wrote {len(written)} annotated images and results.jsonl to {output}/")
     return written
+
+
+def _timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, round((time.perf_counter() - started) * 1000, 3)
+
+
+def _demo_classify(photos, model_name):
+    """(name, file name, picture, record, printed line) per photo."""
+    from cvapps.annotate import draw_text_lines
+    from cvapps.classification import classify
+    from cvapps.runtime import open_model
+
+    model = open_model(model_name, task="classify")
+    for name, image in photos:
+        [result], milliseconds = _timed(classify, image, model=model, top_k=3)
+        pairs = list(zip(result.class_names, result.scores))
+        picture = draw_text_lines(image, [f"{model_name}: {n} {s:.2f}" for n, s in pairs])
+        yield name, name, picture, {"results": result.to_dict(), "milliseconds": milliseconds}, \
+            ", ".join(f"{n} {s:.2f}" for n, s in pairs)
+
+
+def _demo_detect(photos, model_name):
+    from cvapps.annotate import draw_detections
+    from cvapps.detection import detect
+    from cvapps.runtime import open_model
+
+    model = open_model(model_name, task="detect")
+    for name, image in photos:
+        [found], milliseconds = _timed(detect, image, model)
+        names = ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence))
+        yield name, name, draw_detections(image, found), {"results": found.to_dict(), "milliseconds": milliseconds}, \
+            f"{len(found)} found" + (f": {names}" if names else "")
+
+
+def _demo_segment(photos, model_name):
+    from cvapps.segmentation import blur_background, overlay, segment
+    from cvapps.runtime import open_model
+
+    model = open_model(model_name, task="segment")
+    for name, image in photos:
+        [result], milliseconds = _timed(segment, image, model=model)
+        share = {c: round(float(np.mean(result.labels == k)), 4) for k, c in enumerate(result.class_names)}
+        record = {"results": {"pixel_share": share}, "milliseconds": milliseconds}
+        line = ", ".join(f"{c} {v:.1%}" for c, v in share.items())
+        yield name, name, overlay(image, result), record, line
+        if name == "astronaut":
+            yield name, f"{name}_blur", blur_background(image, result), record, "background blurred"
+
+
+def _demo_faces(photos, model_name):
+    """Faces found in each photo, and the astronaut verified against her mirror image."""
+    from cvapps.annotate import draw_text_lines
+    from cvapps.faces import FaceEncoder, verify
+
+    encoder = FaceEncoder(model_name)
+    for name, image in photos:
+        faces, _ = encoder.encode(image)
+        if not faces:
+            continue
+        mirror = np.ascontiguousarray(image[:, ::-1])
+        result, milliseconds = _timed(verify, image, mirror, encoder)
+        picture = _draw_face_boxes(image, [f.box for f in faces])
+        answer = "same person" if result.verified else "different people"
+        text = f"vs mirror: {answer} (distance {result.distance:.2f}, threshold {result.threshold:.2f})"
+        yield name, name, draw_text_lines(picture, [f"{len(faces)} face(s)", text]), \
+            {"results": result.to_dict(), "milliseconds": milliseconds}, f"{len(faces)} face(s); {text}"
+
+
+def _draw_face_boxes(image, boxes):
+    import cv2
+
+    picture = image.copy()
+    for x1, y1, x2, y2 in np.asarray(boxes, float).round().astype(int):
+        cv2.rectangle(picture, (x1, y1), (x2, y2), (40, 220, 40), max(2, image.shape[0] // 200))
+    return picture
+
+
+def _demo_style(photos, model_name):
+    from cvapps.style import stylize
+
+    for name, image in photos:
+        result, milliseconds = _timed(stylize, image, style=model_name)
+        yield name, name, result.image, {"results": {"style": result.style, "method": result.method},
+                                         "milliseconds": milliseconds}, f"{model_name} in {milliseconds:.0f} ms"
 
 
 def run_webcam_classify(source, model_name, top_k, show, output, overwrite, max_frames, quiet, runtime="auto"):

@@ -165,6 +165,13 @@ def test_demo_writes_annotated_photos(tmp_path):
     assert sum(r["task"] == "classify" for r in records) == 4
     if "person" in shipped_models():
         assert sum(r["task"] == "detect" for r in records) == 4 and (out / "detect_astronaut.jpg").is_file()
+    if "person_seg" in shipped_models():
+        assert (out / "segment_astronaut.jpg").is_file() and (out / "segment_astronaut_blur.jpg").is_file()
+    if "faces" in shipped_models():  # the astronaut's face, verified against her mirror image
+        [face] = [r for r in records if r["task"] == "faces"]
+        assert face["results"]["verified"] is True
+    if "starry_night" in shipped_models():
+        assert sum(r["task"] == "style" for r in records) == 4
     # A second run into the same folder is refused rather than silently mixing results.
     again = CliRunner().invoke(cli, ["demo", "--output", str(out)])
     assert again.exit_code == 2 and "already holds files" in again.output

@@ -107,6 +107,11 @@ def test_other_formats_are_verified_too(tiny_classifier, tmp_path, format_, suff
     assert report.path.exists() and report.max_abs_diff <= 1e-4
 
 
+# Style nets output pixels in 0..255 and instance-normalise flat sample images (variance near 0), which
+# magnifies float32 rounding: they are exported and checked at one grey level (--tolerance 1).
+ONNX_TOLERANCE = {"style": 1.0}
+
+
 def test_shipped_models_match_their_onnx():
     """Every shipped .keras with an .onnx beside it: same outputs, and the .onnx was made from it."""
     from cvapps.models import shipped_models
@@ -118,7 +123,9 @@ def test_shipped_models_match_their_onnx():
         onnx_model = open_model(keras_path, runtime="onnx")  # raises if exported from another .keras
         keras_model = open_model(keras_path, runtime="keras")
         inputs = sample_inputs(keras_model.info.image_size)
-        np.testing.assert_allclose(onnx_model.predict(inputs), keras_model.predict(inputs), atol=1e-4)
+        tolerance = ONNX_TOLERANCE.get(keras_model.info.task, 1e-4)
+        np.testing.assert_allclose(onnx_model.predict(inputs), keras_model.predict(inputs), atol=tolerance,
+                                   err_msg=str(keras_path))
         assert onnx_model.info.class_names == keras_model.info.class_names
 
 
