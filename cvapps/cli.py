@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def cli():
     """cvapps: computer-vision apps on one Keras backbone.
 
-    Classification today; detection, segmentation, faces and style transfer build on the same
-    backbone, sources, sinks and command grammar.
+    Classification, detection, segmentation, face verification and style transfer on the same
+    backbone, sources, sinks and command grammar. Start with: cvapps demo --output demo_out
     """
 
 
