@@ -131,7 +131,7 @@ def ultralytics_peer(python, photo):
     if not python:
         return None, "not measured (pass --peer-python with ultralytics installed)"
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_VERBOSE": "False"}
-    result = subprocess.run([python, "-c", ULTRALYTICS, str(photo)], capture_output=True, text=True, env=env)
+    result = subprocess.run([python, "-c", ULTRALYTICS, str(photo)], capture_output=True, text=True, env=env, check=False)
     if result.returncode:
         return None, f"failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}"
     return json.loads(result.stdout.strip().splitlines()[-1]), ""
@@ -160,7 +160,7 @@ def main():
     parser.add_argument("--peer-python", help="A Python with ultralytics installed (e.g. /work/peers/bin/python).")
     args = parser.parse_args()
     data = Path(os.environ.get("CVAPPS_DATA", "../shared/data"))
-    photo = data / "pennfudan" / "images" / sorted(os.listdir(data / "pennfudan" / "images"))[0]
+    photo = data / "pennfudan" / "images" / min(os.listdir(data / "pennfudan" / "images"))
     video = data / "style" / "videos" / "fox.mp4"
 
     rows = []
@@ -188,7 +188,9 @@ def main():
             parts.append(f"Ultralytics net / ours onnx {ultra[f'net_{size}'] / mine['onnx']:.2f}x, "
                          f"Ultralytics predict / ours detect {ultra[f'predict_{size}'] / mine['detect']:.2f}x")
         print(f"- {size}: " + "; ".join(parts))
-    print(f"\nKerasCV: {rows[0][3]}. Ultralytics: "
+    from cvapps.models import load_model
+
+    print(f"\nParameters: ours {load_model('person').count_params() / 1e6:.2f} M; KerasCV: {rows[0][3]}; Ultralytics: "
           + (f"{ultra['parameters'] / 1e6:.2f} M parameters" if ultra else ultra_note))
     fps = webcam_fps(video)
     print(f"Webcam loop over {video.name} with the person detector: onnx {fps['onnx']:.1f} FPS, keras {fps['keras']:.1f} FPS")

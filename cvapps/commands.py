@@ -347,8 +347,8 @@ def _demo_detect(photos, model_name):
 
 
 def _demo_segment(photos, model_name):
-    from cvapps.segmentation import blur_background, overlay, segment
     from cvapps.runtime import open_model
+    from cvapps.segmentation import blur_background, overlay, segment
 
     model = open_model(model_name, task="segment")
     for name, image in photos:
