@@ -33,11 +33,13 @@ class Outputs:
     """The sinks of one predict command, opened (and checked) before any work.
 
     ``write(annotated, frame)`` sends an annotated frame to the video or image sink, if any;
-    ``records`` is the JSON Lines sink or None. Used as a context manager: on success the
+    ``records`` is the JSON Lines sink or None; ``frames(quiet)`` yields the decoded frames and
+    counts the failed ones in ``failures``. Used as a context manager: on success the
     video and records are finished, on an error or interrupt they are removed.
     """
 
     def __init__(self, source, output, json_path, overwrite):
+        self.source, self.failures = source, 0
         kind, items = source.kind, source.items
         self.is_video = source.is_stream
         self.images = self.video = None
@@ -48,6 +50,16 @@ class Outputs:
             else:
                 self.images = ImageSink(output, multiple=self.is_video or len(items) > 1, overwrite=overwrite)
         self.records = JsonLinesSink(json_path, overwrite=overwrite) if json_path else None
+
+    def frames(self, quiet):
+        """The source's decoded frames, with a progress bar; a frame that failed to decode is
+        reported on stderr and counted in ``failures`` (the command's exit code says so)."""
+        for frame in progress(self.source.frames(), quiet, self.source.count()):
+            if frame.error:
+                self.failures += 1
+                click.echo(f"error: {frame.error}", err=True)
+                continue
+            yield frame
 
     @property
     def wants_images(self):
@@ -89,17 +101,8 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
     model = open_model(model_name, task="classify", runtime=runtime)  # a name, a path or an opened model
     info = model.info
     name = info.name
-    failures = 0
     with outputs:
-        frames = progress(source.frames(), quiet, source.count())
-        for chunk in batched(frames, batch_size):
-            good = [f for f in chunk if f.image is not None]
-            for frame in chunk:
-                if frame.error:
-                    failures += 1
-                    click.echo(f"error: {frame.error}", err=True)
-            if not good:
-                continue
+        for good in batched(outputs.frames(quiet), batch_size):
             started = time.perf_counter()
             batch = np.stack([resize_square(f.image, info.image_size) for f in good])
             probabilities = predict_probabilities(model, batch, batch_size)
@@ -117,7 +120,7 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
                 if outputs.wants_images:
                     lines = [f"{n} {s:.2f}" for n, s in zip(result.class_names, result.scores)]
                     outputs.write(draw_text_lines(frame.image, lines), frame)
-    return failures
+    return outputs.failures
 
 
 @dataclass(frozen=True)
@@ -162,13 +165,8 @@ def run_detect(source, model_name, options, output, overwrite, json_path, quiet,
     model = open_model(model_name, task="detect", runtime=runtime)
     options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before any work
     crops = CropSink(save_crops, overwrite) if save_crops else None
-    failures = 0
     with outputs:
-        for frame in progress(source.frames(), quiet, source.count()):
-            if frame.error:
-                failures += 1
-                click.echo(f"error: {frame.error}", err=True)
-                continue
+        for frame in outputs.frames(quiet):
             started = time.perf_counter()
             [found] = options.run(frame.image, model)
             milliseconds = (time.perf_counter() - started) * 1000
@@ -188,7 +186,7 @@ def run_detect(source, model_name, options, output, overwrite, json_path, quiet,
                 outputs.write(draw_detections(frame.image, found), frame)
             if crops:
                 crops.write(frame, found, outputs.is_video)
-    return failures
+    return outputs.failures
 
 
 class CropSink:

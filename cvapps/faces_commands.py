@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cvapps.commands import Outputs, bar, eval_report, progress
+from cvapps.commands import Outputs, bar, eval_report
 from cvapps.sinks import write_image, write_json
 from cvapps.sources import open_source
 
@@ -78,13 +78,8 @@ def run_identify(source, db, model, threshold, detector, detector_model, output,
     gallery = database.embeddings()
     source = open_source(source)
     outputs = Outputs(source, output, json_path, overwrite)
-    failures = 0
     with outputs:
-        for frame in progress(source.frames(), quiet, source.count()):
-            if frame.error:
-                failures += 1
-                click.echo(f"error: {frame.error}", err=True)
-                continue
+        for frame in outputs.frames(quiet):
             started = time.perf_counter()
             found = database.identify(frame.image, threshold, gallery)
             milliseconds = (time.perf_counter() - started) * 1000
@@ -98,7 +93,7 @@ def run_identify(source, db, model, threshold, detector, detector_model, output,
                 click.echo(f"{label}: {len(found)} face(s)" + (f": {names}" if names else ""))
             if outputs.wants_images:
                 outputs.write(draw_identities(frame.image, found), frame)
-    return failures
+    return outputs.failures
 
 
 def draw_identities(image, identities):

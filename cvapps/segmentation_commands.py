@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from cvapps.commands import Outputs, bar, eval_report, progress
+from cvapps.commands import Outputs, bar, eval_report
 from cvapps.sinks import write_image, write_json
 from cvapps.sources import open_source
 
@@ -43,13 +43,8 @@ def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_p
         raise ValueError(f"--cutout writes an RGBA image; name a .png output, received {output}.")
     outputs = Outputs(source, output, json_path, overwrite)
     model = open_model(model_name, task="segment", runtime=runtime)
-    failures = 0
     with outputs:
-        for frame in progress(source.frames(), quiet, source.count()):
-            if frame.error:
-                failures += 1
-                click.echo(f"error: {frame.error}", err=True)
-                continue
+        for frame in outputs.frames(quiet):
             started = time.perf_counter()
             [result] = segment(frame.image, model, tile=tile or "auto")
             milliseconds = (time.perf_counter() - started) * 1000
@@ -69,7 +64,7 @@ def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_p
                     write_image(path, picture, overwrite)
                 else:
                     outputs.write(picture, frame)
-    return failures
+    return outputs.failures
 
 
 def _segmentation_sets(data, classes, holdout, seed, quiet):

@@ -33,13 +33,8 @@ def run_stylize(source, style, method, strength, preserve_color, size, blend_sty
     if size is None and runner.method == "optimize":
         size = OPTIMIZE_SIZE
     outputs = Outputs(source, output, json_path, overwrite)
-    failures = 0
     with outputs:
-        for frame in progress(source.frames(), quiet, source.count()):
-            if frame.error:
-                failures += 1
-                click.echo(f"error: {frame.error}", err=True)
-                continue
+        for frame in outputs.frames(quiet):
             result = stylize(frame.image, runner, strength=strength, preserve_color=preserve_color, size=size)
             if outputs.records:
                 outputs.records.write({
@@ -57,7 +52,7 @@ def run_stylize(source, style, method, strength, preserve_color, size, blend_sty
                 if outputs.video and image.shape[:2] != frame.image.shape[:2] and size is None:
                     image = _resize_to(image, frame.image.shape)
                 outputs.write(image, frame)
-    return failures
+    return outputs.failures
 
 
 def _resize_to(image, shape):
