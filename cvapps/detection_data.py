@@ -58,8 +58,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.augment import filter_boxes, hflip, hsv_jitter, letterbox, letterbox_boxes, mosaic, random_affine
+from cvapps.augment import (
+    filter_boxes,
+    hflip,
+    hsv_jitter,
+    letterbox,
+    letterbox_boxes,
+    mosaic,
+    random_affine,
+)
 from cvapps.boxes import parse_yolo_labels
+from cvapps.datasets import split_by_image
 from cvapps.sources import IMAGE_SUFFIXES, read_image
 
 _EMPTY_BOXES = np.zeros((0, 4), np.float32)
@@ -214,15 +223,7 @@ def split_detection(data: DetectionData, fraction, seed=0):
 
     Deterministic for a given ``seed``; both parts keep the original image order.
     """
-    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"fraction must be a number in (0, 1), received {fraction!r}; e.g. 0.2 holds out a fifth.")
-    if len(data) < 2:
-        raise ValueError(f"cannot split {len(data)} image(s); a split needs at least 2.")
-    count = min(max(1, round(len(data) * fraction)), len(data) - 1)
-    order = np.random.default_rng(seed).permutation(len(data))
-    held = np.zeros(len(data), bool)
-    held[order[:count]] = True
-    return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
+    return split_by_image(data, fraction, seed)
 
 
 # ----------------------------------------------------------------------------------------------

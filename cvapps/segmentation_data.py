@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cvapps.datasets import split_by_image
 from cvapps.sources import list_images, read_image
 
 # COCO's 80 "thing" names in data.yaml order and their panoptic/instance category ids.
@@ -92,22 +93,14 @@ class SegmentationData:
 def split_segmentation(data, fraction, seed=0):
     """Split by image into ``(train, held_out)``; ``held_out`` has round(fraction * N) images (>= 1).
 
-    The same rule as :func:`cvapps.detection_data.split_detection`: deterministic for ``seed``.
+    The rule of :func:`cvapps.datasets.split_by_image`: deterministic for ``seed``.
 
     >>> data = SegmentationData([f"{i}.png" for i in range(10)], [np.zeros((2, 2), np.uint8)] * 10, ("bg", "fg"))
     >>> train, held = split_segmentation(data, 0.2)
     >>> len(train), len(held), sorted(set(train.paths) & set(held.paths))
     (8, 2, [])
     """
-    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"fraction must be a number in (0, 1), received {fraction!r}; e.g. 0.2 holds out a fifth.")
-    if len(data) < 2:
-        raise ValueError(f"cannot split {len(data)} image(s); a split needs at least 2.")
-    count = min(max(1, round(len(data) * fraction)), len(data) - 1)
-    order = np.random.default_rng(seed).permutation(len(data))
-    held = np.zeros(len(data), bool)
-    held[order[:count]] = True
-    return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
+    return split_by_image(data, fraction, seed)
 
 
 # --- loading ------------------------------------------------------------------------------------
