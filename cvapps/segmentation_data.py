@@ -268,7 +268,7 @@ def _load_pennfudan(root, classes, problems, progress):
 
 
 def _coco_names(root):
-    from cvapps.detection_data import read_yaml_names
+    from cvapps.detection_formats import read_yaml_names
 
     yaml = root / "data.yaml"
     names = read_yaml_names(yaml) if yaml.is_file() else None

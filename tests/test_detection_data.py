@@ -15,14 +15,8 @@ from cvapps.augment import (
     random_affine,
     unletterbox_boxes,
 )
-from cvapps.detection_data import (
-    DetectionBatches,
-    DetectionData,
-    DetectionSample,
-    load_detection,
-    read_yaml_names,
-    split_detection,
-)
+from cvapps.detection_data import DetectionBatches, DetectionData, DetectionSample, split_detection
+from cvapps.detection_formats import load_detection, read_yaml_names
 
 
 def write_image(path, width, height, value=128):
