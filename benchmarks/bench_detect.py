@@ -26,25 +26,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import timed  # noqa: E402
 SIZES = (320, 640)
 
 
-def timed(function, repeats=20, warmup=3):
-    """Median milliseconds of ``function()`` over ``repeats`` runs, after ``warmup`` runs."""
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1000
 
 
 def pixels(size, seed=0):
@@ -73,9 +64,9 @@ def ours(size, folder, photo):
     onnx_model = open_model(path, runtime="onnx")
     x = pixels(size)
     return {
-        "keras": timed(lambda: keras_model.predict(x)),
-        "onnx": timed(lambda: onnx_model.predict(x)),
-        "detect": timed(lambda: detect(photo, onnx_model)),
+        "keras": timed(lambda: keras_model.predict(x)) * 1000,
+        "onnx": timed(lambda: onnx_model.predict(x)) * 1000,
+        "detect": timed(lambda: detect(photo, onnx_model)) * 1000,
     }
 
 
@@ -98,7 +89,7 @@ def keras_cv_yolov8(size):
     detector = keras_cv.models.YOLOV8Detector(num_classes=1, bounding_box_format="xyxy", backbone=backbone, fpn_depth=1)
     network = keras.Model(detector.inputs, detector.outputs)  # the raw boxes/classes heads
     x = pixels(size)
-    return timed(lambda: network.predict_on_batch(x)), f"{detector.count_params() / 1e6:.2f} M parameters"
+    return timed(lambda: network.predict_on_batch(x)) * 1000, f"{detector.count_params() / 1e6:.2f} M parameters"
 
 
 ULTRALYTICS = r"""

@@ -16,23 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+import sys
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import timed  # noqa: E402
 
 
-def timed(function, repeats, warmup=2):
-    """Median seconds of ``function()`` over ``repeats`` runs, after ``warmup`` runs."""
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def keras_io_unet(keras, num_classes=2):
@@ -105,7 +97,7 @@ def main():
         latencies = []
         for size in (256, 512):
             image = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32")
-            latencies.append(timed(lambda predict=predict, image=image: predict(image), args.repeats) * 1000)
+            latencies.append(timed(lambda predict=predict, image=image: predict(image), args.repeats, warmup=2) * 1000)
         rows.append((label, runtime, *latencies))
     reference = next((r for r in rows if r[1] == "keras" and r[0].startswith("keras.io")), None)
     print(f"\n### U-Net latency, batch 1, {cores} CPU cores\n")

@@ -181,12 +181,10 @@ def train_classifier(
     from cvapps.backbone import build_backbone, train_top_levels
     from cvapps.datasets import ClassificationBatches, load_class_folders, load_classification, split_off
     from cvapps.layers import OneCycle
-    from cvapps.models import save_model
+    from cvapps.models import keras_output_path, save_model
 
     started = time.time()
-    output = Path(output)
-    if output.suffix != ".keras":
-        raise ValueError(f"output must end in .keras, received {str(output)!r}.")
+    output = keras_output_path(output)
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, received {epochs}.")
     if optimizer not in ("sgd", "adam"):

@@ -280,13 +280,11 @@ def train_faces(
     from cvapps.face_losses import PairLogits, PairLoss, TripletLoss
     from cvapps.faces import build_face_model, embed_faces, pair_metrics, sample_pairs
     from cvapps.layers import OneCycle
-    from cvapps.models import save_model
+    from cvapps.models import keras_output_path, save_model
 
     started = time.time()
     log = log or (lambda message: None)
-    output = Path(output)
-    if output.suffix != ".keras":
-        raise ValueError(f"output must end in .keras, received {str(output)!r}.")
+    output = keras_output_path(output)
     if loss not in ("triplet", "pairs"):
         raise ValueError(f"loss must be 'triplet' or 'pairs', received {loss!r}.")
     faces = load_faces(data, image_size, detector, progress=progress)

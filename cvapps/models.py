@@ -135,6 +135,21 @@ def model_info(model, path=None) -> ModelInfo:
     return ModelInfo(layer.task, tuple(layer.class_names), size, name, dict(layer.settings))
 
 
+def keras_output_path(output) -> Path:
+    """Where a training run will save its model, checked before any work: a ``.keras`` path.
+
+    >>> keras_output_path("runs/mine.keras").name
+    'mine.keras'
+
+    Raises:
+        ValueError: the name does not end in ``.keras``.
+    """
+    output = Path(output)
+    if output.suffix != ".keras":
+        raise ValueError(f"output must end in .keras, received {str(output)!r}.")
+    return output
+
+
 def save_model(model, path):
     """Save ``model`` to ``path`` atomically (a temporary file, then a rename), without the
     optimizer state (it would double the file and is not needed to use the model)."""

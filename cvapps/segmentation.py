@@ -495,13 +495,11 @@ def train_segmenter(
     """
     keras = _keras()
     from cvapps.layers import OneCycle
-    from cvapps.models import save_model
+    from cvapps.models import keras_output_path, save_model
     from cvapps.segmentation_data import SegmentationBatches, load_segmentation
 
     started = time.time()
-    output = Path(output)
-    if output.suffix != ".keras":
-        raise ValueError(f"output must end in .keras, received {str(output)!r}.")
+    output = keras_output_path(output)
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, received {epochs}.")
     if isinstance(data, (str, Path)):

@@ -546,12 +546,10 @@ def train_style(style_image, content, output, *, image_size=160, batch_size=4, e
 
     keras = import_keras()
     from cvapps.layers import OneCycle
-    from cvapps.models import save_model
+    from cvapps.models import keras_output_path, save_model
 
     started = time.time()
-    output = Path(output)
-    if output.suffix != ".keras":
-        raise ValueError(f"output must end in .keras, received {str(output)!r}.")
+    output = keras_output_path(output)
     if not isinstance(image_size, int) or image_size < 32 or image_size % 2**downsamples:
         raise ValueError(f"image_size must be an integer >= 32 and a multiple of {2**downsamples}, received {image_size!r}.")
     style_path = Path(style_image)
