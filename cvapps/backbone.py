@@ -26,6 +26,8 @@ Families:
   ``COMPACT_SIZES``.
 - ``"mobilenetv2"``: ``keras.applications.MobileNetV2`` (any alpha) wrapped to the same
   interface. Use :func:`build_backbone` with ``weights="imagenet"`` for ImageNet weights.
+- The classic networks of :mod:`cvapps.architectures`: ``"lenet5"``, ``"alexnet"``, ``"vgg16"``,
+  ``"resnet50"``, ``"googlenet"``, ``"mobilenet"`` (random weights; LeNet-5 has levels P1, P2 only).
 
 Only ``keras.ops`` and Keras layers are used, so the backbone builds on any Keras backend
 (TensorFlow here, JAX on a GPU machine) and a model saved on one loads on the other.
@@ -38,6 +40,9 @@ from pathlib import Path
 
 import keras
 
+from cvapps.architectures import ARCHITECTURES, check_input_size, classic_pyramid
+from cvapps.layers import Luminance
+
 LEVELS = ("P2", "P3", "P4", "P5")
 
 # widths: channels of P2..P5; depths: blocks per level; stem: channels at stride 2.
@@ -46,7 +51,7 @@ COMPACT_SIZES = {
     "s": {"stem": 32, "widths": (48, 96, 192, 320), "depths": (1, 1, 1, 1)},
     "m": {"stem": 32, "widths": (64, 128, 256, 512), "depths": (1, 2, 2, 1)},
 }
-FAMILIES = ("compact", "mobilenetv2")
+FAMILIES = ("compact", "mobilenetv2", *ARCHITECTURES)
 BLOCKS = ("residual", "inverted")
 
 # MobileNetV2 layers whose outputs are the pyramid levels (the convention of KerasHub and
@@ -134,7 +139,7 @@ class Backbone(keras.Model):
     """Functional backbone: RGB pixels in [0, 255] -> ``{"P2": ..., "P5": ...}`` feature maps.
 
     Args:
-        family: ``"compact"`` or ``"mobilenetv2"``.
+        family: ``"compact"``, ``"mobilenetv2"`` or a classic network (``FAMILIES``).
         size: compact size, a key of ``COMPACT_SIZES`` (ignored for mobilenetv2).
         block: compact block type, ``"residual"`` or ``"inverted"``.
         alpha: MobileNetV2 width multiplier (ignored for compact).
@@ -163,9 +168,17 @@ class Backbone(keras.Model):
             raise ValueError(
                 f"image_size must be an integer of at least 32 or None, received {image_size!r}."
             )
+        if family in ARCHITECTURES and image_size:
+            check_input_size(family, image_size, image_size)
         shape = (image_size, image_size, 3) if image_size else (None, None, 3)
         inputs = keras.Input(shape, name="images")
-        if family == "compact":
+        if family in ARCHITECTURES:
+            # Pixels [0, 255] -> [-1, 1], as for the other families (these train from scratch).
+            x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
+            if family == "lenet5":  # LeNet-5 reads one gray channel (the paper's MNIST digits)
+                x = Luminance(name="luminance")(x)
+            pyramid = classic_pyramid(family, x)
+        elif family == "compact":
             # Pixels [0, 255] -> [-1, 1]; batch norm after the first conv handles the rest.
             x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
             pyramid = _compact_pyramid(x, size, block)
@@ -319,12 +332,36 @@ def train_top_levels(backbone, from_level):
 
     if from_level not in LEVELS:
         raise ValueError(f"from_level must be one of {LEVELS}, received {from_level!r}.")
+    if backbone.family in ARCHITECTURES:
+        deeper = LEVELS[LEVELS.index(from_level):]
+        if not any(level in deeper and backbone.get_layer(name).weights
+                   for name, level in _classic_levels(backbone).items()):
+            raise ValueError(f"{backbone.family} has no layer with weights at {from_level} or deeper (its last "
+                             f"level is a pooling layer); fine-tune from an earlier level, e.g. --fine-tune-from "
+                             f"{LEVELS[max(0, LEVELS.index(from_level) - 1)]}.")
     backbone.trainable = True
     keep = LEVELS[LEVELS.index(from_level):]
     layers = backbone.layers
     if backbone.family == "mobilenetv2":
         layers = backbone.get_layer(f"mobilenetv2_{backbone.alpha}").layers
+    classic = _classic_levels(backbone) if backbone.family in ARCHITECTURES else {}
     for layer in layers:
         if layer.weights:
             frozen_kind = isinstance(layer, keras.layers.BatchNormalization)
-            layer.trainable = _level_of(layer.name, backbone.family) in keep and not frozen_kind
+            level = classic.get(layer.name) or _level_of(layer.name, backbone.family)
+            layer.trainable = level in keep and not frozen_kind
+
+
+def _classic_levels(backbone):
+    """Layer name -> level for a classic family: a layer belongs to the first level whose output
+    comes at or after it in the (topologically ordered) layer list; "stem" before P2."""
+    ends = {tensor.name: level for level, tensor in backbone.pyramid_outputs.items()}
+    levels, pending = {}, []
+    for layer in backbone.layers:
+        pending.append(layer.name)
+        level = ends.get(layer.output.name) if hasattr(layer, "output") else None
+        if level:
+            for name in pending:
+                levels[name] = level if level in LEVELS else "stem"
+            pending = []
+    return levels

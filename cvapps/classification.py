@@ -73,15 +73,18 @@ class Classification:
 # --- model -------------------------------------------------------------------------------------
 
 
-def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level="P5"):
-    """Backbone -> global average pool of ``level`` -> dropout -> dense softmax.
+def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level=None, head="pool"):
+    """Backbone -> global average pool of ``level`` -> dropout -> dense softmax, or the classic
+    family's own head.
 
     Args:
         backbone: a :class:`cvapps.backbone.Backbone` (its input size is the model's).
         num_classes: number of classes (at least 2).
         class_names: names stored in the model; defaults to "0", "1", ...
-        dropout: dropout rate before the dense layer.
-        level: pyramid key to pool.
+        dropout: dropout rate before the dense layer (``head="pool"``).
+        level: pyramid key to pool; default the deepest (P5; P2 for LeNet-5).
+        head: ``"pool"``, or ``"original"`` for a classic family's own classifier (LeNet-5's C5-F6,
+            AlexNet's and VGG's two 4096 layers, ...; see :func:`cvapps.architectures.classic_head`).
 
     Returns:
         A ``keras.Model``: (batch, S, S, 3) pixels in [0, 255] -> (batch, num_classes)
@@ -96,14 +99,27 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
     class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
     if len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}; they must match.")
+    level = level or list(backbone.pyramid_outputs)[-1]
     if level not in backbone.pyramid_outputs:
         raise ValueError(f"level must be one of {list(backbone.pyramid_outputs)}, received {level!r}.")
+    if head not in ("pool", "original"):
+        raise ValueError(f"head must be 'pool' or 'original', received {head!r}.")
     inputs = keras.Input(backbone.input_shape[1:], name="images")
-    features = backbone(inputs)[level]
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    x = keras.layers.Dense(num_classes, name="logits")(x)
+    if head == "original":
+        from cvapps.architectures import ARCHITECTURES, classic_head
+
+        if backbone.family not in ARCHITECTURES:
+            raise ValueError(f"head='original' needs a classic family ({', '.join(ARCHITECTURES)}); the "
+                             f"{backbone.family!r} backbone has no head of its own. Use head='pool'.")
+        if backbone.image_size is None:
+            raise ValueError(f"the original {backbone.family} head flattens its input, so it needs a fixed "
+                             f"image_size; received None.")
+        x = classic_head(backbone.family, backbone(inputs), num_classes)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs)[level])
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="dropout")(x)
+        x = keras.layers.Dense(num_classes, name="logits")(x)
     x = keras.layers.Softmax(name="probabilities")(x)
     outputs = Metadata(task="classify", class_names=class_names)(x)
     return keras.Model(inputs, outputs, name="classifier")
@@ -146,6 +162,7 @@ def train_classifier(
     flip=True,
     translate=0.125,
     dropout=0.0,
+    head=None,
     patience=None,
     checkpoint_dir=None,
     seed=0,
@@ -170,6 +187,8 @@ def train_classifier(
             (AdamW; transfer learning on small data, e.g. learning_rate=1e-3).
         learning_rate: peak of the one-cycle schedule of the main phase.
         fine_tune_learning_rate: peak for the fine-tuning phase; default learning_rate / 10.
+        head: ``"pool"`` or ``"original"`` (see :func:`build_classifier`); default ``"original"`` for
+            the classic families (``family="lenet5"`` trains LeNet-5 itself), ``"pool"`` otherwise.
         patience: stop when validation accuracy has not improved for this many epochs.
 
     Returns:
@@ -201,7 +220,10 @@ def train_classifier(
 
     keras.utils.set_random_seed(seed)
     backbone = build_backbone(family=family, size=size, alpha=alpha, image_size=image_size, weights=weights)
-    model = build_classifier(backbone, len(train.class_names), train.class_names, dropout=dropout)
+    from cvapps.architectures import ARCHITECTURES
+
+    head = head or ("original" if family in ARCHITECTURES else "pool")
+    model = build_classifier(backbone, len(train.class_names), train.class_names, dropout=dropout, head=head)
     train_batches = ClassificationBatches(train, batch_size, augment=True, flip=flip, translate=translate, seed=seed)
     val_batches = ClassificationBatches(val, batch_size)
 

@@ -18,7 +18,7 @@ import sys
 
 import click
 
-from cvapps.cli_common import fail_on_value_error, runtime_option, warn, webcam_options
+from cvapps.cli_common import fail_on_value_error, family_option, runtime_option, warn, webcam_options
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -98,7 +98,7 @@ def train():
 @click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
 @click.option("--val", "validation", type=click.Path(), help="Validation folder (default: DATA/val, else carved out).")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
-@click.option("--family", type=click.Choice(["compact", "mobilenetv2"]), default="compact", show_default=True)
+@family_option("compact")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
 @click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
 @click.option("--weights", help="'imagenet' (mobilenetv2) or a .weights.h5 file; default random.")
@@ -120,6 +120,9 @@ def train():
 @click.option("--no-flip", is_flag=True, help="No horizontal flips (digits, text).")
 @click.option("--translate", type=click.FloatRange(0, 0.5), default=0.125, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option("--head", type=click.Choice(["pool", "original"]),
+              help="pool: global average pool + dense; original: a classic family's own classifier "
+                   "(LeNet-5's C5-F6, VGG's 4096-4096). Default: original for classic families, else pool.")
 @click.option("--patience", type=click.IntRange(min=1), help="Early stopping on validation accuracy.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -127,7 +130,7 @@ def train():
 @fail_on_value_error
 def train_classify(data, output, validation, val_fraction, family, size, alpha, weights, image_size, epochs,
                    fine_tune_epochs, fine_tune_from, freeze_backbone, batch_size, optimizer, learning_rate, fine_tune_learning_rate, weight_decay, label_smoothing,
-                   no_flip, translate, dropout, patience, checkpoint_dir, seed, quiet):
+                   no_flip, translate, dropout, head, patience, checkpoint_dir, seed, quiet):
     """Train a classifier on DATA: a folder per class (root/<class>/*.jpg, or root/train/...)
     or a keras.datasets-style .npz. Rerun the same command to resume an interrupted run."""
     from cvapps.classification import train_classifier
@@ -138,7 +141,7 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
         fine_tune_from=fine_tune_from, freeze_backbone=freeze_backbone, batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate,
         fine_tune_learning_rate=fine_tune_learning_rate,
         weight_decay=weight_decay, label_smoothing=label_smoothing, flip=not no_flip, translate=translate,
-        dropout=dropout, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed,
+        dropout=dropout, head=head, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed,
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),  # a bar on a terminal, a line per epoch in logs
     )
     for message in result.skipped:
@@ -154,7 +157,7 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
 @click.option("--classes", help="Comma-separated class names to keep (e.g. person); default all.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
               help="Images held out for validation (same split as 'eval detect --holdout').")
-@click.option("--family", type=click.Choice(["compact", "mobilenetv2"]), default="compact", show_default=True)
+@family_option("compact")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
 @click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
 @click.option("--weights", help="'imagenet' (mobilenetv2) or a .weights.h5 file; default random.")
@@ -333,7 +336,7 @@ def list_models(as_json):
 # Each app keeps its commands in its own module (click only at import time, so --help stays
 # instant) and adds them to the groups here.
 
-APP_COMMAND_MODULES = ("cvapps.cli_segment", "cvapps.cli_faces", "cvapps.cli_style")
+APP_COMMAND_MODULES = ("cvapps.cli_segment", "cvapps.cli_faces", "cvapps.cli_style", "cvapps.cli_explain")
 
 
 def _register_apps():

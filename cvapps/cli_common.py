@@ -58,3 +58,17 @@ def webcam_options(function):
     for option in reversed(options):
         function = option(function)
     return function
+
+
+# = cvapps.backbone.FAMILIES (a test keeps them equal); spelled out so --help imports no Keras.
+BACKBONE_FAMILIES = ("compact", "mobilenetv2", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet")
+
+
+def family_option(default, extra=()):
+    """``--family`` / ``--backbone``: which backbone an app trains on."""
+    return click.option(
+        "--family", "--backbone", "family", type=click.Choice([*extra, *BACKBONE_FAMILIES]), default=default,
+        show_default=True,
+        help="Backbone: compact, mobilenetv2 (ImageNet weights with --weights imagenet) or a classic network "
+             "(see 'cvapps explain'). --backbone is the same option.",
+    )

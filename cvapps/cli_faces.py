@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from cvapps.cli_common import fail_on_value_error, webcam_options
+from cvapps.cli_common import fail_on_value_error, family_option, webcam_options
 
 DETECTORS = ["haar", "yunet", "none"]
 
@@ -126,7 +126,7 @@ def calibrate_command(pairs, model, detector, detector_model, roc, json_path, qu
               help="Identities held out (same split as 'eval faces --holdout').")
 @click.option("--detector", type=click.Choice(DETECTORS), default="none", show_default=True,
               help="none when DATA holds face crops (LFW, ORL); haar/yunet for whole photos (Yale).")
-@click.option("--family", type=click.Choice(["compact", "mobilenetv2"]), default="mobilenetv2", show_default=True)
+@family_option("mobilenetv2")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
 @click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
 @click.option("--weights", default="imagenet", show_default=True, help="'imagenet', a .weights.h5 file, or 'none'.")

@@ -67,8 +67,9 @@ def face_pixels(image, image_size):
     return np.repeat(image[..., None], 3, axis=2)
 
 
-def build_face_model(backbone, embedding_dim=128, settings=None, level="P5"):
-    """Backbone -> global average pool of ``level`` -> dense ``embedding_dim`` -> L2 normalise.
+def build_face_model(backbone, embedding_dim=128, settings=None, level=None):
+    """Backbone -> global average pool of ``level`` (default the deepest: P5, P2 for LeNet-5) ->
+    dense ``embedding_dim`` -> L2 normalise.
 
     Returns:
         ``keras.Model``: (batch, S, S, 3) pixels in [0, 255] -> (batch, embedding_dim) unit
@@ -81,6 +82,9 @@ def build_face_model(backbone, embedding_dim=128, settings=None, level="P5"):
     if not isinstance(embedding_dim, int) or embedding_dim < 2:
         raise ValueError(f"embedding_dim must be an integer of at least 2, received {embedding_dim!r}.")
     inputs = keras.Input(backbone.input_shape[1:], name="images")
+    level = level or list(backbone.pyramid_outputs)[-1]
+    if level not in backbone.pyramid_outputs:
+        raise ValueError(f"level must be one of {list(backbone.pyramid_outputs)}, received {level!r}.")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs)[level])
     x = keras.layers.Dropout(0.2, name="dropout")(x)
     x = keras.layers.Dense(embedding_dim, name="embedding")(x)

@@ -62,3 +62,58 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup": self.warmup, "start": self.start}
+
+
+@keras.saving.register_keras_serializable(package="cvapps")
+class LocalResponseNormalization(keras.layers.Layer):
+    """AlexNet's local response normalisation across channels (Krizhevsky et al. 2012, sec. 3.3):
+
+        b[c] = a[c] / (k + alpha * sum(a[c']^2 for c' within depth_radius of c)) ** beta
+
+    with the paper's n = 5 neighbouring channels (depth_radius 2), k = 2, alpha = 1e-4, beta = 0.75.
+    No weights. (``tf.nn.local_response_normalization`` divides alpha differently; this is the
+    paper's formula.)
+
+    >>> import numpy as np
+    >>> x = np.zeros((1, 1, 1, 3), "float32"); x[..., 1] = 10.0
+    >>> # channel 1: 10 / (2 + 1e-4 * 100) ** 0.75 = 10 / 2.01 ** 0.75 = 5.92...
+    >>> round(float(LocalResponseNormalization()(x)[0, 0, 0, 1]), 4)
+    5.9238
+    """
+
+    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        self.depth_radius, self.bias, self.alpha, self.beta = int(depth_radius), float(bias), float(alpha), float(beta)
+
+    def call(self, inputs):
+        squares = keras.ops.square(inputs)
+        r = self.depth_radius
+        padded = keras.ops.pad(squares, [[0, 0], [0, 0], [0, 0], [r, r]])
+        channels = inputs.shape[-1]
+        window = sum(padded[..., i:i + channels] for i in range(2 * r + 1))
+        return inputs / keras.ops.power(self.bias + self.alpha * window, self.beta)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
+                "alpha": self.alpha, "beta": self.beta}
+
+
+@keras.saving.register_keras_serializable(package="cvapps")
+class Luminance(keras.layers.Layer):
+    """RGB -> one gray channel, Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601). No weights.
+
+    >>> import numpy as np
+    >>> # 0.299 * 100 + 0.587 * 200 + 0.114 * 50 = 29.9 + 117.4 + 5.7 = 153.0
+    >>> round(float(Luminance()(np.array([[[[100, 200, 50]]]], "float32"))[0, 0, 0, 0]), 3)
+    153.0
+    """
+
+    def call(self, inputs):
+        weights = keras.ops.convert_to_tensor([0.299, 0.587, 0.114], dtype=inputs.dtype)
+        return keras.ops.sum(inputs * weights, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 1)

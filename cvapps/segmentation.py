@@ -47,7 +47,7 @@ import numpy as np
 from cvapps.runtime import open_model
 
 DEFAULT_MODEL = "person_seg"
-FAMILIES = ("unet", "compact", "mobilenetv2")
+FAMILIES = ("unet", "compact", "mobilenetv2", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet")
 LOSS_TERMS = ("ce", "dice", "focal")
 
 # --- results -----------------------------------------------------------------------------------
@@ -134,6 +134,15 @@ def _encoder_from_backbone(backbone):
     """A functional model: pixels -> {"P1": stride 2, "P2".."P5": strides 4..32} features."""
     import keras
 
+    from cvapps.architectures import ARCHITECTURES, EXACT_STRIDES, STRIDE2_LAYER
+
+    if backbone.family in ARCHITECTURES:
+        if backbone.family not in EXACT_STRIDES:
+            raise ValueError(f"a U-Net needs an encoder whose levels are exact fractions of the input; "
+                             f"{backbone.family} uses 'valid' padding (its maps are not). Use one of "
+                             f"{', '.join(EXACT_STRIDES)}, compact or mobilenetv2.")
+        stem = backbone.get_layer(STRIDE2_LAYER[backbone.family]).output
+        return keras.Model(backbone.input, {**backbone.pyramid_outputs, "P1": stem}, name="encoder")
     if backbone.family == "compact":
         outputs = {**backbone.pyramid_outputs, "P1": backbone.get_layer("stem_2_relu").output}
         return keras.Model(backbone.input, outputs, name="encoder")
@@ -190,7 +199,8 @@ def build_unet(
         num_classes: classes including the background (2 for a binary mask).
         class_names: names stored in the model; default ``background``, ``1``, ``2``, ...
         family: ``"unet"`` (classic from-scratch encoder, ``filters`` and ``depth``),
-            ``"compact"`` or ``"mobilenetv2"`` (the shared backbone: P1 stem and P2..P5 skips,
+            ``"compact"``, ``"mobilenetv2"`` or a classic network with exact strides (vgg16,
+            resnet50, googlenet, mobilenet) (the shared backbone: P1 stem and P2..P5 skips,
             stride 32; ``size``, ``alpha`` and ``weights`` as in :func:`cvapps.backbone.build_backbone`).
         decoder_filters: filters of the decoder blocks, deepest first; default: the encoder's
             widths mirrored (classic), or (128, 64, 48, 32, 16) for a backbone.

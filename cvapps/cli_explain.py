@@ -1,0 +1,78 @@
+"""``cvapps explain``: the per-layer table of a classic network or of any cvapps model (issue 7).
+
+    cvapps explain resnet50
+    cvapps explain lenet5 --input-size 32 32 --channels 3
+    cvapps explain vgg16 --input-size 64 64 --no-top
+    cvapps explain cifar10 --json cifar10_layers.json
+
+Click and cvapps.cli_common only at import time; the body imports Keras.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cvapps.cli_common import fail_on_value_error
+
+# = cvapps.architectures.ARCHITECTURES (a test keeps them equal).
+ARCHITECTURE_NAMES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet")
+
+
+@click.command("explain")
+@click.argument("model")
+@click.option("--input-size", nargs=2, type=click.IntRange(min=1), metavar="H W",
+              help="Input height and width (default: the network's native size, or the model's own).")
+@click.option("--channels", type=click.IntRange(min=1), help="Input channels of a classic network (LeNet-5: 1).")
+@click.option("--num-classes", type=click.IntRange(min=2), help="Classes of a classic network's head (1000; LeNet-5 10).")
+@click.option("--no-top", is_flag=True, help="A classic network without its classifier (the backbone's pyramid).")
+@click.option("--json", "json_path", type=click.Path(), help="Also write the table as JSON ('-' for stdout only).")
+@fail_on_value_error
+def explain_command(model, input_size, channels, num_classes, no_top, json_path):
+    """Per-layer table of MODEL: output shapes by floor((n + 2p - f) / s) + 1, parameters,
+    multiply-adds and receptive fields, each checked against what Keras builds, with totals and
+    the lessons the network illustrates. MODEL: a classic network (lenet5, alexnet, vgg16,
+    resnet50, googlenet, mobilenet), a shipped model name or a .keras file."""
+    from cvapps.explain import explain
+
+    if model in ARCHITECTURE_NAMES:
+        from cvapps.architectures import NATIVE_INPUT, build_architecture
+
+        height, width, native_channels = NATIVE_INPUT[model]
+        if input_size:
+            height, width = input_size
+        shape = (height, width, channels or native_channels)
+        network = build_architecture(model, include_top=not no_top, num_classes=num_classes, input_shape=shape)
+        report = explain(network)
+    else:
+        if channels or num_classes or no_top:
+            raise click.UsageError("--channels, --num-classes and --no-top apply to the classic networks only.")
+        from cvapps.models import load_model
+
+        network = load_model(model)
+        shape = None
+        if input_size:
+            shape = (*input_size, network.inputs[0].shape[-1])
+            if network.inputs[0].shape[1] is None:  # an any-size model: build it at this size
+                import keras
+
+                inputs = keras.Input(shape, name="images")
+                network = keras.Model(inputs, network(inputs), name=network.name)
+        report = explain(network, input_shape=shape, name=model)
+    if json_path != "-":
+        click.echo(report.table())
+    if json_path:
+        import json
+
+        from cvapps.sinks import write_json
+
+        if json_path == "-":
+            click.echo(json.dumps(report.to_dict(), indent=1))
+        else:
+            write_json(json_path, report.to_dict())
+    if report.mismatches:
+        raise SystemExit(1)
+
+
+def register(cli, train, evaluate, webcam):
+    """Add ``cvapps explain`` to the top-level group."""
+    cli.add_command(explain_command, "explain")

@@ -1,0 +1,121 @@
+"""Classic architectures: published parameter counts, pyramid levels, the blocks they introduced."""
+
+import numpy as np
+import pytest
+
+from cvapps.architectures import ARCHITECTURES, EXACT_STRIDES, NATIVE_INPUT, PARAMETERS, build_architecture
+from cvapps.backbone import FAMILIES, Backbone, train_top_levels
+from cvapps.layers import LocalResponseNormalization
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_original_head_has_the_published_parameter_count(name):
+    model = build_architecture(name)
+    assert tuple(model.input_shape[1:]) == NATIVE_INPUT[name]
+    assert model.count_params() == PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name, application", [("vgg16", "VGG16"), ("resnet50", "ResNet50"),
+                                               ("mobilenet", "MobileNet")])
+def test_same_count_as_keras_applications(name, application):
+    import keras
+
+    reference = getattr(keras.applications, application)(weights=None)
+    assert build_architecture(name).count_params() == reference.count_params()
+
+
+def test_published_figures_within_rounding():
+    # The papers' round numbers: LeNet-5 ~60K, AlexNet ~61M, VGG-16 ~138M, ResNet-50 ~25.6M, GoogLeNet ~6.8M.
+    published = {"lenet5": 60e3, "alexnet": 61e6, "vgg16": 138e6, "resnet50": 25.6e6, "googlenet": 6.8e6,
+                 "mobilenet": 4.2e6}
+    for name, figure in published.items():
+        assert abs(PARAMETERS[name] - figure) / figure < 0.05, name
+
+
+def test_alexnet_grouped_convolution_halves_the_weights():
+    model = build_architecture("alexnet")
+    # conv2: 5x5 over 96 channels in 2 groups of 48: (5*5*48 + 1) * 256 = 307,456 (ungrouped: 614,656)
+    assert model.get_layer("conv2").count_params() == (5 * 5 * 48 + 1) * 256 == 307_456
+    # conv4: (3*3*192 + 1) * 384 = 663,936
+    assert model.get_layer("conv4").count_params() == 663_936
+
+
+def test_lenet5_layers_follow_the_paper():
+    model = build_architecture("lenet5")
+    # C1: (5*5*1 + 1) * 6 = 156; C3 (full connections): (5*5*6 + 1) * 16 = 2,416; C5: (400 + 1) * 120 = 48,120;
+    # F6: (120 + 1) * 84 = 10,164; output: (84 + 1) * 10 = 850. Sum 61,706.
+    counts = [model.get_layer(n).count_params() for n in ("c1", "c3", "c5", "f6", "logits")]
+    assert counts == [156, 2416, 48120, 10164, 850] and sum(counts) == 61_706
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ("compact", "mobilenetv2")])
+def test_every_classic_family_is_a_backbone(family):
+    size = 96 if family == "alexnet" else 64
+    backbone = Backbone(family=family, image_size=size)
+    shapes = {k: tuple(v.shape[1:3]) for k, v in backbone.pyramid_outputs.items()}
+    if family in EXACT_STRIDES:
+        assert shapes == {"P2": (16, 16), "P3": (8, 8), "P4": (4, 4), "P5": (2, 2)}
+    elif family == "lenet5":
+        # 64 -> c1 60 -> s2 30 -> c3 26 (P1) -> s4 13 (P2)
+        assert shapes == {"P1": (26, 26), "P2": (13, 13)}
+    else:
+        # AlexNet at 96: conv1 (96 - 11) // 4 + 1 = 22, pool (22 - 3) // 2 + 1 = 10, pool 4, pool 1
+        assert shapes == {"P2": (22, 22), "P3": (10, 10), "P4": (4, 4), "P5": (1, 1)}
+    features = backbone.predict_on_batch(np.zeros((1, size, size, 3), "float32"))
+    assert set(features) == set(shapes)
+    clone = Backbone.from_config(backbone.get_config())
+    assert clone.count_params() == backbone.count_params()
+
+
+def test_lenet5_backbone_reads_the_luminance():
+    backbone = Backbone(family="lenet5", image_size=32)
+    # one gray channel: C1 (5*5*1 + 1) * 6 = 156 plus C3 2,416
+    assert backbone.count_params() == 156 + 2416
+
+
+def test_too_small_input_is_refused():
+    with pytest.raises(ValueError, match="alexnet needs inputs of at least 67x67"):
+        Backbone(family="alexnet", image_size=64)
+
+
+def test_fine_tuning_a_pooling_level_is_refused():
+    backbone = Backbone(family="vgg16", image_size=32)
+    with pytest.raises(ValueError, match="vgg16 has no layer with weights at P5"):
+        train_top_levels(backbone, "P5")
+    train_top_levels(backbone, "P4")
+    assert sorted(layer.name for layer in backbone.layers if layer.trainable_weights) == [
+        "block5_conv1", "block5_conv2", "block5_conv3"]
+
+
+def test_local_response_normalisation_matches_the_formula():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 2, 2, 7)).astype("float32") * 30
+    out = np.asarray(LocalResponseNormalization()(x))
+    # b[c] = a[c] / (2 + 1e-4 * sum_{|c' - c| <= 2} a[c']^2) ** 0.75
+    squares = np.pad(x**2, [(0, 0)] * 3 + [(2, 2)])
+    window = sum(squares[..., i:i + 7] for i in range(5))
+    np.testing.assert_allclose(out, x / (2 + 1e-4 * window) ** 0.75, rtol=1e-5)
+
+
+def test_classic_heads_in_the_apps():
+    from cvapps.classification import build_classifier
+    from cvapps.detection import build_detector
+
+    lenet = build_classifier(Backbone(family="lenet5", image_size=32), 10, head="original")
+    assert lenet.count_params() == PARAMETERS["lenet5"]
+    with pytest.raises(ValueError, match="head='original' needs a classic family"):
+        build_classifier(Backbone(family="compact", size="xs", image_size=32), 3, head="original")
+    anchors = np.ones((3, 3, 2), "float32") * 8
+    with pytest.raises(ValueError, match="lenet5 backbone uses 'valid' padding"):
+        build_detector(Backbone(family="lenet5", image_size=64), 2, anchors)
+    detector = build_detector(Backbone(family="mobilenet", image_size=64), 2, anchors, width=16)
+    assert detector.predict_on_batch(np.zeros((1, 64, 64, 3), "float32")).shape[-1] == 7
+
+
+def test_unet_on_a_classic_encoder():
+    from cvapps.segmentation import build_unet
+
+    model = build_unet(2, family="vgg16", image_size=64, decoder_filters=[8, 8, 8, 8, 8])
+    assert model.predict_on_batch(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 64, 64, 2)
+    with pytest.raises(ValueError, match="alexnet uses 'valid' padding"):
+        build_unet(2, family="alexnet", image_size=96)
