@@ -119,3 +119,17 @@ def test_unet_on_a_classic_encoder():
     assert model.predict_on_batch(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 64, 64, 2)
     with pytest.raises(ValueError, match="alexnet uses 'valid' padding"):
         build_unet(2, family="alexnet", image_size=96)
+
+
+def test_shipped_lenet5_reaches_its_card_accuracy(real_data):
+    """The shipped LeNet-5 on the 10,000 MNIST test digits, as its card states (the paper: ~99%)."""
+    from cvapps.classification import evaluate_classifier
+    from cvapps.datasets import load_classification
+    from cvapps.models import load_model, model_card, model_info
+
+    model = load_model("lenet5")
+    assert model.count_params() == PARAMETERS["lenet5"]
+    data = load_classification(real_data / "mnist" / "mnist.npz", model_info(model).image_size, split="test")
+    assert len(data) == 10000
+    metrics = evaluate_classifier(model, data)
+    assert metrics["top1"] >= model_card("lenet5")["metrics"]["top1"] - 0.002 >= 0.989
