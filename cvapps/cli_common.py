@@ -64,11 +64,11 @@ def webcam_options(function):
 BACKBONE_FAMILIES = ("compact", "mobilenetv2", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet")
 
 
-def family_option(default, extra=()):
-    """``--family`` / ``--backbone``: which backbone an app trains on."""
+def family_option(default, extra=(), extra_help=""):
+    """``--family`` / ``--backbone``: which backbone an app trains on (``extra``: app-only choices)."""
     return click.option(
         "--family", "--backbone", "family", type=click.Choice([*extra, *BACKBONE_FAMILIES]), default=default,
         show_default=True,
-        help="Backbone: compact, mobilenetv2 (ImageNet weights with --weights imagenet) or a classic network "
-             "(see 'cvapps explain'). --backbone is the same option.",
+        help=f"{extra_help}Backbone: compact, mobilenetv2 (ImageNet weights with --weights imagenet) or a classic "
+             "network (see 'cvapps explain'). --backbone is the same option.",
     )

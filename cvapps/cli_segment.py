@@ -50,7 +50,7 @@ def segment(source, model, output, view, alpha, tile, overwrite, json_path, runt
 @click.option("--classes", help="Comma-separated class names to keep from COCO masks (default person).")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
               help="Images held out (never trained on; same split as 'eval segment --holdout').")
-@family_option("unet", extra=("unet",))
+@family_option("unet", extra=("unet",), extra_help="unet: the classic from-scratch U-Net. Else the encoder. ")
 @click.option("--filters", type=click.IntRange(min=1), default=32, show_default=True, help="Classic U-Net first-level filters.")
 @click.option("--depth", type=click.IntRange(1, 6), default=4, show_default=True, help="Classic U-Net poolings.")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")

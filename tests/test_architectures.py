@@ -110,6 +110,10 @@ def test_classic_heads_in_the_apps():
         build_detector(Backbone(family="lenet5", image_size=64), 2, anchors)
     detector = build_detector(Backbone(family="mobilenet", image_size=64), 2, anchors, width=16)
     assert detector.predict_on_batch(np.zeros((1, 64, 64, 3), "float32")).shape[-1] == 7
+    from cvapps.faces import build_face_model
+
+    embedder = build_face_model(Backbone(family="lenet5", image_size=32), embedding_dim=8)  # pools P2
+    assert embedder.predict_on_batch(np.zeros((2, 32, 32, 3), "float32")).shape == (2, 8)
 
 
 def test_unet_on_a_classic_encoder():
@@ -133,3 +137,53 @@ def test_shipped_lenet5_reaches_its_card_accuracy(real_data):
     assert len(data) == 10000
     metrics = evaluate_classifier(model, data)
     assert metrics["top1"] >= model_card("lenet5")["metrics"]["top1"] - 0.002 >= 0.989
+
+
+def test_apps_train_on_classic_backbones_from_the_cli(tmp_path):
+    """`--backbone NAME` in train classify (LeNet-5 with its own head) and train detect (MobileNet)."""
+    from click.testing import CliRunner
+
+    from conftest import make_shapes_dataset
+    from cvapps.cli import cli
+    from cvapps.models import load_model
+
+    shapes = make_shapes_dataset(tmp_path / "shapes", per_class=4)
+    result = CliRunner().invoke(cli, [
+        "train", "classify", str(shapes), "--output", str(tmp_path / "lenet.keras"), "--backbone", "lenet5",
+        "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--checkpoint-dir", str(tmp_path / "r1"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    # C1 156 + C3 2,416 + C5 48,120 + F6 10,164 + output (84 + 1) * 2 = 170: 61,026
+    assert load_model(tmp_path / "lenet.keras").count_params() == 61_026
+    squares = _random_squares(tmp_path / "squares", images=12)
+    result = CliRunner().invoke(cli, [
+        "train", "detect", str(squares), "--output", str(tmp_path / "det.keras"), "--backbone", "mobilenet",
+        "--image-size", "64", "--width", "8", "--epochs", "1", "--batch-size", "2", "--no-augment",
+        "--checkpoint-dir", str(tmp_path / "r2"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["detect", str(squares / "images"), "--model", str(tmp_path / "det.keras"),
+                                      "--runtime", "keras", "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, [
+        "train", "detect", str(squares), "--output", str(tmp_path / "bad.keras"), "--backbone", "alexnet",
+        "--image-size", "96", "--epochs", "1", "--checkpoint-dir", str(tmp_path / "r3"), "--quiet"])
+    assert result.exit_code == 2 and "alexnet backbone uses 'valid' padding" in result.output
+
+
+def _random_squares(root, images):
+    """YOLO-format images of 64x64 with 2 red squares of random sizes each (anchors need varied boxes)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(images):
+        pixels = np.full((64, 64, 3), 128, np.uint8)
+        lines = []
+        for _ in range(2):
+            side = int(rng.integers(8, 30))
+            x, y = rng.integers(0, 64 - side, 2)
+            pixels[y:y + side, x:x + side] = (230, 30, 30)
+            lines.append(f"0 {(x + side / 2) / 64} {(y + side / 2) / 64} {side / 64} {side / 64}")
+        Image.fromarray(pixels).save(root / "images" / f"{i}.png")
+        (root / "labels" / f"{i}.txt").write_text("\n".join(lines) + "\n")
+    return root
