@@ -198,7 +198,12 @@ def train_classifier(
 
     keras = import_keras()
     from cvapps.backbone import build_backbone, train_top_levels
-    from cvapps.datasets import ClassificationBatches, load_class_folders, load_classification, split_off
+    from cvapps.datasets import (
+        ClassificationBatches,
+        load_class_folders,
+        load_classification,
+        split_off,
+    )
     from cvapps.layers import OneCycle
     from cvapps.models import keras_output_path, save_model
 

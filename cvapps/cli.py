@@ -336,7 +336,7 @@ def list_models(as_json):
 # Each app keeps its commands in its own module (click only at import time, so --help stays
 # instant) and adds them to the groups here.
 
-APP_COMMAND_MODULES = ("cvapps.cli_segment", "cvapps.cli_faces", "cvapps.cli_style", "cvapps.cli_explain")
+APP_COMMAND_MODULES = ("cvapps.cli_segment", "cvapps.cli_faces", "cvapps.cli_style", "cvapps.cli_explain", "cvapps.cli_visualise")
 
 
 def _register_apps():

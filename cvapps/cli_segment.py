@@ -14,7 +14,13 @@ import sys
 
 import click
 
-from cvapps.cli_common import fail_on_value_error, family_option, runtime_option, warn, webcam_options
+from cvapps.cli_common import (
+    fail_on_value_error,
+    family_option,
+    runtime_option,
+    warn,
+    webcam_options,
+)
 
 DEFAULT_MODEL = "person_seg"
 

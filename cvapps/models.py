@@ -85,6 +85,7 @@ def load_model(name_or_path, task=None):
     import cvapps.backbone  # noqa: F401  registers the serializable classes
     import cvapps.layers  # noqa: F401
     import cvapps.style_layers  # noqa: F401  instance normalisation of the style nets
+    import cvapps.kernel_layers  # noqa: F401  FixedConv2D (hand-made kernels)
 
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from cvapps.architectures import ARCHITECTURES, EXACT_STRIDES, NATIVE_INPUT, PARAMETERS, build_architecture
+from cvapps.architectures import (
+    ARCHITECTURES,
+    EXACT_STRIDES,
+    NATIVE_INPUT,
+    PARAMETERS,
+    build_architecture,
+)
 from cvapps.backbone import FAMILIES, Backbone, train_top_levels
 from cvapps.layers import LocalResponseNormalization
 
@@ -142,8 +148,8 @@ def test_shipped_lenet5_reaches_its_card_accuracy(real_data):
 def test_apps_train_on_classic_backbones_from_the_cli(tmp_path):
     """`--backbone NAME` in train classify (LeNet-5 with its own head) and train detect (MobileNet)."""
     from click.testing import CliRunner
-
     from conftest import make_shapes_dataset
+
     from cvapps.cli import cli
     from cvapps.models import load_model
 

@@ -11,7 +11,13 @@ from cvapps.backbone import Backbone
 from cvapps.cli import cli
 from cvapps.cli_common import BACKBONE_FAMILIES
 from cvapps.cli_explain import ARCHITECTURE_NAMES
-from cvapps.explain import conv_output_size, conv_params, explain, level_geometry, same_padding
+from cvapps.explain import (
+    conv_output_size,
+    conv_params,
+    explain,
+    level_geometry,
+    same_padding,
+)
 
 
 def test_output_size_formula():
