@@ -303,7 +303,8 @@ def build_architecture(name, include_top=True, num_classes=None, input_shape=Non
 
     Returns:
         ``keras.Model`` taking raw input values (no preprocessing layer) and returning class
-        probabilities, or the pyramid dict when ``include_top=False``.
+        probabilities, or the pyramid dict when ``include_top=False``; its ``pyramid_outputs``
+        attribute holds the levels either way.
     """
     if name not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}; received {name!r}.")
@@ -311,12 +312,12 @@ def build_architecture(name, include_top=True, num_classes=None, input_shape=Non
     check_input_size(name, shape[0], shape[1])
     inputs = keras.Input(shape, name="images")
     pyramid = classic_pyramid(name, inputs)
-    if not include_top:
-        return keras.Model(inputs, pyramid, name=name)
-    num_classes = num_classes or (10 if name == "lenet5" else 1000)
-    logits = classic_head(name, pyramid, num_classes)
-    outputs = keras.layers.Softmax(name="probabilities")(logits)
-    return keras.Model(inputs, outputs, name=name)
+    if include_top:
+        num_classes = num_classes or (10 if name == "lenet5" else 1000)
+        outputs = keras.layers.Softmax(name="probabilities")(classic_head(name, pyramid, num_classes))
+    model = keras.Model(inputs, outputs if include_top else pyramid, name=name)
+    model.pyramid_outputs = pyramid  # as on a Backbone: explain labels the levels
+    return model
 
 
 def check_input_size(family, height, width):

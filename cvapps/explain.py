@@ -330,8 +330,10 @@ def _describe(layer, infos, keras_tensor, name, level):
         params = 4 * c if config["scale"] and config["center"] else (2 + config["scale"] + config["center"]) * c
     elif kind == "Concatenate":
         axis = config["axis"]
-        channels = sum(info.shape[axis] for info in infos)
-        out = _Tensor((*first.shape[:-1], channels), max(i.r for i in infos), max(i.j for i in infos), first.start)
+        axis = axis - 1 if axis > 0 else len(first.shape) + axis  # the shapes here have no batch axis
+        shape = list(first.shape)
+        shape[axis] = sum(info.shape[axis] for info in infos)
+        out = _Tensor(tuple(shape), max(i.r for i in infos), max(i.j for i in infos), first.start)
     elif kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):
         shape = tuple(max(sizes) for sizes in zip(*(info.shape for info in infos)))
         out = _Tensor(shape, max(i.r for i in infos), max(i.j for i in infos), first.start)
@@ -341,8 +343,12 @@ def _describe(layer, infos, keras_tensor, name, level):
         # Shape-keeping layers (activations, dropout, rescaling, normalisation, metadata, ...): the
         # output is the input; anything else takes Keras's shape and count.
         if not _keeps_shape(kind):
-            out = _Tensor(tuple(keras_shape), first.r, first.j, first.start)
+            # No formula here: ask the layer for its shape at these input sizes, and Keras for its count.
+            shapes = [(1, *info.shape) for info in infos]
+            shape = layer.compute_output_shape(shapes[0] if len(shapes) == 1 else shapes)
+            out = _Tensor(tuple(shape[1:]), first.r, first.j, first.start)
             params = keras_params
+            kernel = "(by Keras)"
     row = LayerRow(name, kind, kernel, tuple(out.shape), int(params), int(macs), out.r, out.j, keras_shape,
                    keras_params, level)
     return out, row

@@ -137,12 +137,12 @@ def test_shipped_lenet5_reaches_its_card_accuracy(real_data):
     from cvapps.datasets import load_classification
     from cvapps.models import load_model, model_card, model_info
 
-    model = load_model("lenet5")
+    model = load_model("mnist_lenet5")
     assert model.count_params() == PARAMETERS["lenet5"]
     data = load_classification(real_data / "mnist" / "mnist.npz", model_info(model).image_size, split="test")
     assert len(data) == 10000
     metrics = evaluate_classifier(model, data)
-    assert metrics["top1"] >= model_card("lenet5")["metrics"]["top1"] - 0.002 >= 0.989
+    assert metrics["top1"] >= model_card("mnist_lenet5")["metrics"]["top1"] - 0.002 >= 0.989
 
 
 def test_apps_train_on_classic_backbones_from_the_cli(tmp_path):

@@ -141,3 +141,20 @@ def test_explain_command(tmp_path):
     assert result.exit_code == 2 and "alexnet needs inputs of at least 67x67" in result.output
     result = CliRunner().invoke(cli, ["explain", "resnet5O"])
     assert result.exit_code == 2 and "resnet5O" in result.output
+
+
+def test_explain_agrees_with_keras_on_every_shipped_model():
+    import keras
+
+    from cvapps.models import load_model, shipped_models
+
+    for name in shipped_models():
+        model = load_model(name)
+        shape = tuple(model.inputs[0].shape[1:])
+        if shape[0] is None:  # any-size models (U-Nets, style nets): at 128x128
+            shape = (128, 128, shape[-1])
+            inputs = keras.Input(shape)
+            model = keras.Model(inputs, model(inputs))
+        report = explain(model, input_shape=shape)
+        assert report.mismatches == [], name
+        assert report.total_params == model.count_params(), name
