@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import keras
 
-from cvapps.layers import LocalResponseNormalization
+from cvapps.layers import GroupedConv2D, LocalResponseNormalization
 
 ARCHITECTURES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet")
 
@@ -93,8 +93,9 @@ def conv(x, filters, kernel_size, strides=1, padding="same", groups=1, activatio
     ``groups`` splits input and output channels into that many independent convolutions
     (AlexNet's two GPUs; ResNeXt's cardinality): parameters f*f*(c_in/groups)*c_out + c_out.
     """
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, groups=groups,
-                               activation=activation, name=name)(x)
+    layer = GroupedConv2D if groups > 1 else keras.layers.Conv2D  # GroupedConv2D: exportable to ONNX
+    return layer(filters, kernel_size, strides=strides, padding=padding, groups=groups, activation=activation,
+                 name=name)(x)
 
 
 def resnet_block(x, filters, strides=1, projection=False, name=None):

@@ -129,7 +129,8 @@ def calibrate_command(pairs, model, detector, detector_model, roc, json_path, qu
 @family_option("mobilenetv2")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
 @click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
-@click.option("--weights", default="imagenet", show_default=True, help="'imagenet', a .weights.h5 file, or 'none'.")
+@click.option("--weights", help="'imagenet', a .weights.h5 file, or 'none'. Default: imagenet for mobilenetv2 "
+                                "(offline from $CVAPPS_DATA/weights), none for the other families.")
 @click.option("--image-size", type=click.IntRange(min=32), default=96, show_default=True)
 @click.option("--embedding-dim", type=click.IntRange(min=2), default=128, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=24, show_default=True)
@@ -151,7 +152,7 @@ def train_faces_command(data, output, loss, mining, margin, val_fraction, detect
     echo = (lambda message: None) if quiet else (lambda message: click.echo(message))
     result = train_faces(
         list(data), output, loss=loss, mining=mining, margin=margin, val_fraction=val_fraction, detector=detector,
-        family=family, size=size, alpha=alpha, weights=None if weights == "none" else weights, image_size=image_size,
+        family=family, size=size, alpha=alpha, weights=_default_weights(weights, family), image_size=image_size,
         embedding_dim=embedding_dim, epochs=epochs, steps_per_epoch=steps_per_epoch,
         identities_per_batch=identities_per_batch, images_per_identity=images_per_identity,
         learning_rate=learning_rate, checkpoint_dir=checkpoint_dir, seed=seed, verbose=0, log=echo,
@@ -199,6 +200,12 @@ def webcam_faces_command(db, model, threshold, detector, detector_model, source,
 
     run_webcam_faces(source, db, model, threshold, detector, detector_model, not no_show, output, overwrite,
                      max_frames, quiet)
+
+
+def _default_weights(weights, family):
+    if weights is None:
+        return "imagenet" if family == "mobilenetv2" else None
+    return None if weights == "none" else weights
 
 
 def register(cli, train, evaluate, webcam):

@@ -264,6 +264,8 @@ def _describe(layer, infos, keras_tensor, name, level):
     kernel, params, macs = "", 0, 0
     out = _Tensor(first.shape, first.r, first.j, first.start)
     config = layer.get_config()
+    if kind == "GroupedConv2D":
+        kind = "Conv2D"  # the same arithmetic; computed as separate convolutions for export
     if kind in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D"):
         pooling = "Pooling" in kind
         f = _pair(config["pool_size" if pooling else "kernel_size"])

@@ -117,3 +117,25 @@ class Luminance(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], 1)
+
+
+@keras.saving.register_keras_serializable(package="cvapps")
+class GroupedConv2D(keras.layers.Conv2D):
+    """``Conv2D(groups=g)`` computed as g ordinary convolutions, each on c_in / g input channels
+    making c_out / g outputs, concatenated: AlexNet's two GPUs, ResNeXt's cardinality. Same weights
+    and parameters, (f * f * c_in / g + 1) * c_out. TensorFlow runs Keras's own grouped convolution
+    on CPU only under XLA, which ONNX export cannot convert; this form exports.
+
+    >>> import numpy as np
+    >>> layer = GroupedConv2D(4, 3, groups=2, padding="same")
+    >>> tuple(layer(np.ones((1, 5, 5, 6), "float32")).shape), layer.count_params()   # (3*3*3 + 1) * 4 = 112
+    ((1, 5, 5, 4), 112)
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if self.groups == 1:
+            return super().convolution_op(inputs, kernel)
+        parts = zip(keras.ops.split(inputs, self.groups, axis=-1), keras.ops.split(kernel, self.groups, axis=-1))
+        return keras.ops.concatenate(
+            [keras.ops.conv(x, k, strides=list(self.strides), padding=self.padding, dilation_rate=self.dilation_rate,
+                            data_format=self.data_format) for x, k in parts], axis=-1)

@@ -193,3 +193,28 @@ def _random_squares(root, images):
         Image.fromarray(pixels).save(root / "images" / f"{i}.png")
         (root / "labels" / f"{i}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def test_grouped_conv_equals_keras_grouped_conv():
+    """GroupedConv2D (g separate convolutions, exportable) computes what Conv2D(groups=g) does."""
+    import keras
+
+    from cvapps.layers import GroupedConv2D
+
+    x = np.random.default_rng(0).normal(size=(2, 9, 9, 8)).astype("float32")
+    ours = GroupedConv2D(6, 3, groups=2, strides=2, padding="same")
+    reference = keras.layers.Conv2D(6, 3, groups=2, strides=2, padding="same")
+    ours.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(reference(x)), atol=1e-5)
+    # (3*3*8/2 + 1) * 6 = 222
+    assert ours.count_params() == reference.count_params() == 222
+
+
+def test_faces_train_takes_imagenet_weights_only_for_mobilenetv2():
+    from cvapps.cli_faces import _default_weights
+
+    assert _default_weights(None, "mobilenetv2") == "imagenet"
+    assert _default_weights(None, "resnet50") is None
+    assert _default_weights("none", "mobilenetv2") is None

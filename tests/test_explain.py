@@ -88,8 +88,8 @@ def test_explain_walks_nested_models_and_any_size_inputs():
 def test_lessons_of_the_textbook():
     # A 5x5 conv with 6 filters on 32x32x3: (5*5*3 + 1) * 6 = 456 parameters; a dense layer to the same
     # 28x28x6 output: (32*32*3 + 1) * (28*28*6) = 3,073 * 4,704 = 14,455,392.
-    lenet = explain(build_architecture("lenet5", input_shape=(32, 32, 3)))
-    assert "456 parameters" in lenet.lessons[0] and "14,455,392" in lenet.lessons[0]
+    lenet = " ".join(explain(build_architecture("lenet5", input_shape=(32, 32, 3))).lessons)
+    assert "456 parameters" in lenet and "14,455,392" in lenet
     # Inception 3a, 5x5 branch on 28x28x192: direct 28*28*5*5*192*32 = 120,422,400; via a 1x1 to 16:
     # 28*28*192*16 + 28*28*5*5*16*32 = 2,408,448 + 10,035,200 = 12,443,648.
     googlenet = " ".join(explain(build_architecture("googlenet")).lessons)
