@@ -3,6 +3,11 @@
     >>> import cvapps
     >>> results = cvapps.classify("photo.jpg", model="cifar10", top_k=3)   # doctest: +SKIP
     >>> [found] = cvapps.detect("street.jpg", model="person")              # doctest: +SKIP
+    >>> [mask] = cvapps.segment("photo.jpg", model="person_seg")           # doctest: +SKIP
+    >>> cvapps.verify("a.jpg", "b.jpg").verified                           # doctest: +SKIP
+    >>> styled = cvapps.stylize("photo.jpg", style="starry_night")         # doctest: +SKIP
+    >>> from cvapps.explain import explain     # (the module's name: not a top-level attribute)
+    >>> print(explain(cvapps.build_architecture("resnet50")).table())      # doctest: +SKIP
     >>> model = cvapps.load_model("cifar10")                               # doctest: +SKIP
 
 Attributes are imported on first use, so ``import cvapps`` (and ``cvapps --help``) stays fast
@@ -26,6 +31,13 @@ _EXPORTS = {
     "build_classifier": "cvapps.classification",
     "train_classifier": "cvapps.classification",
     "evaluate_classifier": "cvapps.classification",
+    "segment": "cvapps.segmentation",
+    "verify": "cvapps.faces",
+    "identify": "cvapps.faces",
+    "enroll": "cvapps.faces",
+    "calibrate": "cvapps.faces",
+    "stylize": "cvapps.style",
+    "build_architecture": "cvapps.architectures",
 }
 
 __all__ = sorted(_EXPORTS)

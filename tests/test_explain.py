@@ -158,3 +158,10 @@ def test_explain_agrees_with_keras_on_every_shipped_model():
         report = explain(model, input_shape=shape)
         assert report.mismatches == [], name
         assert report.total_params == model.count_params(), name
+
+
+def test_top_level_exports_resolve():
+    import cvapps
+
+    for name in cvapps.__all__:
+        assert callable(getattr(cvapps, name)), name
