@@ -22,13 +22,15 @@ checked (``tests/test_architectures.py`` builds each one and compares with Keras
                                           adds the biases, no auxiliary classifiers).
     mobilenet  224x224x3     4,253,864   "4.2 million" (Howard et al. 2017, table 8);
                                           = keras.applications.MobileNet.
+    airbench   32x32x3       1,975,096   Jordan 2024, airbench94 (a fast CIFAR-10 net, not a classic:
+                                          the VGG-style net that reaches 94% on CIFAR-10 in 10 epochs).
 
 A 3-channel LeNet-5 has (5*5*3 + 1)*6 = 456 parameters in C1 instead of 156; as a backbone it
 reads the luminance of the RGB input, so it is the one-channel network of the paper.
 
 Pyramid levels are the last feature map at each stride (KerasHub's convention): P2 at 1/4 of the
 input, P3 1/8, P4 1/16, P5 1/32. LeNet-5 is too shallow for P3-P5; it has P1 (C3, stride 2) and P2
-(S4, stride 4). LeNet-5 and AlexNet use "valid" padding, so their maps are not exact fractions of
+(S4, stride 4); airbench, built for 32x32 photos, has P1, P2, P3. LeNet-5, AlexNet and airbench use "valid" padding, so their maps are not exact fractions of
 the input (AlexNet at 227: 55, 27, 13, 6): detection and U-Net segmentation, which align levels,
 need one of the other four.
 
@@ -47,7 +49,7 @@ import keras
 
 from cvapps.layers import GroupedConv2D, LocalResponseNormalization
 
-ARCHITECTURES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet")
+ARCHITECTURES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet", "airbench")
 
 # The input each network was designed for (height, width, channels).
 NATIVE_INPUT = {
@@ -57,9 +59,10 @@ NATIVE_INPUT = {
     "resnet50": (224, 224, 3),
     "googlenet": (224, 224, 3),
     "mobilenet": (224, 224, 3),
+    "airbench": (32, 32, 3),
 }
 
-# Parameters with the original 1000-class head (10 classes for LeNet-5), as built here.
+# Parameters with the original 1000-class head (10 classes for LeNet-5 and airbench), as built here.
 PARAMETERS = {
     "lenet5": 61_706,
     "alexnet": 60_965_224,
@@ -67,10 +70,12 @@ PARAMETERS = {
     "resnet50": 25_636_712,
     "googlenet": 6_998_552,
     "mobilenet": 4_253_864,
+    "airbench": 1_975_096,
 }
 
 # The smallest square input each pyramid builds from (every map at least 1x1).
-MIN_INPUT = {"lenet5": 32, "alexnet": 67, "vgg16": 32, "resnet50": 32, "googlenet": 32, "mobilenet": 32}
+MIN_INPUT = {"lenet5": 32, "alexnet": 67, "vgg16": 32, "resnet50": 32, "googlenet": 32, "mobilenet": 32,
+             "airbench": 32}
 
 # Families whose levels are exact fractions of the input (what detection and U-Net need).
 EXACT_STRIDES = ("vgg16", "resnet50", "googlenet", "mobilenet")
@@ -250,8 +255,25 @@ def _mobilenet(x):
     return pyramid
 
 
+def _airbench(x):
+    # Jordan 2024 (airbench94), a VGG-like net for 32x32 photos: a 2x2 conv (24 filters, valid: 31x31),
+    # then three groups of conv3x3 -> max pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU, widths 64-256-256.
+    x = conv(x, 24, 2, padding="valid", activation="gelu", name="whiten")
+    pyramid = {}
+    for group, (width, level) in enumerate(((64, "P1"), (256, "P2"), (256, "P3")), start=1):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"group{group}_conv1")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"group{group}_pool")(x)
+        x = keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-5, name=f"group{group}_bn1")(x)
+        x = keras.layers.Activation("gelu", name=f"group{group}_act1")(x)
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"group{group}_conv2")(x)
+        x = keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-5, name=f"group{group}_bn2")(x)
+        x = keras.layers.Activation("gelu", name=f"group{group}_act2")(x)
+        pyramid[level] = x
+    return pyramid
+
+
 _PYRAMIDS = {"lenet5": _lenet5, "alexnet": _alexnet, "vgg16": _vgg16, "resnet50": _resnet50,
-             "googlenet": _googlenet, "mobilenet": _mobilenet}
+             "googlenet": _googlenet, "mobilenet": _mobilenet, "airbench": _airbench}
 
 
 def classic_pyramid(family, x):
@@ -275,7 +297,12 @@ def classic_head(family, pyramid, num_classes):
     (dropout 0.4) and MobileNet: global average pooling and one dense layer. The flattening heads
     fix the input size the model was built at.
     """
-    x = pyramid["P2"] if family == "lenet5" else pyramid["P5"]
+    x = list(pyramid.values())[-1]  # the deepest level
+    if family == "airbench":
+        # A max pool over the last 3x3 maps, then a linear layer whose logits are scaled by 1/9.
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = keras.layers.Dense(num_classes, use_bias=False, name="linear")(x)
+        return keras.layers.Rescaling(1 / 9, name="logits")(x)
     if family == "lenet5":
         x = keras.layers.Flatten(name="flatten")(x)
         x = keras.layers.Dense(120, activation="tanh", name="c5")(x)
@@ -299,7 +326,7 @@ def build_architecture(name, include_top=True, num_classes=None, input_shape=Non
     Args:
         name: one of ``ARCHITECTURES``.
         include_top: add the original classifier (softmax over ``num_classes``).
-        num_classes: default 10 for LeNet-5, 1000 for the ImageNet networks.
+        num_classes: default 10 for LeNet-5 and airbench, 1000 for the ImageNet networks.
         input_shape: (height, width, channels); default ``NATIVE_INPUT[name]``.
 
     Returns:
@@ -314,7 +341,7 @@ def build_architecture(name, include_top=True, num_classes=None, input_shape=Non
     inputs = keras.Input(shape, name="images")
     pyramid = classic_pyramid(name, inputs)
     if include_top:
-        num_classes = num_classes or (10 if name == "lenet5" else 1000)
+        num_classes = num_classes or (10 if name in ("lenet5", "airbench") else 1000)  # MNIST, CIFAR-10
         outputs = keras.layers.Softmax(name="probabilities")(classic_head(name, pyramid, num_classes))
     model = keras.Model(inputs, outputs if include_top else pyramid, name=name)
     model.pyramid_outputs = pyramid  # as on a Backbone: explain labels the levels

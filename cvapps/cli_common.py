@@ -61,7 +61,8 @@ def webcam_options(function):
 
 
 # = cvapps.backbone.FAMILIES (a test keeps them equal); spelled out so --help imports no Keras.
-BACKBONE_FAMILIES = ("compact", "mobilenetv2", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet")
+BACKBONE_FAMILIES = ("compact", "mobilenetv2", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet",
+                     "airbench")
 
 
 def family_option(default, extra=(), extra_help=""):

@@ -15,7 +15,7 @@ import click
 from cvapps.cli_common import fail_on_value_error
 
 # = cvapps.architectures.ARCHITECTURES (a test keeps them equal).
-ARCHITECTURE_NAMES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet")
+ARCHITECTURE_NAMES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet", "airbench")
 
 
 @click.command("explain")
@@ -30,8 +30,8 @@ ARCHITECTURE_NAMES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mo
 def explain_command(model, input_size, channels, num_classes, no_top, json_path):
     """Per-layer table of MODEL: output shapes by floor((n + 2p - f) / s) + 1, parameters,
     multiply-adds and receptive fields, each checked against what Keras builds, with totals and
-    the lessons the network illustrates. MODEL: a classic network (lenet5, alexnet, vgg16,
-    resnet50, googlenet, mobilenet), a shipped model name or a .keras file."""
+    the lessons the network illustrates. MODEL: a network (lenet5, alexnet, vgg16, resnet50,
+    googlenet, mobilenet, airbench), a shipped model name or a .keras file."""
     from cvapps.explain import explain
 
     if model in ARCHITECTURE_NAMES:

@@ -47,7 +47,8 @@ import numpy as np
 from cvapps.runtime import open_model
 
 DEFAULT_MODEL = "person_seg"
-FAMILIES = ("unet", "compact", "mobilenetv2", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet")
+FAMILIES = ("unet", "compact", "mobilenetv2", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet",
+            "airbench")
 LOSS_TERMS = ("ce", "dice", "focal")
 
 # --- results -----------------------------------------------------------------------------------

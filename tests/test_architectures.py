@@ -64,6 +64,9 @@ def test_every_classic_family_is_a_backbone(family):
     elif family == "lenet5":
         # 64 -> c1 60 -> s2 30 -> c3 26 (P1) -> s4 13 (P2)
         assert shapes == {"P1": (26, 26), "P2": (13, 13)}
+    elif family == "airbench":
+        # 64 -> 2x2 valid conv 63 -> pool 31 (P1) -> pool 15 (P2) -> pool 7 (P3)
+        assert shapes == {"P1": (31, 31), "P2": (15, 15), "P3": (7, 7)}
     else:
         # AlexNet at 96: conv1 (96 - 11) // 4 + 1 = 22, pool (22 - 3) // 2 + 1 = 10, pool 4, pool 1
         assert shapes == {"P2": (22, 22), "P3": (10, 10), "P4": (4, 4), "P5": (1, 1)}

@@ -69,7 +69,8 @@ def test_explain_agrees_on_every_backbone_at_a_small_size(family):
     report = explain(Backbone(family=family, size="xs", alpha=0.35, image_size=size))
     assert report.mismatches == []
     assert report.total_params == report.keras_params
-    assert {row.level for row in report.rows if row.level} >= ({"P1", "P2"} if family == "lenet5" else {"P5"})
+    backbone_levels = set(Backbone(family=family, size="xs", alpha=0.35, image_size=size).pyramid_outputs)
+    assert {row.level for row in report.rows if row.level} == backbone_levels
 
 
 def test_explain_walks_nested_models_and_any_size_inputs():
