@@ -125,6 +125,31 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
     return keras.Model(inputs, outputs, name="classifier")
 
 
+def with_flip_averaging(model):
+    """The classifier averaged over each photo and its mirror image (test-time augmentation):
+    p(x) = (f(x) + f(flip(x))) / 2, as airbench94 scores CIFAR-10. Same weights, twice the
+    inference cost; the saved model does it everywhere (CLI, webcam, Python, ONNX).
+
+    Args:
+        model: a classifier from :func:`build_classifier` (ends in "probabilities" then metadata).
+
+    Returns:
+        A new ``keras.Model`` sharing ``model``'s weights; its metadata settings gain ``"tta": "flip"``.
+    """
+    import keras
+
+    from cvapps.layers import HorizontalFlip, Metadata
+
+    meta = model.get_layer("cvapps_metadata")
+    if meta.settings.get("tta"):
+        raise ValueError("this classifier already averages over flips (its settings say tta='flip').")
+    core = keras.Model(model.inputs, model.get_layer("probabilities").output, name="single_view")
+    inputs = keras.Input(model.input_shape[1:], name="images")
+    mean = keras.layers.Average(name="flip_average")([core(inputs), core(HorizontalFlip(name="mirror")(inputs))])
+    outputs = Metadata(task="classify", class_names=meta.class_names, settings={**meta.settings, "tta": "flip"})(mean)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
 # --- training ----------------------------------------------------------------------------------
 
 
@@ -163,6 +188,7 @@ def train_classifier(
     translate=0.125,
     dropout=0.0,
     head=None,
+    tta=False,
     patience=None,
     checkpoint_dir=None,
     seed=0,
@@ -189,6 +215,8 @@ def train_classifier(
         fine_tune_learning_rate: peak for the fine-tuning phase; default learning_rate / 10.
         head: ``"pool"`` or ``"original"`` (see :func:`build_classifier`); default ``"original"`` for
             the classic families (``family="lenet5"`` trains LeNet-5 itself), ``"pool"`` otherwise.
+        tta: save the model averaged over each photo and its mirror (:func:`with_flip_averaging`);
+            rerunning a finished run with ``tta=True`` only re-saves it.
         patience: stop when validation accuracy has not improved for this many epochs.
 
     Returns:
@@ -273,7 +301,7 @@ def train_classifier(
         history[phase] = {k: [float(v) for v in values] for k, values in fit.history.items()}
         model.save_weights(str(finished))
     backbone.trainable = True
-    save_model(model, output)
+    save_model(with_flip_averaging(model) if tta else model, output)
     return TrainResult(output, history, time.time() - started, skipped)
 
 

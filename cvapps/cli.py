@@ -123,6 +123,8 @@ def train():
 @click.option("--head", type=click.Choice(["pool", "original"]),
               help="pool: global average pool + dense; original: a classic family's own classifier "
                    "(LeNet-5's C5-F6, VGG's 4096-4096). Default: original for classic families, else pool.")
+@click.option("--tta", is_flag=True, help="Save the model averaged over each photo and its mirror image "
+                                         "(test-time augmentation: twice the inference cost).")
 @click.option("--patience", type=click.IntRange(min=1), help="Early stopping on validation accuracy.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -130,7 +132,7 @@ def train():
 @fail_on_value_error
 def train_classify(data, output, validation, val_fraction, family, size, alpha, weights, image_size, epochs,
                    fine_tune_epochs, fine_tune_from, freeze_backbone, batch_size, optimizer, learning_rate, fine_tune_learning_rate, weight_decay, label_smoothing,
-                   no_flip, translate, dropout, head, patience, checkpoint_dir, seed, quiet):
+                   no_flip, translate, dropout, head, tta, patience, checkpoint_dir, seed, quiet):
     """Train a classifier on DATA: a folder per class (root/<class>/*.jpg, or root/train/...)
     or a keras.datasets-style .npz. Rerun the same command to resume an interrupted run."""
     from cvapps.classification import train_classifier
@@ -141,7 +143,7 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
         fine_tune_from=fine_tune_from, freeze_backbone=freeze_backbone, batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate,
         fine_tune_learning_rate=fine_tune_learning_rate,
         weight_decay=weight_decay, label_smoothing=label_smoothing, flip=not no_flip, translate=translate,
-        dropout=dropout, head=head, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed,
+        dropout=dropout, head=head, tta=tta, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed,
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),  # a bar on a terminal, a line per epoch in logs
     )
     for message in result.skipped:

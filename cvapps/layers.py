@@ -139,3 +139,19 @@ class GroupedConv2D(keras.layers.Conv2D):
         return keras.ops.concatenate(
             [keras.ops.conv(x, k, strides=list(self.strides), padding=self.padding, dilation_rate=self.dilation_rate,
                             data_format=self.data_format) for x, k in parts], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="cvapps")
+class HorizontalFlip(keras.layers.Layer):
+    """Mirror images left to right: (batch, H, W, C) -> the same with the width axis reversed.
+
+    >>> import numpy as np
+    >>> HorizontalFlip()(np.arange(3, dtype="float32").reshape(1, 1, 3, 1))[0, 0, :, 0].tolist()
+    [2.0, 1.0, 0.0]
+    """
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -160,3 +160,25 @@ def test_rerun_skips_finished_phases(tmp_path):
     second = train_classifier(data, tmp_path / "b.keras", **arguments)
     assert second.history == first.history  # read back from the logs, nothing retrained
     assert second.seconds < first.seconds
+
+
+def test_flip_averaging_is_the_mean_of_both_views(tmp_path):
+    from cvapps.backbone import Backbone
+    from cvapps.classification import build_classifier, with_flip_averaging
+    from cvapps.explain import explain
+    from cvapps.models import load_model, model_info, save_model
+
+    model = build_classifier(Backbone(family="compact", size="xs", image_size=32), 3, ["a", "b", "c"])
+    averaged = with_flip_averaging(model)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    # p(x) = (f(x) + f(x mirrored)) / 2
+    expected = (model.predict_on_batch(x) + model.predict_on_batch(x[:, :, ::-1])) / 2
+    np.testing.assert_allclose(averaged.predict_on_batch(x), expected, atol=1e-5)
+    save_model(averaged, tmp_path / "tta.keras")
+    loaded = load_model(tmp_path / "tta.keras")
+    info = model_info(loaded)
+    assert info.class_names == ("a", "b", "c") and info.settings["tta"] == "flip"
+    np.testing.assert_allclose(loaded.predict_on_batch(x), expected, atol=1e-5)
+    assert explain(loaded).mismatches == []
+    with pytest.raises(ValueError, match="already averages over flips"):
+        with_flip_averaging(loaded)
