@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import keras
 
-from cvapps.layers import GroupedConv2D, LocalResponseNormalization
+from cvapps.layers import GELU, GroupedConv2D, LocalResponseNormalization
 
 ARCHITECTURES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet", "airbench")
 
@@ -258,16 +258,16 @@ def _mobilenet(x):
 def _airbench(x):
     # Jordan 2024 (airbench94), a VGG-like net for 32x32 photos: a 2x2 conv (24 filters, valid: 31x31),
     # then three groups of conv3x3 -> max pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU, widths 64-256-256.
-    x = conv(x, 24, 2, padding="valid", activation="gelu", name="whiten")
+    x = GELU(name="whiten_act")(conv(x, 24, 2, padding="valid", activation=None, name="whiten"))
     pyramid = {}
     for group, (width, level) in enumerate(((64, "P1"), (256, "P2"), (256, "P3")), start=1):
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"group{group}_conv1")(x)
         x = keras.layers.MaxPooling2D(2, name=f"group{group}_pool")(x)
         x = keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-5, name=f"group{group}_bn1")(x)
-        x = keras.layers.Activation("gelu", name=f"group{group}_act1")(x)
+        x = GELU(name=f"group{group}_act1")(x)
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"group{group}_conv2")(x)
         x = keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-5, name=f"group{group}_bn2")(x)
-        x = keras.layers.Activation("gelu", name=f"group{group}_act2")(x)
+        x = GELU(name=f"group{group}_act2")(x)
         pyramid[level] = x
     return pyramid
 

@@ -356,7 +356,7 @@ def _describe(layer, infos, keras_tensor, name, level):
     return out, row
 
 
-_SHAPE_KEEPING = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Dropout", "SpatialDropout2D",
+_SHAPE_KEEPING = ("Activation", "GELU", "HorizontalFlip", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Dropout", "SpatialDropout2D",
                   "Rescaling", "Identity", "Metadata", "LocalResponseNormalization", "GaussianNoise",
                   "LayerNormalization", "Normalization")
 

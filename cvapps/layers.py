@@ -155,3 +155,21 @@ class HorizontalFlip(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="cvapps")
+class GELU(keras.layers.Layer):
+    """The exact GELU, x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))), written with ``erf`` so that
+    it exports to ONNX (TensorFlow's own gelu uses erfc, which ONNX lacks).
+
+    >>> import numpy as np
+    >>> # 0.5 * 1 * (1 + erf(1 / sqrt(2))) = 0.5 * (1 + 0.682689...) = 0.841345
+    >>> round(float(GELU()(np.array([1.0], "float32"))[0]), 6)
+    0.841345
+    """
+
+    def call(self, inputs):
+        return 0.5 * inputs * (1.0 + keras.ops.erf(inputs * 0.7071067811865476))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -182,3 +182,16 @@ def test_flip_averaging_is_the_mean_of_both_views(tmp_path):
     assert explain(loaded).mismatches == []
     with pytest.raises(ValueError, match="already averages over flips"):
         with_flip_averaging(loaded)
+
+
+def test_cifar10_airbench_reaches_its_card_accuracy(real_data):
+    """The flip-averaged airbench model on the 10,000 CIFAR-10 test images, as its card states."""
+    from cvapps.classification import evaluate_classifier
+    from cvapps.datasets import load_classification
+    from cvapps.models import load_model, model_card, model_info
+
+    model = load_model("cifar10_airbench")
+    assert model_info(model).settings["tta"] == "flip"
+    data = load_classification(real_data / "cifar10" / "test", model_info(model).image_size, split="test")
+    metrics = evaluate_classifier(model, data)
+    assert metrics["top1"] >= model_card("cifar10_airbench")["metrics"]["top1"] - 0.002
