@@ -146,7 +146,7 @@ class HorizontalFlip(keras.layers.Layer):
     """Mirror images left to right: (batch, H, W, C) -> the same with the width axis reversed.
 
     >>> import numpy as np
-    >>> HorizontalFlip()(np.arange(3, dtype="float32").reshape(1, 1, 3, 1))[0, 0, :, 0].tolist()
+    >>> np.asarray(HorizontalFlip()(np.arange(3, dtype="float32").reshape(1, 1, 3, 1)))[0, 0, :, 0].tolist()
     [2.0, 1.0, 0.0]
     """
 
