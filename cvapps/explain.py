@@ -30,7 +30,7 @@ against what Keras built (``mismatches`` lists any disagreement):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 SKIPPED_KINDS = ("InputLayer",)
 
@@ -224,6 +224,7 @@ class _Walker:
         self.rows = rows
         self.tensors = {}
         self.producer = {}  # id(tensor) -> row that made it
+        self.called = set()  # ids of the layers already described
         self.level_of = {}
 
     def walk(self, model, inputs, prefix=""):
@@ -249,6 +250,9 @@ class _Walker:
                         self.tensors[id(tensor)] = info
                     continue
                 info, row = _describe(layer, infos, outs[0], prefix + layer.name, levels.get(id(outs[0]), ""))
+                if id(layer) in self.called:  # a shared layer called again: its weights are counted once
+                    row = replace(row, name=f"{row.name} (again)", params=0, keras_params=0)
+                self.called.add(id(layer))
                 self.tensors[id(outs[0])] = info
                 self.rows.append(row)
                 self.producer[id(outs[0])] = (row, [self.producer.get(id(t)) for t in ins])

@@ -179,7 +179,9 @@ def test_flip_averaging_is_the_mean_of_both_views(tmp_path):
     info = model_info(loaded)
     assert info.class_names == ("a", "b", "c") and info.settings["tta"] == "flip"
     np.testing.assert_allclose(loaded.predict_on_batch(x), expected, atol=1e-5)
-    assert explain(loaded).mismatches == []
+    report = explain(loaded)  # the shared single-view model runs twice: weights counted once, work twice
+    assert report.mismatches == [] and report.total_params == loaded.count_params()
+    assert report.total_macs == 2 * explain(model).total_macs
     with pytest.raises(ValueError, match="already averages over flips"):
         with_flip_averaging(loaded)
 
