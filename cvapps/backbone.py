@@ -26,8 +26,9 @@ Families:
   ``COMPACT_SIZES``.
 - ``"mobilenetv2"``: ``keras.applications.MobileNetV2`` (any alpha) wrapped to the same
   interface. Use :func:`build_backbone` with ``weights="imagenet"`` for ImageNet weights.
-- The classic networks of :mod:`cvapps.architectures`: ``"lenet5"``, ``"alexnet"``, ``"vgg16"``,
-  ``"resnet50"``, ``"googlenet"``, ``"mobilenet"`` (random weights; LeNet-5 has levels P1, P2 only).
+- The networks of :mod:`cvapps.architectures`: ``"lenet5"``, ``"alexnet"``, ``"vgg16"``,
+  ``"resnet50"``, ``"googlenet"``, ``"mobilenet"``, ``"airbench"`` (random weights; LeNet-5 has
+  levels P1, P2 only, airbench P1-P3).
 
 Only ``keras.ops`` and Keras layers are used, so the backbone builds on any Keras backend
 (TensorFlow here, JAX on a GPU machine) and a model saved on one loads on the other.

@@ -99,7 +99,7 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
     class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
     if len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}; they must match.")
-    level = level or list(backbone.pyramid_outputs)[-1]
+    level = level or max(backbone.pyramid_outputs)  # the deepest level
     if level not in backbone.pyramid_outputs:
         raise ValueError(f"level must be one of {list(backbone.pyramid_outputs)}, received {level!r}.")
     if head not in ("pool", "original"):
@@ -111,7 +111,7 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
         if backbone.family not in ARCHITECTURES:
             raise ValueError(f"head='original' needs a classic family ({', '.join(ARCHITECTURES)}); the "
                              f"{backbone.family!r} backbone has no head of its own. Use head='pool'.")
-        if backbone.image_size is None:
+        if backbone.image_size is None and backbone.family in ("lenet5", "alexnet", "vgg16"):
             raise ValueError(f"the original {backbone.family} head flattens its input, so it needs a fixed "
                              f"image_size; received None.")
         x = classic_head(backbone.family, backbone(inputs), num_classes)

@@ -82,7 +82,7 @@ def build_face_model(backbone, embedding_dim=128, settings=None, level=None):
     if not isinstance(embedding_dim, int) or embedding_dim < 2:
         raise ValueError(f"embedding_dim must be an integer of at least 2, received {embedding_dim!r}.")
     inputs = keras.Input(backbone.input_shape[1:], name="images")
-    level = level or list(backbone.pyramid_outputs)[-1]
+    level = level or max(backbone.pyramid_outputs)  # the deepest level
     if level not in backbone.pyramid_outputs:
         raise ValueError(f"level must be one of {list(backbone.pyramid_outputs)}, received {level!r}.")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs)[level])

@@ -125,7 +125,10 @@ def test_receptive_field_by_hand_and_by_perturbation():
 def test_cli_lists_stay_in_step_with_the_library():
     from cvapps.backbone import FAMILIES
 
+    from cvapps.segmentation import FAMILIES as SEGMENTATION_FAMILIES
+
     assert tuple(BACKBONE_FAMILIES) == tuple(FAMILIES)
+    assert tuple(SEGMENTATION_FAMILIES) == ("unet", *FAMILIES)
     assert tuple(ARCHITECTURE_NAMES) == tuple(ARCHITECTURES)
 
 
