@@ -52,6 +52,15 @@ def square_image(side, top, left, square, brightness):
     return image
 
 
+def square_photos(folder, side, step, left, square):
+    """3 photos with a bright square moving down by ``step`` pixels, and one corrupt JPEG."""
+    folder.mkdir()
+    for k in range(3):
+        Image.fromarray(square_image(side, step * k, left, square, 255)).save(folder / f"{k}.png")
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return folder
+
+
 # --- first-layer filters -----------------------------------------------------------------------
 
 
@@ -208,20 +217,15 @@ def test_top_patches_positions_are_the_activation_maxima(classifier):
 
 
 def test_top_patches_with_the_receptive_field_of_the_backbone(classifier, tmp_path):
-    pytest.importorskip("cvapps.explain")
     from cvapps.explain import level_geometry
 
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for k in range(3):
-        Image.fromarray(square_image(32, 4 * k, 8, 10, 255)).save(folder / f"{k}.png")
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    folder = square_photos(tmp_path / "photos", 32, 4, 8, 10)
     result = top_patches(classifier, folder, level="P4", units=[1, 5], top=4, cell=16)
     g = level_geometry(classifier.get_layer("backbone"), "P4")
     assert result.geometry == (g.size, g.jump, g.start)
     assert result.units == (1, 5) and result.images == 3
     assert [len(p) for p in result.patches] == [3, 3]  # one patch per image, 3 images for top=4
-    assert len(result.skipped) == 1 and "broken.jpg" in result.skipped[0]
+    assert len(result.skipped) == 1 and "corrupt.jpg" in result.skipped[0]
 
 
 def test_top_patches_errors(classifier, tmp_path):
@@ -299,12 +303,7 @@ def test_cli_filters_and_features(cli, classifier_path, tmp_path):
 
 
 def test_cli_patches(cli, classifier_path, tmp_path):
-    pytest.importorskip("cvapps.explain")
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for k in range(3):
-        Image.fromarray(square_image(40, 5 * k, 10, 12, 255)).save(folder / f"{k}.png")
-    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
+    folder = square_photos(tmp_path / "photos", 40, 5, 10, 12)
     out = tmp_path / "patches.png"
     result = CliRunner().invoke(cli, ["patches", str(classifier_path), str(folder), "--level", "P3",
                                       "--units", "0,3", "--top", "2", "--output", str(out)])
