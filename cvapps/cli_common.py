@@ -61,7 +61,7 @@ def webcam_options(function):
 
 
 # = cvapps.backbone.FAMILIES (a test keeps them equal); spelled out so --help imports no Keras.
-BACKBONE_FAMILIES = ("compact", "mobilenetv2", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet",
+BACKBONE_FAMILIES = ("compact", "mobilenetv2", "efficientnet_lite0", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet",
                      "airbench")
 
 
@@ -70,6 +70,7 @@ def family_option(default, extra=(), extra_help=""):
     return click.option(
         "--family", "--backbone", "family", type=click.Choice([*extra, *BACKBONE_FAMILIES]), default=default,
         show_default=True,
-        help=f"{extra_help}Backbone: compact, mobilenetv2 (ImageNet weights with --weights imagenet) or a classic "
+        help=f"{extra_help}Backbone: compact, mobilenetv2 or efficientnet_lite0 (ImageNet weights with --weights "
+             "imagenet; efficientnet_lite0's come with cvapps, offline) or a classic "
              "network (see 'cvapps explain'). --backbone is the same option.",
     )

@@ -204,7 +204,7 @@ def webcam_faces_command(db, model, threshold, detector, detector_model, source,
 
 def _default_weights(weights, family):
     if weights is None:
-        return "imagenet" if family == "mobilenetv2" else None
+        return "imagenet" if family in ("mobilenetv2", "efficientnet_lite0") else None
     return None if weights == "none" else weights
 
 

@@ -61,7 +61,7 @@ def segment(source, model, output, view, alpha, tile, overwrite, json_path, runt
 @click.option("--depth", type=click.IntRange(1, 6), default=4, show_default=True, help="Classic U-Net poolings.")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
 @click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
-@click.option("--weights", help="'imagenet' (mobilenetv2) or a .weights.h5 file; default random.")
+@click.option("--weights", help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.")
 @click.option("--upsample", type=click.Choice(["transpose", "resize"]), default="transpose", show_default=True)
 @click.option("--image-size", type=click.IntRange(min=32), default=256, show_default=True, help="Training tile side.")
 @click.option("--fit", is_flag=True, help="Whole-scene photos: scale each image to the tile (and at inference).")

@@ -106,8 +106,8 @@ def styles_command(as_json):
 @click.option("--tv-weight", type=click.FloatRange(min=0), default=5.0, show_default=True)
 @click.option("--style-size", type=click.IntRange(min=32), default=256, show_default=True,
               help="Shorter side the painting is resized to (sets the brush-stroke scale).")
-@click.option("--loss-network", type=click.Choice(["auto", "mobilenetv2", "cifar10"]), default="auto", show_default=True,
-              help="auto: ImageNet MobileNetV2 when its weights are found, else our CIFAR-10 backbone.")
+@click.option("--loss-network", type=click.Choice(["auto", "mobilenetv2", "efficientnet_lite0", "cifar10"]), default="auto", show_default=True,
+              help="auto: ImageNet MobileNetV2 when its weights are found, else ImageNet EfficientNet-Lite0 (always offline).")
 @click.option("--width", type=click.IntRange(min=2), default=16, show_default=True, help="Channels at full resolution.")
 @click.option("--residual-blocks", type=click.IntRange(min=0), default=4, show_default=True)
 @click.option("--full-conv", is_flag=True, help="Full 3x3 convolutions instead of depthwise-separable ones.")
@@ -143,7 +143,7 @@ def train_style_command(style_image, more_content, content, output, image_size, 
 @_style_option
 @_method_option
 @click.option("--size", type=click.IntRange(min=32), default=256, show_default=True, help="Longer side of each photo.")
-@click.option("--loss-network", type=click.Choice(["auto", "mobilenetv2", "cifar10"]), default="auto", show_default=True)
+@click.option("--loss-network", type=click.Choice(["auto", "mobilenetv2", "efficientnet_lite0", "cifar10"]), default="auto", show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), help="Score at most this many photos (sorted order).")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Optimisation steps (--method optimize).")
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")

@@ -89,10 +89,36 @@ def _video_fps(path):
     return fps or 25.0
 
 
-def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_size, quiet, runtime="auto"):
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """What ``cvapps classify`` and ``cvapps webcam classify`` pass to the classifier's post-processing."""
+
+    top_k: int = 5
+    min_confidence: float = 0.0  # below it, the label is "unknown"
+    group: bool = False  # fold ImageNet classes into parents ("dog", "car", ...)
+
+
+def classify_frames(model, images, options: ClassifyOptions, sources):
+    """(N, S, S, 3) batch -> N :class:`cvapps.classification.Classification`, with the options applied."""
+    from cvapps.classification import group_classes, predict_probabilities, top_k_results
+
+    probabilities = predict_probabilities(model, images, len(images))
+    names = model.info.class_names
+    if options.group:
+        probabilities, names = group_classes(probabilities, names)
+    return top_k_results(probabilities, names, options.top_k, sources, options.min_confidence)
+
+
+def result_lines(result):
+    """Printed / drawn lines of one classification: the label first when it is "unknown"."""
+    pairs = [f"{n} {s:.2f}" for n, s in zip(result.class_names, result.scores)]
+    return (["unknown"] if result.unknown else []) + pairs
+
+
+def run_classify(source, model_name, options: ClassifyOptions, output, overwrite, json_path, batch_size, quiet,
+                 runtime="auto"):
     """``cvapps classify``: returns the number of inputs that failed."""
     from cvapps.annotate import draw_text_lines
-    from cvapps.classification import predict_probabilities, top_k_results
     from cvapps.runtime import open_model
     from cvapps.sources import resize_square
 
@@ -101,25 +127,29 @@ def run_classify(source, model_name, top_k, output, overwrite, json_path, batch_
     model = open_model(model_name, task="classify", runtime=runtime)  # a name, a path or an opened model
     info = model.info
     name = info.name
+    if options.group:  # fail before reading any image when the model cannot group
+        from cvapps.classification import group_classes
+
+        group_classes(np.zeros((0, len(info.class_names))), info.class_names)
     with outputs:
         for good in batched(outputs.frames(quiet), batch_size):
             started = time.perf_counter()
             batch = np.stack([resize_square(f.image, info.image_size) for f in good])
-            probabilities = predict_probabilities(model, batch, batch_size)
+            results = classify_frames(model, batch, options, [f.source for f in good])
             milliseconds = (time.perf_counter() - started) * 1000 / len(good)
-            results = top_k_results(probabilities, info.class_names, top_k, [f.source for f in good])
             for frame, result in zip(good, results):
                 if outputs.records:
                     outputs.records.write({
                         "source": frame.source, "frame": frame.index, "task": "classify", "model": name,
-                        "runtime": model.runtime, "top_k": top_k, "results": result.to_dict(), "milliseconds": round(milliseconds, 3),
+                        "runtime": model.runtime, "top_k": options.top_k, "label": result.label,
+                        "results": result.to_dict(), "milliseconds": round(milliseconds, 3),
                     })
                 if json_path != "-":
                     label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
-                    click.echo(f"{label}: " + ", ".join(f"{n} {s:.3f}" for n, s in zip(result.class_names, result.scores)))
+                    head = "unknown; " if result.unknown else ""
+                    click.echo(f"{label}: {head}" + ", ".join(f"{n} {s:.3f}" for n, s in zip(result.class_names, result.scores)))
                 if outputs.wants_images:
-                    lines = [f"{n} {s:.2f}" for n, s in zip(result.class_names, result.scores)]
-                    outputs.write(draw_text_lines(frame.image, lines), frame)
+                    outputs.write(draw_text_lines(frame.image, result_lines(result)), frame)
     return outputs.failures
 
 
@@ -251,14 +281,17 @@ def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, q
     click.echo(f"{'class':<16}{'precision':>10}{'recall':>10}{'support':>9}")
     for name, row in metrics["per_class"].items():
         click.echo(f"{name:<16}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['support']:>9}")
-    click.echo("confusion (rows true, columns predicted):")
-    for name, row in zip(info.class_names, metrics["confusion"]):
+    classes = metrics["confusion_classes"]
+    other = len(metrics["confusion"][0]) > len(classes) if metrics["confusion"] else False
+    click.echo("confusion (rows true, columns predicted" + (", last column: any other class" if other else "") + "):")
+    for name, row in zip(classes, metrics["confusion"]):
         click.echo(f"{name[:12]:<13}" + " ".join(f"{v:>5}" for v in row))
     if json_path:
         write_json(json_path, report)
         confusion_path = confusion_path or str(Path(json_path).with_suffix("")) + "_confusion.png"
     if confusion_path:
-        write_image(confusion_path, confusion_matrix_image(metrics["confusion"], info.class_names), overwrite=True)
+        columns = classes + (["other"] if other else [])
+        write_image(confusion_path, confusion_matrix_image(metrics["confusion"], classes, columns), overwrite=True)
         click.echo(f"confusion matrix: {confusion_path}")
     return report
 
@@ -293,7 +326,7 @@ def run_demo(output, overwrite, quiet):
         raise ValueError(f"{output} already holds files; pass --overwrite or name an empty or new folder.")
     shipped = shipped_models()
     photos = demo_photos()
-    steps = [("classify", "cifar10", _demo_classify), ("detect", "person", _demo_detect),
+    steps = [("classify", "imagenet", _demo_classify), ("detect", "person", _demo_detect),
              ("segment", "person_seg", _demo_segment), ("faces", "faces", _demo_faces),
              ("style", "starry_night", _demo_style)]
     written = []
@@ -316,6 +349,9 @@ def _timed(function, *args, **kwargs):
     return result, round((time.perf_counter() - started) * 1000, 3)
 
 
+DEMO_MIN_CONFIDENCE = 0.15  # the demo's "none of these": ImageNet has no astronaut class (her top class scores 0.07)
+
+
 def _demo_classify(photos, model_name):
     """(name, file name, picture, record, printed line) per photo."""
     from cvapps.annotate import draw_text_lines
@@ -324,11 +360,12 @@ def _demo_classify(photos, model_name):
 
     model = open_model(model_name, task="classify")
     for name, image in photos:
-        [result], milliseconds = _timed(classify, image, model=model, top_k=3)
+        [result], milliseconds = _timed(classify, image, model=model, top_k=3, min_confidence=DEMO_MIN_CONFIDENCE)
         pairs = list(zip(result.class_names, result.scores))
-        picture = draw_text_lines(image, [f"{model_name}: {n} {s:.2f}" for n, s in pairs])
-        yield name, name, picture, {"results": result.to_dict(), "milliseconds": milliseconds}, \
-            ", ".join(f"{n} {s:.2f}" for n, s in pairs)
+        head = [f"{model_name}: unknown (top class below {DEMO_MIN_CONFIDENCE})"] if result.unknown else []
+        picture = draw_text_lines(image, head + [f"{model_name}: {n} {s:.2f}" for n, s in pairs])
+        record = {"label": result.label, "results": result.to_dict(), "milliseconds": milliseconds}
+        yield name, name, picture, record, ("unknown; " if result.unknown else "") + ", ".join(f"{n} {s:.2f}" for n, s in pairs)
 
 
 def _demo_detect(photos, model_name):
@@ -396,21 +433,24 @@ def _demo_style(photos, model_name):
                                          "milliseconds": milliseconds}, f"{model_name} in {milliseconds:.0f} ms"
 
 
-def run_webcam_classify(source, model_name, top_k, show, output, overwrite, max_frames, quiet, runtime="auto"):
+def run_webcam_classify(source, model_name, options: ClassifyOptions, show, output, overwrite, max_frames, quiet,
+                        runtime="auto"):
     """``cvapps webcam classify``: live top-k labels over a camera or video."""
     from cvapps.annotate import draw_text_lines
-    from cvapps.classification import predict_probabilities, top_k_results
     from cvapps.runtime import open_model
     from cvapps.sources import resize_square
     from cvapps.webcam import run_loop
 
     model = open_model(model_name, task="classify", runtime=runtime)
     info = model.info
+    if options.group:
+        from cvapps.classification import group_classes
+
+        group_classes(np.zeros((0, len(info.class_names))), info.class_names)
 
     def process(image):
-        probabilities = predict_probabilities(model, resize_square(image, info.image_size)[None], 1)
-        [result] = top_k_results(probabilities, info.class_names, top_k, ["frame"])
-        return draw_text_lines(image, [f"{n} {s:.2f}" for n, s in zip(result.class_names, result.scores)])
+        [result] = classify_frames(model, resize_square(image, info.image_size)[None], options, ["frame"])
+        return draw_text_lines(image, result_lines(result))
 
     stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
     if not quiet:

@@ -199,7 +199,7 @@ def build_detector(backbone, num_classes, anchors, class_names=None, width=64):
     if backbone.family in ARCHITECTURES and backbone.family not in EXACT_STRIDES:
         raise ValueError(f"the detector needs P3-P5 at exactly 1/8, 1/16 and 1/32 of the input; the "
                          f"{backbone.family} backbone uses 'valid' padding and has {list(backbone.pyramid_outputs)}. "
-                         f"Use one of {', '.join(EXACT_STRIDES)}, compact or mobilenetv2.")
+                         f"Use one of {', '.join(EXACT_STRIDES)}, compact, mobilenetv2 or efficientnet_lite0.")
     if not size or size % 32:
         raise ValueError(f"the detector needs a backbone with a square image_size divisible by 32; received {size!r}.")
     if not isinstance(num_classes, int) or num_classes < 1:

@@ -29,10 +29,28 @@ def shipped_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "models"
 
 
+# Models built on first use from weights that arrive with a dependency (not files in models/):
+# name -> the module whose ``built_model_path()`` / ``ensure_imagenet_model()`` make them.
+BUILT_MODELS = ("imagenet",)
+
+
 def shipped_models() -> dict:
-    """name -> path of every shipped ``.keras`` model."""
+    """name -> path of every shipped ``.keras`` model, the built-on-first-use ones included (their
+    path is in the cache and may not exist yet; :func:`resolve_model_path` builds it)."""
     folder = shipped_dir()
-    return {p.stem: p for p in sorted(folder.glob("*.keras"))} if folder.is_dir() else {}
+    shipped = {p.stem: p for p in sorted(folder.glob("*.keras"))} if folder.is_dir() else {}
+    for name in BUILT_MODELS:
+        try:
+            shipped[name] = _built_path(name)
+        except ValueError:  # its weights package is missing: not available here
+            pass
+    return dict(sorted(shipped.items()))
+
+
+def _built_path(name, build=False):
+    from cvapps import imagenet
+
+    return imagenet.ensure_imagenet_model() if build else imagenet.built_model_path()
 
 
 def model_card(name) -> dict:
@@ -44,11 +62,15 @@ def model_card(name) -> dict:
 def resolve_model_path(name_or_path) -> Path:
     """A shipped model's name or a path -> an existing model file.
 
+    A built-on-first-use name (``BUILT_MODELS``: ``"imagenet"``) is built into the cache first if needed.
+
     Raises:
         ValueError: neither a shipped name nor an existing file; the message suggests the
             closest shipped name.
     """
     text = str(name_or_path)
+    if text in BUILT_MODELS:
+        return _built_path(text, build=True)
     shipped = shipped_models()
     if text in shipped:
         return shipped[text]

@@ -5,31 +5,37 @@ from __future__ import annotations
 import numpy as np
 
 
-def confusion_matrix_image(confusion, class_names, cell=56) -> np.ndarray:
+def confusion_matrix_image(confusion, class_names, column_names=None, cell=56) -> np.ndarray:
     """Draw a confusion matrix: rows are true classes, columns predicted, colour is the row
     fraction (recall of that cell), text is the count.
 
     Args:
-        confusion: (C, C) counts.
-        class_names: C names.
+        confusion: (C, K) counts; K = C unless ``column_names`` adds columns (e.g. "other").
+        class_names: C row names.
+        column_names: K column names; default ``class_names``.
 
     Returns:
         (H, W, 3) uint8 RGB image.
+
+    >>> confusion_matrix_image([[3, 1, 0], [0, 2, 2]], ["a", "b"], ["a", "b", "other"]).shape[2]
+    3
     """
     import cv2
 
     confusion = np.asarray(confusion, np.int64)
-    count = len(class_names)
-    if confusion.shape != (count, count):
-        raise ValueError(f"confusion has shape {confusion.shape}; expected ({count}, {count}) for {count} class names.")
-    margin = 14 + 8 * max(len(n) for n in class_names)
-    size = margin + cell * count + 20
+    column_names = list(class_names if column_names is None else column_names)
+    count, columns = len(class_names), len(column_names)
+    if confusion.shape != (count, columns):
+        raise ValueError(f"confusion has shape {confusion.shape}; expected ({count}, {columns}) for {count} class names "
+                         f"and {columns} column names.")
+    margin = 14 + 8 * max(len(n) for n in [*class_names, *column_names])
+    size = margin + cell * max(count, columns) + 20
     image = np.full((size + 30, size, 3), 255, np.uint8)
     rows = confusion.sum(1, keepdims=True)
     fraction = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for i in range(count):
-        for j in range(count):
+        for j in range(columns):
             # White -> blue as the fraction of row i predicted as j grows.
             shade = fraction[i, j]
             colour = tuple(int(v) for v in (255 - 215 * shade, 255 - 150 * shade, 255 - 40 * shade))
@@ -43,6 +49,7 @@ def confusion_matrix_image(confusion, class_names, cell=56) -> np.ndarray:
     for k, name in enumerate(class_names):
         y = margin + k * cell + cell // 2 + 4
         cv2.putText(image, name, (4, y), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for k, name in enumerate(column_names):
         # Column labels, written vertically: rotate a strip with the name.
         strip = np.full((14, margin - 4, 3), 255, np.uint8)
         cv2.putText(strip, name, (2, 11), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)

