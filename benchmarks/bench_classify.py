@@ -8,6 +8,9 @@ Measures, on this machine:
 2. latency at batch 1 and throughput at batch 32 of each shipped classifier with onnxruntime
    and with Keras's compiled ``predict_on_batch``, beside ``keras.applications.MobileNetV2``
    (alpha 1.0 and 0.35, random weights) at the same input size;
+2b. the ImageNet classifier at 224 (flip-averaged as shipped, and one view) beside
+   ``keras.applications.MobileNetV2`` (alpha 1.0) and ``keras.applications.EfficientNetB0``, both
+   with random weights and 1000 classes, each through Keras, ours also through onnxruntime;
 3. ``cvapps classify`` over a folder of CIFAR-10 test JPEGs (decode + resize + predict, decoding
    overlapped on a thread) against the bare model on the same images already in memory;
 4. the webcam loop's FPS on the shared video file, headless, with each runtime.
@@ -62,6 +65,36 @@ def quietly(function, *args):
         sys.stdout = stdout
 
 
+def imagenet_table(keras):
+    """Our ImageNet classifier at 224 beside keras.applications' MobileNetV2 1.0 and EfficientNetB0."""
+    from cvapps.export import export_model
+    from cvapps.imagenet import build_imagenet_classifier
+    from cvapps.models import save_model
+    from cvapps.runtime import open_model
+
+    rows = []
+    shipped = open_model("imagenet", runtime="keras")
+    rows.append(("cvapps imagenet, EfficientNet-Lite0, flip-averaged (2 views)", "onnxruntime",
+                 *speed(open_model("imagenet", runtime="onnx").predict, 224)))
+    rows.append(("cvapps imagenet, EfficientNet-Lite0, flip-averaged (2 views)", "keras", *speed(shipped.predict, 224)))
+    with tempfile.TemporaryDirectory() as folder:
+        single = Path(folder) / "imagenet_one_view.keras"
+        save_model(build_imagenet_classifier(tta=False), single)
+        export_model(single, format="onnx")
+        rows.append(("cvapps EfficientNet-Lite0, one view", "onnxruntime", *speed(open_model(single, runtime="onnx").predict, 224)))
+        rows.append(("cvapps EfficientNet-Lite0, one view", "keras", *speed(open_model(single, runtime="keras").predict, 224)))
+    for label, build in (("keras.applications.MobileNetV2 alpha 1.0", keras.applications.MobileNetV2),
+                         ("keras.applications.EfficientNetB0", keras.applications.EfficientNetB0)):
+        peer = build(input_shape=(224, 224, 3), weights=None, classes=1000)
+        rows.append((f"{label} ({peer.count_params() / 1e6:.2f} M params)", "keras", *speed(peer.predict_on_batch, 224)))
+    reference = {r[1]: r for r in rows if r[0].startswith("cvapps EfficientNet-Lite0, one view")}["keras"]
+    print(f"\n### ImageNet classifiers at 224x224, 1000 classes, {os.cpu_count()} CPU cores\n")
+    print("| model | runtime | batch 1 latency (ms) | batch 32 throughput (img/s) | latency / ours one view keras |")
+    print("|---|---|---:|---:|---:|")
+    for name, runtime, latency, throughput in rows:
+        print(f"| {name} | {runtime} | {latency:.2f} | {throughput:.0f} | {latency / reference[2]:.2f}x |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cifar10")
@@ -89,8 +122,9 @@ def main():
     keras = import_keras()
     rows = []
     reference = None  # batch-32 throughput of --model with the keras runtime
-    for name, path in shipped_models().items():
-        keras_model = open_model(path, runtime="keras")
+    for name in shipped_models():
+        keras_model = open_model(name, runtime="keras")  # builds the imagenet model on first use
+        path = keras_model.path
         if keras_model.info.task != "classify":
             continue
         size = keras_model.info.image_size
@@ -111,12 +145,14 @@ def main():
         ratio = f"{throughput / reference:.2f}x" if reference else "-"
         print(f"| {name} | {runtime} | {size} | {latency:.2f} | {throughput:.0f} | {ratio} |")
 
+    imagenet_table(keras)
+
     data = os.environ.get("CVAPPS_DATA")
     if not data:
         print("\nCVAPPS_DATA not set: skipping the folder and webcam measurements.")
         return
     from cvapps.classification import predict_probabilities
-    from cvapps.commands import run_classify, run_webcam_classify
+    from cvapps.commands import ClassifyOptions, run_classify, run_webcam_classify
     from cvapps.sources import read_image, resize_square
 
     per_class = max(1, args.images // 10)
@@ -130,9 +166,10 @@ def main():
             os.symlink(f.resolve(), Path(folder) / f"{i:05d}_{f.parent.name}.jpg")
         for runtime in ("onnx", "keras"):
             model = open_model(args.model, runtime=runtime)
-            quietly(run_classify, folder, model, 5, None, False, None, 32, True, runtime)  # warm-up
+            options = ClassifyOptions(top_k=5)
+            quietly(run_classify, folder, model, options, None, False, None, 32, True, runtime)  # warm-up
             start = time.perf_counter()
-            quietly(run_classify, folder, model, 5, None, False, None, 32, True, runtime)
+            quietly(run_classify, folder, model, options, None, False, None, 32, True, runtime)
             pipeline = len(chosen) / (time.perf_counter() - start)
             images = np.stack([resize_square(read_image(f), model.info.image_size) for f in chosen])
             start = time.perf_counter()
@@ -146,7 +183,8 @@ def main():
         print("| runtime | frames | FPS |")
         print("|---|---:|---:|")
         for runtime in ("onnx", "keras"):
-            stats = quietly(run_webcam_classify, str(video), args.model, 3, False, None, False, 300, True, runtime)
+            stats = quietly(run_webcam_classify, str(video), args.model, ClassifyOptions(top_k=3), False, None, False, 300,
+                            True, runtime)
             print(f"| {runtime} | {stats.frames} | {stats.fps:.1f} |")
 
 

@@ -148,8 +148,18 @@ def ensure_imagenet_model() -> Path:
         if not path.is_file():
             save_model(build_imagenet_classifier(), path)
         export_model(path, format="onnx", overwrite=True)
+        _remove_stale_builds(folder)
         log.warning("cvapps: built %s and its verified ONNX export in %.0f s", path, time.time() - started)
     return path
+
+
+def _remove_stale_builds(current: Path) -> None:
+    """Delete earlier builds (another weight file or builder version) beside ``current``."""
+    import shutil
+
+    for folder in current.parent.glob(f"{NAME}-*"):
+        if folder != current and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class _lock:
