@@ -1,7 +1,7 @@
 """cvapps: computer-vision apps on one Keras 3 backbone.
 
     >>> import cvapps
-    >>> results = cvapps.classify("photo.jpg", model="cifar10", top_k=3)   # doctest: +SKIP
+    >>> results = cvapps.classify("photo.jpg", top_k=3)   # ImageNet-1k  # doctest: +SKIP
     >>> [found] = cvapps.detect("street.jpg", model="person")              # doctest: +SKIP
     >>> [mask] = cvapps.segment("photo.jpg", model="person_seg")           # doctest: +SKIP
     >>> cvapps.verify("a.jpg", "b.jpg").verified                           # doctest: +SKIP
@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "classify": "cvapps.classification",
+    "Classification": "cvapps.classification",
     "detect": "cvapps.detection",
     "Detections": "cvapps.detection",
     "load_model": "cvapps.models",
