@@ -31,10 +31,24 @@ def explain_command(model, input_size, channels, num_classes, no_top, json_path)
     """Per-layer table of MODEL: output shapes by floor((n + 2p - f) / s) + 1, parameters,
     multiply-adds and receptive fields, each checked against what Keras builds, with totals and
     the lessons the network illustrates. MODEL: a network (lenet5, alexnet, vgg16, resnet50,
-    googlenet, mobilenet, airbench), a shipped model name or a .keras file."""
+    googlenet, mobilenet, airbench, efficientnet_lite0), a shipped model name or a .keras file."""
     from cvapps.explain import explain
 
-    if model in ARCHITECTURE_NAMES:
+    if model == "efficientnet_lite0":  # a backbone family of its own (random weights; cvapps explain imagenet for the trained one)
+        if channels:
+            raise click.UsageError("--channels: EfficientNet-Lite0 reads 3 channels.")
+        from cvapps.backbone import Backbone
+        from cvapps.classification import build_classifier
+
+        height, width = input_size or (224, 224)
+        backbone = Backbone(family=model, image_size=height if height == width else None)
+        network = backbone if no_top else build_classifier(backbone, num_classes or 1000, dropout=0.2)
+        import keras
+
+        inputs = keras.Input((height, width, 3), name="images")
+        network = keras.Model(inputs, network(inputs), name=model)
+        report = explain(network, name=model)
+    elif model in ARCHITECTURE_NAMES:
         from cvapps.architectures import NATIVE_INPUT, build_architecture
 
         height, width, native_channels = NATIVE_INPUT[model]

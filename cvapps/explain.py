@@ -411,7 +411,8 @@ def _lessons(report, walker):
     if same:
         lessons.append("\"same\" padding keeps height and width at stride 1 with p = (f - 1) / 2: "
                        + ", ".join(f"{f}x{f} -> p = {(f - 1) // 2}" for f in same) + ".")
-    levels = [r for r in report.rows if r.level]
+    seen = set()  # a shared backbone (a flip-averaged model) reaches each level twice: name it once
+    levels = [r for r in report.rows if r.level and not (r.level in seen or seen.add(r.level))]
     if levels:
         steps = " -> ".join(f"{'x'.join(map(str, r.output_shape))} ({r.level})" for r in levels)
         lessons.append(f"Depth trades space for channels: {'x'.join(map(str, report.input_shape))} -> {steps}.")
@@ -435,10 +436,10 @@ def _lessons(report, walker):
             f"{len(savings)} such reductions in this model save {sum(s[6] - s[7] for s in savings):,} in all.")
     separable = _separable(walker)
     if separable:
-        name, size, c_in, c_out, direct, split = separable[len(separable) // 2]
+        name, size, c_in, c_out, direct, split, f = separable[len(separable) // 2]
         lessons.append(
-            f"Depthwise-separable convolutions: at {name}, a full 3x3 convolution from {c_in} to {c_out} channels on "
-            f"{size} maps would take {direct:,} multiply-adds; a 3x3 depthwise then a 1x1 pointwise take {split:,} "
+            f"Depthwise-separable convolutions: at {name}, a full {f}x{f} convolution from {c_in} to {c_out} channels on "
+            f"{size} maps would take {direct:,} multiply-adds; a {f}x{f} depthwise then a 1x1 pointwise take {split:,} "
             f"({direct / split:.1f}x fewer). Over the {len(separable)} blocks: "
             f"{sum(s[4] for s in separable):,} against {sum(s[5] for s in separable):,}.")
     return lessons
@@ -453,7 +454,7 @@ def _parent_through_activations(entry):
 
 
 def _separable(walker):
-    """(pointwise name, "HxW", c_in, c_out, full 3x3 MACs, depthwise + pointwise MACs) per block."""
+    """(pointwise name, "HxW", c_in, c_out, full f x f MACs, depthwise + pointwise MACs, f) per block."""
     found = []
     for entry in walker.producer.values():
         row = entry[0]
@@ -465,7 +466,8 @@ def _separable(walker):
         f = int(depthwise.kernel.split("x")[0])
         h, w, c_out = row.output_shape
         c_in = depthwise.output_shape[-1]
-        found.append((row.name, f"{h}x{w}", c_in, c_out, h * w * f * f * c_in * c_out, depthwise.macs + row.macs))
+        name = row.name.removesuffix(" (again)")  # a shared block (flip-averaged model): its layer's own name
+        found.append((name, f"{h}x{w}", c_in, c_out, h * w * f * f * c_in * c_out, depthwise.macs + row.macs, f))
     return found
 
 

@@ -300,3 +300,36 @@ def test_imagenet_model_names_imagenette_photos(real_data, imagenet_cache):
     top5 = np.mean([t in r.class_ids for r, t in zip(results, truth)])
     # 30 photos, 1000-way; the card's 3,925 give 0.77 top-1
     assert top1 >= 0.6 and top5 >= 0.85, (top1, top5)
+
+
+def test_cli_classify_flags_and_their_errors(tiny_classifier, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from cvapps.cli import cli
+
+    help_text = CliRunner().invoke(cli, ["classify", "--help"]).output
+    assert "--min-confidence" in help_text and "--group" in help_text and "imagenet" in help_text
+    photo = tmp_path / "grey.png"
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(photo)
+    records = tmp_path / "r.jsonl"
+    run = CliRunner().invoke(cli, ["classify", str(photo), "--model", str(tiny_classifier), "--min-confidence", "1",
+                                   "--json", str(records), "--quiet"])
+    assert run.exit_code == 0, run.output
+    assert "unknown; " in run.output and json.loads(records.read_text())["label"] == "unknown"
+    grouped = CliRunner().invoke(cli, ["classify", str(photo), "--model", str(tiny_classifier), "--group"])
+    assert grouped.exit_code == 2 and "imagenet model only" in grouped.output
+    bad = CliRunner().invoke(cli, ["classify", str(photo), "--model", str(tiny_classifier), "--min-confidence", "2"])
+    assert bad.exit_code == 2 and "--min-confidence" in bad.output
+
+
+def test_explain_the_family_matches_keras():
+    from click.testing import CliRunner
+
+    from cvapps.cli import cli
+
+    run = CliRunner().invoke(cli, ["explain", "efficientnet_lite0", "--input-size", "64", "64"])
+    assert run.exit_code == 0, run.output
+    assert "4,694,024" in run.output  # the total, checked against Keras's count (exit 1 on any mismatch)

@@ -336,9 +336,9 @@ def test_real_photo_pictures(real_data, tmp_path):
         pytest.skip("the hymenoptera model is not shipped in this checkout")
     photos = sorted((real_data / "hymenoptera" / "train" / "ants").glob("*.jpg"))[:6]
     picture = first_layer_filters("hymenoptera")
-    assert picture.shape[1] >= 4 * 48  # 16 RGB filters 3x3 of MobileNetV2 0.35 in a 4x4 grid
+    assert picture.shape[1] >= 4 * 48  # 32 RGB 3x3 filters of EfficientNet-Lite0's stem in a grid
     maps = feature_maps("hymenoptera", photos[0], levels=("P2", "P4"))
-    assert maps.shapes["P2"][:2] == (40, 40) and maps.shapes["P4"][:2] == (10, 10)  # 160 px / 4 and / 16
+    assert maps.shapes["P2"][:2] == (56, 56) and maps.shapes["P4"][:2] == (14, 14)  # 224 px / 4 and / 16
     found = top_patches("hymenoptera", photos, level="P3", top=3)
     assert len(found.units) == 8 and found.images == 6
     assert all(math.isfinite(p.value) for row in found.patches for p in row)
