@@ -1,0 +1,36 @@
+"""What importing and predicting costs: no TensorFlow on the light paths."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("module", ["cvapps.classification", "cvapps.detection", "cvapps.segmentation", "cvapps.faces",
+                                    "cvapps.style", "cvapps.explain", "cvapps.visualise", "cvapps.kernels", "cvapps.cli",
+                                    "cvapps.imagenet", "cvapps.efficientnet_lite", "cvapps.torch_weights"])
+def test_importing_an_app_module_does_not_import_tensorflow(module):
+    code = (f"import sys, {module}; bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')); "
+            "assert not bad, bad[:3]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _run_cli_without_tensorflow(args):
+    code = ("import sys; from click.testing import CliRunner; from cvapps.cli import cli; "
+            f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; print(r.output); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+
+
+def test_segment_and_classify_through_onnx_import_no_tensorflow(tmp_path, imagenet_cache):
+    from PIL import Image
+
+    from cvapps.models import shipped_models
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(photo)
+    if "person_seg" in shipped_models():
+        _run_cli_without_tensorflow(["segment", str(photo), "--runtime", "onnx", "--quiet"])
+    out = _run_cli_without_tensorflow(["classify", str(photo), "--quiet"])  # the default imagenet model, cached
+    assert str(photo) in out
