@@ -100,10 +100,38 @@ def open_model(model, task=None, runtime="auto"):
     elif hasattr(model, "predict_on_batch"):
         opened = KerasModel(model)
     else:
-        opened = _open_path(resolve_model_path(model), runtime)
+        opened = _open_cached(resolve_model_path(model), runtime)
     if task is not None and opened.info.task != task:
         raise ValueError(f"{model}: this is a {opened.info.task!r} model; a {task!r} model is needed here.")
     return opened
+
+
+_OPENED: dict = {}  # (path, runtime, file times) -> opened model, most recently used last
+CACHE_SIZE = 8
+
+
+def _open_cached(path, runtime):
+    """:func:`_open_path`, remembered: a loop of ``cvapps.classify(frame)`` opens its model once.
+
+    The key holds the resolved path, the runtime asked for and the modification times of the ``.keras`` and
+    ``.onnx`` files, so a model retrained or re-exported in place is opened again. At most ``CACHE_SIZE``
+    models are kept (the least recently used goes first); :func:`clear_cache` empties it.
+    """
+    path = Path(path).resolve()
+    stamps = tuple(p.stat().st_mtime_ns if p.is_file() else None for p in (path.with_suffix(".keras"), path.with_suffix(".onnx")))
+    key = (str(path), runtime, stamps)
+    opened = _OPENED.pop(key, None)
+    if opened is None:
+        opened = _open_path(path, runtime)
+    _OPENED[key] = opened
+    while len(_OPENED) > CACHE_SIZE:
+        _OPENED.pop(next(iter(_OPENED)))
+    return opened
+
+
+def clear_cache() -> None:
+    """Forget every model :func:`open_model` opened from a name or a path."""
+    _OPENED.clear()
 
 
 def _open_path(path, runtime):

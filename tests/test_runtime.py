@@ -160,3 +160,19 @@ def test_detector_exports_and_detects_without_tensorflow(tiny_detector, tmp_path
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "['blue', 'red'] False False"
+
+
+def test_opened_models_are_cached_until_their_files_change(exported, tmp_path):
+    from cvapps.runtime import clear_cache
+
+    keras_path = shutil.copy(exported.path.with_suffix(".keras"), tmp_path / "tiny.keras")
+    shutil.copy(exported.path, tmp_path / "tiny.onnx")
+    clear_cache()
+    first = open_model(keras_path)
+    assert open_model(str(keras_path)) is first  # same file, same runtime: the opened model
+    assert open_model(keras_path, runtime="keras") is not first  # another runtime is another entry
+    stamp = first.path.stat().st_mtime_ns + 10**9
+    import os
+
+    os.utime(tmp_path / "tiny.onnx", ns=(stamp, stamp))  # re-exported in place: opened again
+    assert open_model(keras_path) is not first
