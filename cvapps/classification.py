@@ -30,6 +30,7 @@ import numpy as np
 
 from cvapps.models import ModelInfo
 from cvapps.runtime import open_model
+from cvapps.training import TrainResult, read_history  # noqa: F401  (the result type; read_history as before)
 
 DEFAULT_MODEL = "imagenet"  # EfficientNet-Lite0, ImageNet-1k (cvapps.imagenet): built into the cache on first use
 UNKNOWN = "unknown"  # the label when the top probability is below min_confidence
@@ -163,16 +164,6 @@ def with_flip_averaging(model):
 # --- training ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    """What a training run produced: the saved model and per-epoch history."""
-
-    model_path: Path
-    history: dict
-    seconds: float
-    skipped: list
-
-
 def train_classifier(
     data,
     output,
@@ -244,6 +235,7 @@ def train_classifier(
     )
     from cvapps.layers import OneCycle
     from cvapps.models import keras_output_path, save_model
+    from cvapps.training import fit_resumable, run_folder
 
     started = time.time()
     output = keras_output_path(output)
@@ -270,18 +262,12 @@ def train_classifier(
     train_batches = ClassificationBatches(train, batch_size, augment=True, flip=flip, translate=translate, seed=seed)
     val_batches = ClassificationBatches(val, batch_size)
 
-    checkpoint_dir = Path(checkpoint_dir or Path("runs") / output.stem)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    history = {}
+    run_dir = run_folder(checkpoint_dir, output)
+    history, reused = {}, []
     phases = [("main", epochs, learning_rate)]
     if fine_tune_epochs:
         phases.append(("fine_tune", fine_tune_epochs, fine_tune_learning_rate or learning_rate / 10))
     for phase, phase_epochs, peak in phases:
-        finished = checkpoint_dir / f"{phase}_done.weights.h5"
-        if finished.is_file():  # a rerun of a finished phase: take its weights, skip it
-            model.load_weights(str(finished))
-            history[phase] = read_history(checkpoint_dir / f"{phase}_log.csv")
-            continue
         if phase == "fine_tune":
             train_top_levels(backbone, fine_tune_from)
         else:
@@ -297,32 +283,19 @@ def train_classifier(
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
-        callbacks = [
-            keras.callbacks.BackupAndRestore(str(checkpoint_dir / f"{phase}_backup")),
-            keras.callbacks.CSVLogger(str(checkpoint_dir / f"{phase}_log.csv"), append=True),
-        ]
+        callbacks = []
         if patience:
             callbacks.append(
                 keras.callbacks.EarlyStopping("val_accuracy", patience=patience, restore_best_weights=True)
             )
-        fit = model.fit(
-            train_batches, validation_data=val_batches, epochs=phase_epochs, callbacks=callbacks, verbose=verbose
-        )
-        history[phase] = {k: [float(v) for v in values] for k, values in fit.history.items()}
-        model.save_weights(str(finished))
+        done = fit_resumable(model, train_batches, run_dir, epochs=phase_epochs, phase=phase,
+                             validation=val_batches, callbacks=callbacks, verbose=verbose)
+        history[phase] = done.history
+        if done.reused:
+            reused.append(phase)
     backbone.trainable = True
     save_model(with_flip_averaging(model) if tta else model, output)
-    return TrainResult(output, history, time.time() - started, skipped)
-
-
-def read_history(csv_path):
-    """Per-epoch metrics from a CSVLogger file: {name: [values]}."""
-    import csv
-
-    with open(csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
-
+    return TrainResult(output, history, time.time() - started, skipped, tuple(reused))
 
 # --- evaluation --------------------------------------------------------------------------------
 

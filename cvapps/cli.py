@@ -18,7 +18,7 @@ import sys
 
 import click
 
-from cvapps.cli_common import fail_on_value_error, family_option, runtime_option, warn, webcam_options
+from cvapps.cli_common import fail_on_value_error, family_option, renamed, runtime_option, warn, webcam_options
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -122,7 +122,8 @@ def train():
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
 @family_option("compact")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
+@click.option("--width-multiplier", "alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier (alpha).")
+@renamed("--alpha", "--width-multiplier", "alpha", float)
 @click.option("--weights", help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.")
 @click.option("--image-size", type=click.IntRange(min=32), default=64, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
@@ -171,6 +172,9 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
     for message in result.skipped:
         warn(f"skipped {message}", quiet)
     last = {k: v[-1] for k, v in list(result.history.values())[-1].items()}
+    from cvapps.cli_common import report_reused
+
+    report_reused(result)
     click.echo(f"saved {result.model_path} after {result.seconds:.0f} s; last epoch: "
                + ", ".join(f"{k}={v:.4f}" for k, v in last.items()))
 
@@ -183,7 +187,8 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
               help="Images held out for validation (same split as 'eval detect --holdout').")
 @family_option("compact")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
+@click.option("--width-multiplier", "alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier (alpha).")
+@renamed("--alpha", "--width-multiplier", "alpha", float)
 @click.option("--weights", help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.")
 @click.option("--image-size", type=click.IntRange(min=64), default=320, show_default=True, help="Multiple of 32.")
 @click.option("--width", type=click.IntRange(min=8), default=64, show_default=True, help="Neck channels.")

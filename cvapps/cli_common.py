@@ -74,3 +74,39 @@ def family_option(default, extra=(), extra_help=""):
              "imagenet; efficientnet_lite0's come with cvapps, offline) or a classic "
              "network (see 'cvapps explain'). --backbone is the same option.",
     )
+
+
+def report_reused(result):
+    """Say on stderr when a training command trained nothing because its run had finished before."""
+    if getattr(result, "reused", ()):
+        click.echo(f"note: phase(s) {', '.join(result.reused)} had finished in an earlier run with this run folder; "
+                   "their saved weights were reused and nothing was trained. To train again, delete the run folder "
+                   "or pass another --checkpoint-dir.", err=True)
+
+
+def renamed(old, new, param, type=None):
+    """Accept ``old``, the earlier spelling of option ``new`` (whose value lands in ``param``), for one
+    release: the value is used and a deprecation warning goes to stderr. Giving both is an error.
+
+    Put it below the command's other options::
+
+        @click.option("--opacity", "alpha", ...)
+        @renamed("--alpha", "--opacity", "alpha", click.FloatRange(0, 1))
+    """
+    hidden = f"{param}__deprecated"
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            value = kwargs.pop(hidden, None)
+            if value is not None:
+                context = click.get_current_context()
+                if context.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE:
+                    raise click.UsageError(f"{old} is the old spelling of {new}; pass only {new}.")
+                click.echo(f"warning: {old} is deprecated and will be removed in the next release; use {new}.", err=True)
+                kwargs[param] = value
+            return function(*args, **kwargs)
+
+        return click.option(old, hidden, type=type, default=None, hidden=True)(wrapper)
+
+    return decorate

@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from cvapps.cli_common import fail_on_value_error, family_option, webcam_options
+from cvapps.cli_common import fail_on_value_error, family_option, renamed, webcam_options
 
 DETECTORS = ["haar", "yunet", "none"]
 
@@ -128,7 +128,8 @@ def calibrate_command(pairs, model, detector, detector_model, roc, json_path, qu
               help="none when DATA holds face crops (LFW, ORL); haar/yunet for whole photos (Yale).")
 @family_option("mobilenetv2")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
+@click.option("--width-multiplier", "alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier (alpha).")
+@renamed("--alpha", "--width-multiplier", "alpha", float)
 @click.option("--weights", help="'imagenet', a .weights.h5 file, or 'none'. Default: imagenet for mobilenetv2 "
                                 "(offline from $CVAPPS_DATA/weights), none for the other families.")
 @click.option("--image-size", type=click.IntRange(min=32), default=96, show_default=True)
@@ -159,6 +160,9 @@ def train_faces_command(data, output, loss, mining, margin, val_fraction, detect
     )
     for message in result.skipped:
         click.echo(f"warning: skipped {message}", err=True)
+    from cvapps.cli_common import report_reused
+
+    report_reused(result)
     click.echo(f"saved {result.model_path} after {result.seconds:.0f} s; threshold {result.threshold:.4f}, "
                f"held-out pair accuracy {result.val_metrics['accuracy']:.4f}, auc {result.val_metrics['auc']:.4f}")
 

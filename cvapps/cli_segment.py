@@ -17,6 +17,7 @@ import click
 from cvapps.cli_common import (
     fail_on_value_error,
     family_option,
+    renamed,
     runtime_option,
     warn,
     webcam_options,
@@ -33,7 +34,8 @@ DEFAULT_MODEL = "person_seg"
 @click.option("--mask-only", "view", flag_value="mask", help="The coloured label map alone.")
 @click.option("--cutout", "view", flag_value="cutout", help="RGBA cut-out of the foreground (PNG output).")
 @click.option("--blur", "view", flag_value="blur", help="Blur the background (e.g. with the person model).")
-@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
+@click.option("--opacity", "alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
+@renamed("--alpha", "--opacity", "alpha", click.FloatRange(0, 1))
 @click.option("--tile", type=click.IntRange(min=32), help="Overlap-tile side (default: the model's training tile).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--json", "json_path", help="Write JSON Lines records (class pixel fractions) to this file, or - for stdout.")
@@ -60,7 +62,8 @@ def segment(source, model, output, view, alpha, tile, overwrite, json_path, runt
 @click.option("--filters", type=click.IntRange(min=1), default=32, show_default=True, help="Classic U-Net first-level filters.")
 @click.option("--depth", type=click.IntRange(1, 6), default=4, show_default=True, help="Classic U-Net poolings.")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option("--alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier.")
+@click.option("--width-multiplier", "alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier (alpha).")
+@renamed("--alpha", "--width-multiplier", "alpha", float)
 @click.option("--weights", help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.")
 @click.option("--upsample", type=click.Choice(["transpose", "resize"]), default="transpose", show_default=True)
 @click.option("--image-size", type=click.IntRange(min=32), default=256, show_default=True, help="Training tile side.")
@@ -114,8 +117,10 @@ def eval_segment(data, model, classes, holdout, seed, json_path, figure, samples
 @click.command("segment")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Shipped segmentation model or .keras path.")
 @click.option("--blur", is_flag=True, help="Blur the background instead of colouring the classes.")
-@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
-@click.option("--strength", type=click.IntRange(min=1), default=31, show_default=True, help="Blur kernel size (pixels).")
+@click.option("--opacity", "alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
+@renamed("--alpha", "--opacity", "alpha", click.FloatRange(0, 1))
+@click.option("--blur-kernel", "strength", type=click.IntRange(min=1), default=31, show_default=True, help="Blur kernel size (pixels).")
+@renamed("--strength", "--blur-kernel", "strength", click.IntRange(min=1))
 @runtime_option
 @webcam_options
 @fail_on_value_error

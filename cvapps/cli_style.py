@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from cvapps.cli_common import fail_on_value_error, runtime_option, warn, webcam_options
+from cvapps.cli_common import fail_on_value_error, renamed, runtime_option, warn, webcam_options
 
 _style_option = click.option("--style", "style", required=True,
                              help="A shipped style name (cvapps styles), a .keras style model, or a painting's image path.")
@@ -45,8 +45,9 @@ def _blend(function):
 @_method_option
 @_strength_option
 @_preserve_option
-@click.option("--size", type=click.IntRange(min=8),
+@click.option("--side", "size", type=click.IntRange(min=8),
               help="Longer side of the result in pixels (default: the photo's size; 384 for --method optimize).")
+@renamed("--size", "--side", "size", click.IntRange(min=8))
 @_blend
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Optimisation steps (--method optimize).")
 @click.option("--output", type=click.Path(), help="Image file, folder (for many inputs) or video file.")
@@ -133,7 +134,10 @@ def train_style_command(style_image, more_content, content, output, image_size, 
     )
     for message in result.skipped:
         warn(f"skipped {message}", quiet)
-    last = {k: v[-1] for k, v in result.history.items() if k != "learning_rate"}
+    last = {k: v[-1] for k, v in result.history.get("main", {}).items() if k != "learning_rate"}
+    from cvapps.cli_common import report_reused
+
+    report_reused(result)
     click.echo(f"saved {result.model_path} after {result.seconds:.0f} s; last epoch: "
                + ", ".join(f"{k}={v:.4f}" for k, v in last.items()))
 
@@ -142,7 +146,8 @@ def train_style_command(style_image, more_content, content, output, image_size, 
 @click.argument("content_dir", type=click.Path())
 @_style_option
 @_method_option
-@click.option("--size", type=click.IntRange(min=32), default=256, show_default=True, help="Longer side of each photo.")
+@click.option("--side", "size", type=click.IntRange(min=32), default=256, show_default=True, help="Longer side of each photo.")
+@renamed("--size", "--side", "size", click.IntRange(min=32))
 @click.option("--loss-network", type=click.Choice(["auto", "mobilenetv2", "efficientnet_lite0", "cifar10"]), default="auto", show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), help="Score at most this many photos (sorted order).")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Optimisation steps (--method optimize).")
@@ -159,8 +164,9 @@ def eval_style_command(content_dir, style, method, size, loss_network, max_image
 
 @click.command("style")
 @_style_option
-@click.option("--size", type=click.IntRange(min=32), default=256, show_default=True,
+@click.option("--side", "size", type=click.IntRange(min=32), default=256, show_default=True,
               help="Longer side the net runs at (the result is scaled back to the frame).")
+@renamed("--size", "--side", "size", click.IntRange(min=32))
 @_strength_option
 @_preserve_option
 @_blend

@@ -489,8 +489,11 @@ def run_train_detect(data, output, classes, val_fraction, seed, quiet, options):
     if not quiet:
         click.echo(f"{len(train)} training images ({train.num_boxes} boxes), {len(val)} held out; "
                    f"anchors fitted: mean best IoU {mean_best_iou:.3f}")
-    train_detector(train, output, validation=val, anchors=anchors,
-                   verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), **options)
+    result = train_detector(train, output, validation=val, anchors=anchors,
+                            verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), **options)
+    from cvapps.cli_common import report_reused
+
+    report_reused(result)
     click.echo(f"saved {output} after {time.time() - started:.0f} s")
 
 

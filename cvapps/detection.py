@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -408,7 +409,7 @@ def train_detector(
             ``runs/<output stem>``.
 
     Returns:
-        the trained ``keras.Model`` (also saved to ``output``).
+        :class:`cvapps.training.TrainResult` (the model is saved to ``output``).
     """
     from cvapps._keras import import_keras
 
@@ -417,6 +418,9 @@ def train_detector(
     from cvapps.detection_data import DetectionBatches
     from cvapps.layers import OneCycle
     from cvapps.models import save_model
+    from cvapps.training import TrainResult, fit_resumable, run_folder
+
+    started = time.time()
 
     if anchors is None:
         anchors, _ = fit_anchors(data, image_size, seed=seed)
@@ -444,24 +448,15 @@ def train_detector(
 
     train = AssignedBatches(DetectionBatches(data, image_size, batch_size, augment=augment, mosaic=mosaic, seed=seed))
     val = AssignedBatches(DetectionBatches(validation, image_size, batch_size)) if validation is not None else None
-    checkpoint_dir = Path(checkpoint_dir or Path("runs") / Path(output).stem)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_folder(checkpoint_dir, output)
     model.compile(
         optimizer=keras.optimizers.AdamW(OneCycle(learning_rate, epochs * len(train)), weight_decay=weight_decay),
         loss=detection_loss(geometry, len(data.class_names)),
     )
-    finished = checkpoint_dir / "done.weights.h5"
-    if finished.is_file():  # a rerun of a finished run: take its weights instead of training again
-        model.load_weights(str(finished))
-    else:
-        model.fit(
-            train, validation_data=val, epochs=epochs, verbose=verbose,
-            callbacks=[keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
-                       keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True)],
-        )
-        model.save_weights(str(finished))
+    done = fit_resumable(model, train, run_dir, epochs=epochs, validation=val, verbose=verbose)
     save_model(model, output)
-    return model
+    return TrainResult(Path(output), {"main": done.history}, time.time() - started, list(data.problems),
+                       ("main",) if done.reused else ())
 
 
 def _slot_targets(rows, geometry):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cvapps.sources import IMAGE_SUFFIXES
+from cvapps.training import TrainResult, fit_resumable, run_folder
 
 
 @dataclass
@@ -213,18 +214,6 @@ class PKBatches(_py_dataset_base()):
         self.epoch += 1
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    """What a training run produced."""
-
-    model_path: Path
-    history: dict
-    seconds: float
-    threshold: float
-    val_metrics: dict
-    skipped: list
-
-
 def train_faces(
     data,
     output,
@@ -270,7 +259,7 @@ def train_faces(
         log: optional callable(str) for one-line progress messages (the CLI prints them).
 
     Returns:
-        :class:`TrainResult`; the model's Metadata settings hold the threshold that maximised
+        :class:`cvapps.training.TrainResult` (``metrics``: held-out pair metrics); the model's Metadata settings hold the threshold that maximised
         pair accuracy on the held-out identities.
     """
     from cvapps._keras import import_keras
@@ -309,8 +298,7 @@ def train_faces(
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     trainer.compile(optimizer=optimizer, loss=objective)
 
-    checkpoint_dir = Path(checkpoint_dir or Path("runs") / output.stem)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_folder(checkpoint_dir, output)
 
     class PairAccuracy(keras.callbacks.Callback):
         """Held-out pair accuracy and AUC after every epoch (logged as val_accuracy, val_auc)."""
@@ -323,22 +311,8 @@ def train_faces(
             log(f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.4f}, held-out pair accuracy "
                 f"{metrics['accuracy']:.4f}, auc {metrics['auc']:.4f} ({time.time() - started:.0f} s)")
 
-    finished = checkpoint_dir / "done.weights.h5"
-    history = {}
-    if finished.is_file():
-        import warnings
-
-        with warnings.catch_warnings():  # the done file also holds optimizer state, not needed here
-            warnings.simplefilter("ignore", UserWarning)
-            model.load_weights(str(finished))
-    else:
-        fit = trainer.fit(batches, epochs=epochs, verbose=verbose, callbacks=[
-            keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
-            PairAccuracy(),
-            keras.callbacks.CSVLogger(str(checkpoint_dir / "log.csv"), append=True),
-        ])
-        history = {k: [float(v) for v in values] for k, values in fit.history.items()}
-        model.save_weights(str(finished))
+    done = fit_resumable(trainer, batches, run_dir, epochs=epochs, callbacks=[PairAccuracy()], verbose=verbose,
+                         keep=model)
     embeddings = embed_faces(model, val.images, batch_size=128)
     metrics = pair_metrics(embeddings, val_pairs_index, folds=10)
     threshold = metrics["threshold"]
@@ -346,4 +320,5 @@ def train_faces(
     metadata.settings.update({"threshold": threshold, "val_accuracy": metrics["accuracy"],
                               "val_fraction": val_fraction, "seed": seed})
     save_model(model, output)
-    return TrainResult(output, history, time.time() - started, threshold, metrics, faces.skipped)
+    return TrainResult(output, {"main": done.history}, time.time() - started, list(faces.skipped),
+                       ("main",) if done.reused else (), metrics)

@@ -353,16 +353,6 @@ def segmentation_metrics(confusion, class_names):
 # --- training ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    """What a training run produced: the saved model, per-epoch history, seconds, skipped files."""
-
-    model_path: Path
-    history: dict
-    seconds: float
-    skipped: list
-
-
 def train_segmenter(
     data,
     output,
@@ -415,10 +405,11 @@ def train_segmenter(
         checkpoint_dir: resumable state; rerunning the same command resumes (default runs/<stem>).
 
     Returns:
-        :class:`TrainResult`.
+        :class:`cvapps.training.TrainResult`.
     """
     from cvapps._keras import import_keras
     from cvapps.segmentation_losses import MeanIoU, SegmentationLoss
+    from cvapps.training import TrainResult, fit_resumable, run_folder
 
     keras = import_keras()
     from cvapps.layers import OneCycle
@@ -450,31 +441,15 @@ def train_segmenter(
     if validation is not None and len(validation):
         val_batches = SegmentationBatches(validation, image_size, batch_size, border_weight=border_weight,
                                           fit=fit, max_side=max_side)
-    checkpoint_dir = Path(checkpoint_dir or Path("runs") / output.stem)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    finished = checkpoint_dir / "main_done.weights.h5"
-    history = {}
-    if finished.is_file():
-        model.load_weights(str(finished))
-        from cvapps.classification import read_history
-
-        history["main"] = read_history(checkpoint_dir / "main_log.csv")
-    else:
-        steps = epochs * len(train_batches)
-        optimizer = keras.optimizers.AdamW(OneCycle(learning_rate, steps, warmup=0.1), weight_decay=weight_decay)
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-        model.compile(optimizer=optimizer, loss=SegmentationLoss(terms, num_classes),
-                      metrics=[MeanIoU(num_classes)])
-        callbacks = [
-            keras.callbacks.BackupAndRestore(str(checkpoint_dir / "main_backup")),
-            keras.callbacks.CSVLogger(str(checkpoint_dir / "main_log.csv"), append=True),
-        ]
-        fitted = model.fit(train_batches, validation_data=val_batches, epochs=epochs, callbacks=callbacks,
-                           verbose=verbose)
-        history["main"] = {k: [float(v) for v in values] for k, values in fitted.history.items()}
-        model.save_weights(str(finished))
+    run_dir = run_folder(checkpoint_dir, output)
+    steps = epochs * len(train_batches)
+    optimizer = keras.optimizers.AdamW(OneCycle(learning_rate, steps, warmup=0.1), weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    model.compile(optimizer=optimizer, loss=SegmentationLoss(terms, num_classes), metrics=[MeanIoU(num_classes)])
+    done = fit_resumable(model, train_batches, run_dir, epochs=epochs, validation=val_batches, verbose=verbose)
     save_model(model, output)
-    return TrainResult(output, history, time.time() - started, list(data.problems) + train_batches.errors)
+    return TrainResult(output, {"main": done.history}, time.time() - started,
+                       list(data.problems) + train_batches.errors, ("main",) if done.reused else ())
 
 
 # --- inference ---------------------------------------------------------------------------------

@@ -97,6 +97,9 @@ def run_train_segment(data, output, classes, val_fraction, seed, quiet, options)
                              verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), **options)
     for message in result.skipped:
         click.echo(f"warning: {message}", err=True)
+    from cvapps.cli_common import report_reused
+
+    report_reused(result)
     click.echo(f"saved {output} after {time.time() - started:.0f} s")
     return result
 

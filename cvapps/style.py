@@ -502,16 +502,6 @@ def _samples_callback(transformer, photos, folder, every):
     return Samples()
 
 
-@dataclass(frozen=True)
-class StyleTrainResult:
-    """What :func:`train_style` produced: the saved model, per-epoch history, seconds, skipped files."""
-
-    model_path: Path
-    history: dict
-    seconds: float
-    skipped: list
-
-
 def read_style_image(style_image, side=256):
     """A painting as (H, W, 3) uint8 RGB with its shorter side resized to ``side`` (None: as is)."""
     from cvapps.sources import read_image
@@ -544,13 +534,14 @@ def train_style(style_image, content, output, *, image_size=160, batch_size=4, e
     Besides ``output`` it writes ``<output stem>.style.jpg``, the painting at ``style_size``.
 
     Returns:
-        :class:`StyleTrainResult`.
+        :class:`cvapps.training.TrainResult` (``history["main"]``: loss, content_loss, style_loss, tv_loss per epoch).
     """
     from cvapps._keras import import_keras
 
     keras = import_keras()
     from cvapps.layers import OneCycle
     from cvapps.models import keras_output_path, save_model
+    from cvapps.training import TrainResult, fit_resumable, read_history, run_folder
 
     started = time.time()
     output = keras_output_path(output)
@@ -577,44 +568,18 @@ def train_style(style_image, content, output, *, image_size=160, batch_size=4, e
     trainer(np.zeros((1, image_size, image_size, 3), np.float32))  # built, as BackupAndRestore needs
     trainer.compile(optimizer=keras.optimizers.Adam(OneCycle(learning_rate, epochs * steps_per_epoch, warmup=0.1)))
 
-    checkpoint_dir = Path(checkpoint_dir or Path("runs") / output.stem)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    finished = checkpoint_dir / "done.weights.h5"
-    log = checkpoint_dir / "log.csv"
-    if finished.is_file():
-        transformer.load_weights(str(finished))
-    else:
-        sample_photos = [_resize_short(p, 192)[:192, :192] for p in photos[:3]]
-        callbacks = [
-            keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
-            keras.callbacks.CSVLogger(str(log), append=True),
-            _samples_callback(transformer, sample_photos, checkpoint_dir / "samples", sample_every),
-        ]
-        batches = _batches_class()(photos, image_size, batch_size, steps_per_epoch, seed)
-        trainer.fit(batches, epochs=epochs, callbacks=callbacks, verbose=verbose)
-        transformer.save_weights(str(finished))
+    run_dir = run_folder(checkpoint_dir, output)
+    sample_photos = [_resize_short(p, 192)[:192, :192] for p in photos[:3]]
+    batches = _batches_class()(photos, image_size, batch_size, steps_per_epoch, seed)
+    done = fit_resumable(trainer, batches, run_dir, epochs=epochs, verbose=verbose, keep=transformer,
+                         callbacks=[_samples_callback(transformer, sample_photos, run_dir / "samples", sample_every)])
     save_model(transformer, output)
     from cvapps.sinks import write_image
 
     # The painting travels with the model (eval and --method optimize with this style use it).
     write_image(output.with_suffix(".style.jpg"), painting, overwrite=True)
-    return StyleTrainResult(output, read_history(log) if log.is_file() else {}, time.time() - started, skipped)
-
-
-def read_history(csv_path):
-    """Per-epoch numbers from a CSVLogger file: {name: [values]} (non-numeric columns left out)."""
-    import csv
-
-    with open(csv_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    history = {}
-    for key in rows[0] if rows else {}:
-        try:
-            history[key] = [float(row[key]) for row in rows]
-        except (TypeError, ValueError):
-            continue
-    history.pop("epoch", None)
-    return history
+    history = read_history(run_dir / "main_log.csv") if (run_dir / "main_log.csv").is_file() else done.history
+    return TrainResult(output, {"main": history}, time.time() - started, skipped, ("main",) if done.reused else ())
 
 
 # --- inference ---------------------------------------------------------------------------------

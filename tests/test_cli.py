@@ -256,3 +256,29 @@ def test_webcam_detect_headless_over_a_video(tiny_detector, tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert "5 frames" in result.output and (tmp_path / "out.avi").is_file()
+
+
+@pytest.mark.parametrize("command, new, old, value", [
+    (["segment", "--help"], "--opacity", "--alpha", None),
+    (["webcam", "segment", "--help"], "--blur-kernel", "--strength", None),
+    (["train", "classify", "--help"], "--width-multiplier", "--alpha", None),
+    (["stylize", "--help"], "--side", "--size", None),
+])
+def test_renamed_flags_show_the_new_spelling_only(command, new, old, value):
+    text = CliRunner().invoke(cli, command).output
+    assert new in text and f"{old} " not in text.replace(f"{old}-", "")
+
+
+def test_an_old_flag_spelling_still_works_with_a_warning(tmp_path):
+    from PIL import Image
+
+    from cvapps.models import shipped_models
+
+    if "person_seg" not in shipped_models():
+        pytest.skip("no shipped person_seg")
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(photo)
+    old = CliRunner().invoke(cli, ["segment", str(photo), "--alpha", "0.3", "--runtime", "onnx", "--quiet"])
+    assert old.exit_code == 0 and "--alpha is deprecated" in old.output and "use --opacity" in old.output
+    both = CliRunner().invoke(cli, ["segment", str(photo), "--alpha", "0.3", "--opacity", "0.2"])
+    assert both.exit_code == 2 and "pass only --opacity" in both.output

@@ -138,7 +138,8 @@ def test_train_style_saves_a_loadable_model_with_samples(tiny_style):
     info = model_info(load_model(result.model_path, task="style"))
     assert info.image_size is None and info.settings["stride"] == 4
     assert info.settings["style_image"] == "paint.png" and info.settings["loss_network"] == "random_compact_xs"
-    assert set(result.history) >= {"loss", "content_loss", "style_loss"} and len(result.history["loss"]) == 2
+    history = result.history["main"]
+    assert set(history) >= {"loss", "content_loss", "style_loss"} and len(history["loss"]) == 2
     assert sorted(p.name for p in (root / "run" / "samples").iterdir()) == ["epoch_001.jpg", "epoch_002.jpg"]
 
 
