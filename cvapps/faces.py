@@ -30,6 +30,7 @@ and at inference, is converted to grayscale (ITU-R 601 luma) and replicated to 3
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,7 +291,18 @@ def _as_image(image):
 
 
 def _encoder(model, detector, detector_model=None):
-    return model if isinstance(model, FaceEncoder) else FaceEncoder(model, detector, detector_model)
+    if isinstance(model, FaceEncoder):
+        return model
+    if isinstance(detector, str):  # a detector by name: opened once per process (cascade files never change)
+        detector = _named_detector(detector, None if detector_model is None else str(detector_model))
+    return FaceEncoder(model, detector, detector_model)
+
+
+@functools.lru_cache(maxsize=4)
+def _named_detector(name, detector_model):
+    from cvapps.face_detection import FaceDetector
+
+    return FaceDetector(name, detector_model)
 
 
 # --- verification (1:1) ------------------------------------------------------------------------
