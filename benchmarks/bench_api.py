@@ -12,13 +12,14 @@ by name, which opens the model.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-import sys
 import time
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 
 def first_call(function):
     start = time.perf_counter()
@@ -56,29 +57,53 @@ def main():
 
     frame = cv2.resize(samples.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
     cases = [
-        ("classify", lambda: cvapps.classify(frame), lambda: open_model("imagenet", task="classify"),
-         lambda m: cvapps.classify(frame, model=m)),
-        ("detect", lambda: cvapps.detect(frame), lambda: open_model("person", task="detect"),
-         lambda m: cvapps.detect(frame, model=m)),
-        ("segment", lambda: cvapps.segment(frame), lambda: open_model("person_seg", task="segment"),
-         lambda m: cvapps.segment(frame, model=m)),
-        ("stylize", lambda: cvapps.stylize(frame, style="starry_night"), lambda: StyleRunner("starry_night"),
-         lambda m: cvapps.stylize(frame, style=m)),
-        ("verify", lambda: cvapps.verify(frame, frame[:, ::-1].copy()), lambda: FaceEncoder("faces"),
-         lambda m: cvapps.verify(frame, frame[:, ::-1].copy(), model=m)),
+        (
+            "classify",
+            lambda: cvapps.classify(frame),
+            lambda: open_model("imagenet", task="classify"),
+            lambda m: cvapps.classify(frame, model=m),
+        ),
+        (
+            "detect",
+            lambda: cvapps.detect(frame),
+            lambda: open_model("person", task="detect"),
+            lambda m: cvapps.detect(frame, model=m),
+        ),
+        (
+            "segment",
+            lambda: cvapps.segment(frame),
+            lambda: open_model("person_seg", task="segment"),
+            lambda m: cvapps.segment(frame, model=m),
+        ),
+        (
+            "stylize",
+            lambda: cvapps.stylize(frame, style="starry_night"),
+            lambda: StyleRunner("starry_night"),
+            lambda m: cvapps.stylize(frame, style=m),
+        ),
+        (
+            "verify",
+            lambda: cvapps.verify(frame, frame[:, ::-1].copy()),
+            lambda: FaceEncoder("faces"),
+            lambda m: cvapps.verify(frame, frame[:, ::-1].copy(), model=m),
+        ),
     ]
     rows = []
     for name, by_name, opener, with_opened in cases:
         clear_cache()
         first = first_call(by_name)
         opened = opener()
-        looped, direct = interleaved(by_name, lambda: with_opened(opened), args.calls)
+        looped, direct = interleaved(by_name, functools.partial(with_opened, opened), args.calls)
         rows.append((name, first, looped, direct))
     print(f"\n### Function API in a loop, 256x256 array, {os.cpu_count()} CPU cores (median of {args.calls} calls)\n")
-    print("| function | first call by name (ms) | later calls by name (ms) | with the opened model (ms) | by name / opened |")
+    print(
+        "| function | first call by name (ms) | later calls by name (ms) | with the opened model (ms) | by name / opened |"
+    )
     print("|---|---:|---:|---:|---:|")
     for name, first, looped, direct in rows:
-        print(f"| `cvapps.{name}` | {first * 1000:.0f} | {looped * 1000:.1f} | {direct * 1000:.1f} | {looped / direct:.2f}x |")
+        print(
+            f"| `cvapps.{name}` | {first * 1000:.0f} | {looped * 1000:.1f} | {direct * 1000:.1f} | {looped / direct:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import timed  # noqa: E402
 
 
-
-
 def speed(predict, size, repeats=30):
     """(batch-1 latency in ms, batch-32 throughput in images/s) of ``predict(batch)``."""
     one = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype("float32")
@@ -46,7 +44,18 @@ def speed(predict, size, repeats=30):
 
 def end_to_end(photo, model, runtime, runs=5):
     """Median wall seconds of a fresh ``cvapps classify`` process."""
-    command = [sys.executable, "-m", "cvapps", "classify", str(photo), "--model", model, "--runtime", runtime, "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "cvapps",
+        "classify",
+        str(photo),
+        "--model",
+        model,
+        "--runtime",
+        runtime,
+        "--quiet",
+    ]
     subprocess.run(command, check=True, capture_output=True)  # warm the file cache
     times = []
     for _ in range(runs):
@@ -74,19 +83,36 @@ def imagenet_table(keras):
 
     rows = []
     shipped = open_model("imagenet", runtime="keras")
-    rows.append(("cvapps imagenet, EfficientNet-Lite0, flip-averaged (2 views)", "onnxruntime",
-                 *speed(open_model("imagenet", runtime="onnx").predict, 224)))
+    rows.append(
+        (
+            "cvapps imagenet, EfficientNet-Lite0, flip-averaged (2 views)",
+            "onnxruntime",
+            *speed(open_model("imagenet", runtime="onnx").predict, 224),
+        )
+    )
     rows.append(("cvapps imagenet, EfficientNet-Lite0, flip-averaged (2 views)", "keras", *speed(shipped.predict, 224)))
     with tempfile.TemporaryDirectory() as folder:
         single = Path(folder) / "imagenet_one_view.keras"
         save_model(build_imagenet_classifier(tta=False), single)
         export_model(single, format="onnx")
-        rows.append(("cvapps EfficientNet-Lite0, one view", "onnxruntime", *speed(open_model(single, runtime="onnx").predict, 224)))
-        rows.append(("cvapps EfficientNet-Lite0, one view", "keras", *speed(open_model(single, runtime="keras").predict, 224)))
-    for label, build in (("keras.applications.MobileNetV2 alpha 1.0", keras.applications.MobileNetV2),
-                         ("keras.applications.EfficientNetB0", keras.applications.EfficientNetB0)):
+        rows.append(
+            (
+                "cvapps EfficientNet-Lite0, one view",
+                "onnxruntime",
+                *speed(open_model(single, runtime="onnx").predict, 224),
+            )
+        )
+        rows.append(
+            ("cvapps EfficientNet-Lite0, one view", "keras", *speed(open_model(single, runtime="keras").predict, 224))
+        )
+    for label, build in (
+        ("keras.applications.MobileNetV2 alpha 1.0", keras.applications.MobileNetV2),
+        ("keras.applications.EfficientNetB0", keras.applications.EfficientNetB0),
+    ):
         peer = build(input_shape=(224, 224, 3), weights=None, classes=1000)
-        rows.append((f"{label} ({peer.count_params() / 1e6:.2f} M params)", "keras", *speed(peer.predict_on_batch, 224)))
+        rows.append(
+            (f"{label} ({peer.count_params() / 1e6:.2f} M params)", "keras", *speed(peer.predict_on_batch, 224))
+        )
     reference = {r[1]: r for r in rows if r[0].startswith("cvapps EfficientNet-Lite0, one view")}["keras"]
     print(f"\n### ImageNet classifiers at 224x224, 1000 classes, {os.cpu_count()} CPU cores\n")
     print("| model | runtime | batch 1 latency (ms) | batch 32 throughput (img/s) | latency / ours one view keras |")
@@ -130,16 +156,27 @@ def main():
         size = keras_model.info.image_size
         params = keras_model.model.count_params() / 1e6
         if path.with_suffix(".onnx").is_file():
-            rows.append((f"cvapps {name} ({params:.2f} M params)", "onnxruntime", size, *speed(open_model(path, runtime="onnx").predict, size)))
+            rows.append(
+                (
+                    f"cvapps {name} ({params:.2f} M params)",
+                    "onnxruntime",
+                    size,
+                    *speed(open_model(path, runtime="onnx").predict, size),
+                )
+            )
         rows.append((f"cvapps {name} ({params:.2f} M params)", "keras", size, *speed(keras_model.predict, size)))
         if name == args.model:
             reference = rows[-1][-1]
             for alpha in (1.0, 0.35):
-                peer = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None, classes=10)
+                peer = keras.applications.MobileNetV2(
+                    input_shape=(size, size, 3), alpha=alpha, weights=None, classes=10
+                )
                 label = f"keras.applications.MobileNetV2 alpha {alpha} ({peer.count_params() / 1e6:.2f} M)"
                 rows.append((label, "keras", size, *speed(peer.predict_on_batch, size)))
     print(f"\n### Model speed, {cores} CPU cores\n")
-    print(f"| model | runtime | input | batch 1 latency (ms) | batch 32 throughput (img/s) | throughput / cvapps {args.model} keras |")
+    print(
+        f"| model | runtime | input | batch 1 latency (ms) | batch 32 throughput (img/s) | throughput / cvapps {args.model} keras |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for name, runtime, size, latency, throughput in rows:
         ratio = f"{throughput / reference:.2f}x" if reference else "-"
@@ -183,8 +220,18 @@ def main():
         print("| runtime | frames | FPS |")
         print("|---|---:|---:|")
         for runtime in ("onnx", "keras"):
-            stats = quietly(run_webcam_classify, str(video), args.model, ClassifyOptions(top_k=3), False, None, False, 300,
-                            True, runtime)
+            stats = quietly(
+                run_webcam_classify,
+                str(video),
+                args.model,
+                ClassifyOptions(top_k=3),
+                False,
+                None,
+                False,
+                300,
+                True,
+                runtime,
+            )
             print(f"| {runtime} | {stats.frames} | {stats.fps:.1f} |")
 
 

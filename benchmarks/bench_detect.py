@@ -33,9 +33,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import timed  # noqa: E402
+
 SIZES = (320, 640)
-
-
 
 
 def pixels(size, seed=0):
@@ -122,7 +121,9 @@ def ultralytics_peer(python, photo):
     if not python:
         return None, "not measured (pass --peer-python with ultralytics installed)"
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_VERBOSE": "False"}
-    result = subprocess.run([python, "-c", ULTRALYTICS, str(photo)], capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(
+        [python, "-c", ULTRALYTICS, str(photo)], capture_output=True, text=True, env=env, check=False
+    )
     if result.returncode:
         return None, f"failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}"
     return json.loads(result.stdout.strip().splitlines()[-1]), ""
@@ -162,29 +163,42 @@ def main():
             rows.append((size, mine, peer, note))
     ultra, ultra_note = ultralytics_peer(args.peer_python, photo)
 
-    print("\n| input | ours keras (net) | ours onnx (net) | ours detect() end to end | KerasCV YOLOv8-xs keras (net) | "
-          "Ultralytics YOLOv8n torch (net) | Ultralytics predict() end to end |")
+    print(
+        "\n| input | ours keras (net) | ours onnx (net) | ours detect() end to end | KerasCV YOLOv8-xs keras (net) | "
+        "Ultralytics YOLOv8n torch (net) | Ultralytics predict() end to end |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for size, mine, peer, _ in rows:
         u_net = f"{ultra[f'net_{size}']:.1f} ms" if ultra else "n/a"
         u_pred = f"{ultra[f'predict_{size}']:.1f} ms" if ultra else "n/a"
-        print(f"| {size} | {mine['keras']:.1f} ms | {mine['onnx']:.1f} ms | {mine['detect']:.1f} ms | "
-              + (f"{peer:.1f} ms" if peer else "n/a") + f" | {u_net} | {u_pred} |")
+        print(
+            f"| {size} | {mine['keras']:.1f} ms | {mine['onnx']:.1f} ms | {mine['detect']:.1f} ms | "
+            + (f"{peer:.1f} ms" if peer else "n/a")
+            + f" | {u_net} | {u_pred} |"
+        )
     print("\nRatios (peer time / our time; above 1 means we are faster):")
     for size, mine, peer, _ in rows:
         parts = []
         if peer:
-            parts.append(f"KerasCV YOLOv8-xs keras / ours keras {peer / mine['keras']:.2f}x, / ours onnx {peer / mine['onnx']:.2f}x")
+            parts.append(
+                f"KerasCV YOLOv8-xs keras / ours keras {peer / mine['keras']:.2f}x, / ours onnx {peer / mine['onnx']:.2f}x"
+            )
         if ultra:
-            parts.append(f"Ultralytics net / ours onnx {ultra[f'net_{size}'] / mine['onnx']:.2f}x, "
-                         f"Ultralytics predict / ours detect {ultra[f'predict_{size}'] / mine['detect']:.2f}x")
+            parts.append(
+                f"Ultralytics net / ours onnx {ultra[f'net_{size}'] / mine['onnx']:.2f}x, "
+                f"Ultralytics predict / ours detect {ultra[f'predict_{size}'] / mine['detect']:.2f}x"
+            )
         print(f"- {size}: " + "; ".join(parts))
     from cvapps.models import load_model
 
-    print(f"\nParameters: ours {load_model('person').count_params() / 1e6:.2f} M; KerasCV: {rows[0][3]}; Ultralytics: "
-          + (f"{ultra['parameters'] / 1e6:.2f} M parameters" if ultra else ultra_note))
+    print(
+        f"\nParameters: ours {load_model('person').count_params() / 1e6:.2f} M; KerasCV: {rows[0][3]}; Ultralytics: "
+        + (f"{ultra['parameters'] / 1e6:.2f} M parameters" if ultra else ultra_note)
+    )
     fps = webcam_fps(video)
-    print(f"Webcam loop over {video.name} with the person detector: onnx {fps['onnx']:.1f} FPS, keras {fps['keras']:.1f} FPS")
+    print(
+        f"Webcam loop over {video.name} with the person detector: onnx {fps['onnx']:.1f} FPS, keras {fps['keras']:.1f} FPS"
+    )
     sys.stdout.flush()
 
 

@@ -71,8 +71,9 @@ def main():
     ours = FaceEncoder(args.model, detector="haar", runtime="keras")
     size = ours.image_size
     inputs = keras.Input((size, size, 3))
-    trunk = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=1.0, include_top=False, weights=None,
-                                           pooling="avg")
+    trunk = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), alpha=1.0, include_top=False, weights=None, pooling="avg"
+    )
     features = trunk(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs))
     embedding = keras.layers.UnitNormalization()(keras.layers.Dense(128)(features))
     peer_model = keras.Model(inputs, Metadata(task="faces", settings={"threshold": 1.0})(embedding))
@@ -84,18 +85,28 @@ def main():
     params = ours.model.model.count_params() / 1e6
     encoders = [(f"cvapps {args.model} ({params:.2f} M params), keras", ours)]
     try:
-        encoders.append((f"cvapps {args.model}, onnxruntime", FaceEncoder(args.model, detector=ours.detector, runtime="onnx")))
+        encoders.append(
+            (f"cvapps {args.model}, onnxruntime", FaceEncoder(args.model, detector=ours.detector, runtime="onnx"))
+        )
     except ValueError:
         pass  # no .onnx export
-    encoders.append((f"keras.applications.MobileNetV2 alpha 1.0 ({peer_model.count_params() / 1e6:.2f} M), keras", peer))
+    encoders.append(
+        (f"keras.applications.MobileNetV2 alpha 1.0 ({peer_model.count_params() / 1e6:.2f} M), keras", peer)
+    )
     for label, encoder in encoders:
         rate, faces, _ = pipeline_rate(encoder, images)
         rows.append((label, rate, faces, embed_rate(encoder.model.predict, size)))
-    print(f"\n### Faces per second, detect (Haar) + align + embed, {described}, {cores} CPU cores, input {size}x{size}\n")
-    print("| embedder | faces/s (one photo per call) | faces found | embed only, batch 64 (faces/s) | ratio to ours (pipeline / embed) |")
+    print(
+        f"\n### Faces per second, detect (Haar) + align + embed, {described}, {cores} CPU cores, input {size}x{size}\n"
+    )
+    print(
+        "| embedder | faces/s (one photo per call) | faces found | embed only, batch 64 (faces/s) | ratio to ours (pipeline / embed) |"
+    )
     print("|---|---:|---:|---:|---:|")
     for label, rate, faces, embed in rows:
-        print(f"| {label} | {rate:.1f} | {faces} | {embed:.0f} | {rate / rows[0][1]:.2f}x / {embed / rows[0][3]:.2f}x |")
+        print(
+            f"| {label} | {rate:.1f} | {faces} | {embed:.0f} | {rate / rows[0][1]:.2f}x / {embed / rows[0][3]:.2f}x |"
+        )
 
     video = Path(os.environ.get("CVAPPS_DATA", "")) / "style" / "videos" / "fox.mp4"
     if video.is_file():
@@ -104,19 +115,24 @@ def main():
         from cvapps.faces_commands import run_webcam_faces
 
         with tempfile.TemporaryDirectory() as folder:
-            stats, counts = run_webcam_faces(str(video), folder, args.model, None, "haar", None, False, None, False,
-                                             args.video_frames, True)
+            stats, counts = run_webcam_faces(
+                str(video), folder, args.model, None, "haar", None, False, None, False, args.video_frames, True
+            )
         import cv2
 
         capture = cv2.VideoCapture(str(video))
         width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         capture.release()
-        print(f"\n### `cvapps webcam faces --source fox.mp4 --no-show` ({width}x{height}, empty database), {cores} CPU cores\n")
+        print(
+            f"\n### `cvapps webcam faces --source fox.mp4 --no-show` ({width}x{height}, empty database), {cores} CPU cores\n"
+        )
         print("| frames | FPS | faces seen |")
         print("|---:|---:|---:|")
         print(f"| {stats.frames} | {stats.fps:.1f} | {counts['faces']} |")
-        print("\nThe video shows a fox, no human face: the FPS is mostly the Haar detector's cost per frame; "
-              "any faces seen are false detections.")
+        print(
+            "\nThe video shows a fox, no human face: the FPS is mostly the Haar detector's cost per frame; "
+            "any faces seen are false detections."
+        )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def contenders(boxes, scores):
     score_list = scores.tolist()
     return {
         "cvapps.boxes.nms": lambda: nms(boxes, scores, IOU_THRESHOLD),
-        "tf.image.non_max_suppression": lambda: tf.image.non_max_suppression(yxyx, tf_scores, len(boxes), IOU_THRESHOLD).numpy(),
+        "tf.image.non_max_suppression": lambda: tf.image.non_max_suppression(
+            yxyx, tf_scores, len(boxes), IOU_THRESHOLD
+        ).numpy(),
         "cv2.dnn.NMSBoxes": lambda: np.asarray(cv2.dnn.NMSBoxes(xywh, score_list, 0.0, IOU_THRESHOLD)).reshape(-1),
     }
 
@@ -84,8 +86,12 @@ def interleaved_medians(functions, repeats, warmup=1):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
-    parser.add_argument("--repeats", type=int, default=7, help="timed calls per tool and size (3 at 50,000 boxes and up)")
-    parser.add_argument("--image-side", type=float, default=None, help="fixed image side in pixels (default 640 * sqrt(boxes / 1000))")
+    parser.add_argument(
+        "--repeats", type=int, default=7, help="timed calls per tool and size (3 at 50,000 boxes and up)"
+    )
+    parser.add_argument(
+        "--image-side", type=float, default=None, help="fixed image side in pixels (default 640 * sqrt(boxes / 1000))"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -106,9 +112,15 @@ def main():
     names = list(rows[0][3])
     side = f"{args.image_side:g} px image" if args.image_side else "image side 640 * sqrt(boxes / 1000) px"
     print(f"\n### Greedy NMS, IoU > {IOU_THRESHOLD}, no score threshold, detector-like boxes ({side})\n")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; "
-          f"NumPy {np.__version__}, TensorFlow {tf.__version__}, OpenCV {cv2.__version__}. Median of interleaved calls.\n")
-    print("| boxes | kept | " + " | ".join(f"{name} (ms)" for name in names) + " | TF / ours | OpenCV / ours | faster peer / ours |")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; "
+        f"NumPy {np.__version__}, TensorFlow {tf.__version__}, OpenCV {cv2.__version__}. Median of interleaved calls.\n"
+    )
+    print(
+        "| boxes | kept | "
+        + " | ".join(f"{name} (ms)" for name in names)
+        + " | TF / ours | OpenCV / ours | faster peer / ours |"
+    )
     print("|---:|---:|" + "---:|" * (len(names) + 3))
     for count, kept, opencv_agrees, medians in rows:
         ours, tf_time, cv_time = (medians[name] for name in names)

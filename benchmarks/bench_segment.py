@@ -25,8 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import timed  # noqa: E402
 
 
-
-
 def keras_io_unet(keras, num_classes=2):
     """The keras.io U-Net-like example (F. Chollet, oxford_pets_image_segmentation), any input size."""
     layers = keras.layers
@@ -83,14 +81,17 @@ def main():
         params = opened.model.count_params() / 1e6
         candidates.append((f"cvapps {name} ({params:.2f} M params)", "keras", opened.predict))
         if path.with_suffix(".onnx").is_file():
-            candidates.append((f"cvapps {name} ({params:.2f} M params)", "onnxruntime",
-                               open_model(path, runtime="onnx").predict))
+            candidates.append(
+                (f"cvapps {name} ({params:.2f} M params)", "onnxruntime", open_model(path, runtime="onnx").predict)
+            )
     peer = keras_io_unet(keras)
-    candidates.append((f"keras.io U-Net-like, Xception-style ({peer.count_params() / 1e6:.2f} M)", "keras",
-                       peer.predict_on_batch))
+    candidates.append(
+        (f"keras.io U-Net-like, Xception-style ({peer.count_params() / 1e6:.2f} M)", "keras", peer.predict_on_batch)
+    )
     classic = build_unet(2, family="unet", filters=32, depth=4)
-    candidates.append((f"classic U-Net, 32 filters ({classic.count_params() / 1e6:.2f} M)", "keras",
-                       classic.predict_on_batch))
+    candidates.append(
+        (f"classic U-Net, 32 filters ({classic.count_params() / 1e6:.2f} M)", "keras", classic.predict_on_batch)
+    )
 
     rows = []
     for label, runtime, predict in candidates:

@@ -28,8 +28,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import timed  # noqa: E402
 
 
-
-
 def onnx_of(keras_model, folder):
     """Export a bare keras.Model to ONNX in ``folder``; an onnxruntime predict function."""
     import warnings
@@ -109,8 +107,9 @@ def main():
         if runtime == "onnx" and open_model(args.style, runtime="auto").runtime != "onnx":
             print("| onnx | - | no matching .onnx (run cvapps export) |")
             continue
-        stats = run_webcam_style(args.style, 256, 1.0, False, None, 0.5, runtime, str(video), False, None, False,
-                                 120, True)
+        stats = run_webcam_style(
+            args.style, 256, 1.0, False, None, 0.5, runtime, str(video), False, None, False, 120, True
+        )
         print(f"| {runtime} | {stats.frames} | {stats.fps:.1f} |")
 
 

@@ -74,8 +74,7 @@ PARAMETERS = {
 }
 
 # The smallest square input each pyramid builds from (every map at least 1x1).
-MIN_INPUT = {"lenet5": 32, "alexnet": 67, "vgg16": 32, "resnet50": 32, "googlenet": 32, "mobilenet": 32,
-             "airbench": 32}
+MIN_INPUT = {"lenet5": 32, "alexnet": 67, "vgg16": 32, "resnet50": 32, "googlenet": 32, "mobilenet": 32, "airbench": 32}
 
 # Families whose levels are exact fractions of the input (what detection and U-Net need).
 EXACT_STRIDES = ("vgg16", "resnet50", "googlenet", "mobilenet")
@@ -99,8 +98,9 @@ def conv(x, filters, kernel_size, strides=1, padding="same", groups=1, activatio
     (AlexNet's two GPUs; ResNeXt's cardinality): parameters f*f*(c_in/groups)*c_out + c_out.
     """
     layer = GroupedConv2D if groups > 1 else keras.layers.Conv2D  # GroupedConv2D: exportable to ONNX
-    return layer(filters, kernel_size, strides=strides, padding=padding, groups=groups, activation=activation,
-                 name=name)(x)
+    return layer(
+        filters, kernel_size, strides=strides, padding=padding, groups=groups, activation=activation, name=name
+    )(x)
 
 
 def resnet_block(x, filters, strides=1, projection=False, name=None):
@@ -214,10 +214,15 @@ def _resnet50(x):
 
 # GoogLeNet's modules (Szegedy et al. 2015, table 1): #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
 _INCEPTION = {
-    "3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
-    "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64), "4c": (128, 128, 256, 24, 64, 64),
-    "4d": (112, 144, 288, 32, 64, 64), "4e": (256, 160, 320, 32, 128, 128),
-    "5a": (256, 160, 320, 32, 128, 128), "5b": (384, 192, 384, 48, 128, 128),
+    "3a": (64, 96, 128, 16, 32, 32),
+    "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64),
+    "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128),
+    "5b": (384, 192, 384, 48, 128, 128),
 }
 
 
@@ -272,8 +277,15 @@ def _airbench(x):
     return pyramid
 
 
-_PYRAMIDS = {"lenet5": _lenet5, "alexnet": _alexnet, "vgg16": _vgg16, "resnet50": _resnet50,
-             "googlenet": _googlenet, "mobilenet": _mobilenet, "airbench": _airbench}
+_PYRAMIDS = {
+    "lenet5": _lenet5,
+    "alexnet": _alexnet,
+    "vgg16": _vgg16,
+    "resnet50": _resnet50,
+    "googlenet": _googlenet,
+    "mobilenet": _mobilenet,
+    "airbench": _airbench,
+}
 
 
 def classic_pyramid(family, x):
@@ -353,5 +365,7 @@ def check_input_size(family, height, width):
     smallest = MIN_INPUT[family]
     for side in (height, width):
         if side is not None and side < smallest:
-            raise ValueError(f"{family} needs inputs of at least {smallest}x{smallest} pixels (every pyramid "
-                             f"level at least 1x1); received {height}x{width}. Use a larger --image-size.")
+            raise ValueError(
+                f"{family} needs inputs of at least {smallest}x{smallest} pixels (every pyramid "
+                f"level at least 1x1); received {height}x{width}. Use a larger --image-size."
+            )

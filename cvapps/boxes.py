@@ -57,7 +57,9 @@ def _as_array(values, name, trailing=None, ndim=None):
     """
     array = np.asarray(values)
     if array.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be a numeric array, received dtype {array.dtype}; pass numbers (e.g. a float32 array).")
+        raise TypeError(
+            f"{name} must be a numeric array, received dtype {array.dtype}; pass numbers (e.g. a float32 array)."
+        )
     wrong_rank = ndim is not None and array.ndim != ndim
     if wrong_rank or (trailing is not None and (array.ndim == 0 or array.shape[-1] != trailing)):
         expected = {1: "(N,)", 2: f"(N, {trailing})"}.get(ndim, f"(..., {trailing})")
@@ -65,7 +67,9 @@ def _as_array(values, name, trailing=None, ndim=None):
         raise ValueError(f"{name} must have shape {expected}, received shape {array.shape}{hint}.")
     if not np.isfinite(array).all():
         where = np.argwhere(~np.isfinite(array))[0].tolist()
-        raise ValueError(f"{name} holds NaN or inf (first at index {where}); expected finite numbers, drop or fix those entries.")
+        raise ValueError(
+            f"{name} holds NaN or inf (first at index {where}); expected finite numbers, drop or fix those entries."
+        )
     return array
 
 
@@ -144,8 +148,8 @@ def to_xyxy(boxes, fmt) -> np.ndarray:
 def from_xyxy(boxes, fmt) -> np.ndarray:
     """Convert (..., 4) xyxy boxes to ``fmt``; returns (..., 4) float32 in the same units.
 
-        >>> from_xyxy([[10, 20, 40, 60]], "cxcywh").tolist()
-        [[25.0, 40.0, 30.0, 40.0]]
+    >>> from_xyxy([[10, 20, 40, 60]], "cxcywh").tolist()
+    [[25.0, 40.0, 30.0, 40.0]]
     """
     return _convert(_FROM_XYXY, boxes, fmt).astype(np.float32)
 
@@ -239,7 +243,9 @@ def parse_yolo_labels(text_or_lines, image_width, image_height, source=None):
         if not kept:
             problems[number] = "box lies wholly outside the image; line skipped"
         elif reported.any():
-            edges = ", ".join(f"{name}={value:.4g}" for name, value, out in zip(("x1", "y1", "x2", "y2"), before, reported) if out)
+            edges = ", ".join(
+                f"{name}={value:.4g}" for name, value, out in zip(("x1", "y1", "x2", "y2"), before, reported) if out
+            )
             problems[number] = f"box reaches outside the image ({edges}, normalised); clipped to the image"
     boxes = denormalize(clipped[inside], image_width, image_height)
     messages = [f"{prefix}line {number}: {problems[number]}" for number in sorted(problems)]
@@ -294,7 +300,9 @@ def format_yolo_labels(boxes, class_ids, image_width, image_height, precision=6)
     empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
-        raise ValueError(f"boxes[{row}] = {boxes[row].tolist()} has zero area; YOLO labels need w, h > 0, drop it first.")
+        raise ValueError(
+            f"boxes[{row}] = {boxes[row].tolist()} has zero area; YOLO labels need w, h > 0, drop it first."
+        )
     cxcywh = _convert(_FROM_XYXY, boxes, "cxcywh") / np.array([image_width, image_height] * 2, np.float64)
     return "".join(
         f"{class_id} " + " ".join(f"{value:.{precision}g}" for value in row) + "\n"
@@ -431,7 +439,9 @@ def complete_box_iou(a, b, aligned=False) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def nms(boxes, scores, iou_threshold=0.45, score_threshold=float("-inf"), class_ids=None, max_detections=None) -> np.ndarray:
+def nms(
+    boxes, scores, iou_threshold=0.45, score_threshold=float("-inf"), class_ids=None, max_detections=None
+) -> np.ndarray:
     """Greedy non-max suppression; keeps exactly what ``tf.image.non_max_suppression`` keeps.
 
     Boxes are visited by descending score (equal scores: lower index first); a box is kept
@@ -520,13 +530,16 @@ def _onnx_nms(ranked_boxes, ranked_scores, ranked_classes, iou_threshold):
         classes, rows = np.unique(ranked_classes, return_inverse=True)
         table = np.full((1, len(classes), len(ranked_scores)), -np.inf, np.float32)
         table[0, rows.ravel(), np.arange(len(ranked_scores))] = ranked_scores
-    selected = _onnx_nms_session().run(None, {
-        "boxes": np.ascontiguousarray(ranked_boxes[None][:, :, [1, 0, 3, 2]], np.float32),
-        "scores": np.ascontiguousarray(table, np.float32),
-        "max_output_boxes_per_class": np.array([len(ranked_scores)], np.int64),
-        "iou_threshold": np.array([iou_threshold], np.float32),
-        "score_threshold": np.array([lowest], np.float32),
-    })[0]
+    selected = _onnx_nms_session().run(
+        None,
+        {
+            "boxes": np.ascontiguousarray(ranked_boxes[None][:, :, [1, 0, 3, 2]], np.float32),
+            "scores": np.ascontiguousarray(table, np.float32),
+            "max_output_boxes_per_class": np.array([len(ranked_scores)], np.int64),
+            "iou_threshold": np.array([iou_threshold], np.float32),
+            "score_threshold": np.array([lowest], np.float32),
+        },
+    )[0]
     return np.sort(selected[:, 2])
 
 
@@ -701,7 +714,9 @@ class _OverlapIndex:
         if own_level_forward:
             low[1, 0] = self.row[ids]  # own level: own row and later rows only
         height = np.where(query_level <= self.top[ids], high[1] - low[1], -1)  # rows to visit - 1; -1: none
-        step, slot = np.divmod(np.flatnonzero(np.arange(height.max(initial=-1) + 1)[:, None, None] <= height), height.size)
+        step, slot = np.divmod(
+            np.flatnonzero(np.arange(height.max(initial=-1) + 1)[:, None, None] <= height), height.size
+        )
         box = slot % len(ids)
         prefix = self.cell_key(query_level.ravel()[slot], self.classes[ids[box]], low[1].ravel()[slot] + step)
         needles = np.concatenate([prefix + low[0].ravel()[slot], prefix + high[0].ravel()[slot] + 1])
@@ -776,7 +791,14 @@ def _settle_in_order(state, first, second):
 
 
 def soft_nms(
-    boxes, scores, method="gaussian", sigma=0.5, iou_threshold=0.3, score_threshold=0.001, class_ids=None, max_detections=None
+    boxes,
+    scores,
+    method="gaussian",
+    sigma=0.5,
+    iou_threshold=0.3,
+    score_threshold=0.001,
+    class_ids=None,
+    max_detections=None,
 ):
     """Soft-NMS (Bodla et al. 2017): overlapping boxes lose score instead of being dropped.
 
@@ -1026,10 +1048,14 @@ def encode(boxes, anchors, grid, stride) -> np.ndarray:
     _check_positive("stride", stride)
     cell_offset = (boxes[..., :2] + boxes[..., 2:]) / 2 / stride - grid  # centre within its cell, in cells
     size_ratio = (boxes[..., 2:] - boxes[..., :2]) / anchors
-    _check_reachable(cell_offset, -0.5, 1.5, "centre offset from its grid cell (cells)", "pair each box with the cell of its centre")
+    _check_reachable(
+        cell_offset, -0.5, 1.5, "centre offset from its grid cell (cells)", "pair each box with the cell of its centre"
+    )
     _check_reachable(size_ratio, 0, 4, "size / anchor ratio", "pair boxes with anchors of a closer size")
     # sigmoid(t_xy) = (offset + 0.5) / 2 and sigmoid(t_wh) = sqrt(ratio) / 2, both in (0, 1)
-    return np.concatenate([_logit((cell_offset + 0.5) / 2), _logit(np.sqrt(size_ratio) / 2)], axis=-1).astype(np.float32)
+    return np.concatenate([_logit((cell_offset + 0.5) / 2), _logit(np.sqrt(size_ratio) / 2)], axis=-1).astype(
+        np.float32
+    )
 
 
 def _check_reachable(value, low, high, what, fix):
@@ -1037,4 +1063,6 @@ def _check_reachable(value, low, high, what, fix):
     if bad.any():
         where = np.argwhere(bad)[0]
         received = value[tuple(where)]
-        raise ValueError(f"boxes{where[:-1].tolist()}: {what} is {received:.4g}, expected within ({low}, {high}); {fix}.")
+        raise ValueError(
+            f"boxes{where[:-1].tolist()}: {what} is {received:.4g}, expected within ({low}, {high}); {fix}."
+        )

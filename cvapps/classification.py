@@ -120,11 +120,15 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
         from cvapps.architectures import ARCHITECTURES, classic_head
 
         if backbone.family not in ARCHITECTURES:
-            raise ValueError(f"head='original' needs a classic family ({', '.join(ARCHITECTURES)}); the "
-                             f"{backbone.family!r} backbone has no head of its own. Use head='pool'.")
+            raise ValueError(
+                f"head='original' needs a classic family ({', '.join(ARCHITECTURES)}); the "
+                f"{backbone.family!r} backbone has no head of its own. Use head='pool'."
+            )
         if backbone.image_size is None and backbone.family in ("lenet5", "alexnet", "vgg16"):
-            raise ValueError(f"the original {backbone.family} head flattens its input, so it needs a fixed "
-                             f"image_size; received None.")
+            raise ValueError(
+                f"the original {backbone.family} head flattens its input, so it needs a fixed "
+                f"image_size; received None."
+            )
         x = classic_head(backbone.family, backbone(inputs), num_classes)
     else:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs)[level])
@@ -288,14 +292,23 @@ def train_classifier(
             callbacks.append(
                 keras.callbacks.EarlyStopping("val_accuracy", patience=patience, restore_best_weights=True)
             )
-        done = fit_resumable(model, train_batches, run_dir, epochs=phase_epochs, phase=phase,
-                             validation=val_batches, callbacks=callbacks, verbose=verbose)
+        done = fit_resumable(
+            model,
+            train_batches,
+            run_dir,
+            epochs=phase_epochs,
+            phase=phase,
+            validation=val_batches,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
         history[phase] = done.history
         if done.reused:
             reused.append(phase)
     backbone.trainable = True
     save_model(with_flip_averaging(model) if tta else model, output)
     return TrainResult(output, history, time.time() - started, skipped, tuple(reused))
+
 
 # --- evaluation --------------------------------------------------------------------------------
 
@@ -343,8 +356,10 @@ def data_to_model_classes(data_classes, info: ModelInfo) -> np.ndarray:
         else:
             shown = names if len(names) <= 20 else names[:20] + ["..."]
             hint = " or its WordNet ids (n01440764, ...)" if wnids else ""
-            raise ValueError(f"class {name!r} in the data is not among the model's {len(names)} classes{hint}: "
-                             f"{shown}. Name the folders after the model's classes.")
+            raise ValueError(
+                f"class {name!r} in the data is not among the model's {len(names)} classes{hint}: "
+                f"{shown}. Name the folders after the model's classes."
+            )
     return np.asarray(indices, np.int64)
 
 
@@ -380,7 +395,11 @@ def classification_metrics(probabilities, truth, class_names):
         "top1": float(hits[:, :1].any(1).mean()),
         "top5": float(hits[:, : min(5, num_classes)].any(1).mean()),
         "per_class": {
-            class_names[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "support": int(confusion[i].sum())}
+            class_names[i]: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "support": int(confusion[i].sum()),
+            }
             for i in shown
         },
         "confusion_classes": [class_names[i] for i in shown],
@@ -453,8 +472,10 @@ def top_k_results(probabilities, class_names, top_k, sources, min_confidence=0.0
 
 def check_min_confidence(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"min_confidence must be a probability in [0, 1], received {value!r}; e.g. 0.3 labels "
-                         "images whose top class scores below 30% as 'unknown'.")
+        raise ValueError(
+            f"min_confidence must be a probability in [0, 1], received {value!r}; e.g. 0.3 labels "
+            "images whose top class scores below 30% as 'unknown'."
+        )
 
 
 def group_classes(probabilities, class_names):
@@ -465,7 +486,16 @@ def group_classes(probabilities, class_names):
     return fold_groups(probabilities, class_names)
 
 
-def classify(images, model=None, top_k=5, batch_size=32, runtime="auto", *, min_confidence=0.0, group=False):
+def classify(
+    images,
+    model=None,
+    *,
+    top_k: int = 5,
+    min_confidence: float = 0.0,
+    group: bool = False,
+    batch_size: int = 32,
+    runtime: str = "auto",
+) -> list[Classification]:
     """Classify images with a cvapps classifier.
 
     Args:

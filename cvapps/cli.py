@@ -56,8 +56,12 @@ GROUP_HELP = "Fold ImageNet's fine classes into parents (English springer -> dog
 
 @cli.command()
 @click.argument("source")
-@click.option("--model", default="imagenet", show_default=True,
-              help="Shipped model name or .keras path (imagenet: EfficientNet-Lite0, 1000 classes; built on first use).")
+@click.option(
+    "--model",
+    default="imagenet",
+    show_default=True,
+    help="Shipped model name or .keras path (imagenet: EfficientNet-Lite0, 1000 classes; built on first use).",
+)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes per image.")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, help=MIN_CONFIDENCE_HELP)
 @click.option("--group", is_flag=True, help=GROUP_HELP)
@@ -81,13 +85,28 @@ def classify(source, model, top_k, min_confidence, group, output, overwrite, jso
 @cli.command()
 @click.argument("source")
 @click.option("--model", default="person", show_default=True, help="Shipped detector name or .keras path.")
-@click.option("--confidence-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True,
-              help="Keep detections scoring at least this (objectness x class).")
-@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.45, show_default=True,
-              help="Non-max suppression: overlaps above this IoU (same class) are suppressed.")
+@click.option(
+    "--confidence-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="Keep detections scoring at least this (objectness x class).",
+)
+@click.option(
+    "--iou-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.45,
+    show_default=True,
+    help="Non-max suppression: overlaps above this IoU (same class) are suppressed.",
+)
 @click.option("--classes", help="Comma-separated class names to keep (e.g. person,dog); default all.")
-@click.option("--class-threshold", "class_thresholds", multiple=True, metavar="NAME=VALUE",
-              help="Confidence threshold for one class, overriding --confidence-threshold (repeatable).")
+@click.option(
+    "--class-threshold",
+    "class_thresholds",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Confidence threshold for one class, overriding --confidence-threshold (repeatable).",
+)
 @click.option("--max-detections", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--output", type=click.Path(), help="Annotated image file (one input), folder, or video file.")
 @click.option("--save-crops", type=click.Path(), help="Save each detection's pixels to DIR/<class>/<image>_<k>.jpg.")
@@ -96,8 +115,21 @@ def classify(source, model, top_k, min_confidence, group, output, overwrite, jso
 @runtime_option
 @click.option("--quiet", is_flag=True, help="No progress bar or warnings.")
 @fail_on_value_error
-def detect(source, model, confidence_threshold, iou_threshold, classes, class_thresholds, max_detections, output,
-           save_crops, overwrite, json_path, runtime, quiet):
+def detect(
+    source,
+    model,
+    confidence_threshold,
+    iou_threshold,
+    classes,
+    class_thresholds,
+    max_detections,
+    output,
+    save_crops,
+    overwrite,
+    json_path,
+    runtime,
+    quiet,
+):
     """Detect objects in an image, a folder, a glob or a video: boxes with class and confidence."""
     from cvapps.commands import DetectOptions, run_detect
 
@@ -119,54 +151,139 @@ def train():
 @click.argument("data", type=click.Path())
 @click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
 @click.option("--val", "validation", type=click.Path(), help="Validation folder (default: DATA/val, else carved out).")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option(
+    "--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True
+)
 @family_option("compact")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option("--width-multiplier", "alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier (alpha).")
+@click.option(
+    "--width-multiplier",
+    "alpha",
+    type=float,
+    default=0.35,
+    show_default=True,
+    help="MobileNetV2 width multiplier (alpha).",
+)
 @renamed("--alpha", "--width-multiplier", "alpha", float)
-@click.option("--weights", help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.")
+@click.option(
+    "--weights",
+    help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.",
+)
 @click.option("--image-size", type=click.IntRange(min=32), default=64, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--fine-tune-from", type=click.Choice(["P2", "P3", "P4", "P5"]), default="P4", show_default=True,
-              help="Backbone levels trained during fine-tuning.")
+@click.option(
+    "--fine-tune-from",
+    type=click.Choice(["P2", "P3", "P4", "P5"]),
+    default="P4",
+    show_default=True,
+    help="Backbone levels trained during fine-tuning.",
+)
 @click.option("--freeze-backbone", is_flag=True, help="Train only the head first (transfer learning).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
-              help="sgd for training from scratch; adam for transfer learning on small data.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True,
-              help="Peak of the one-cycle schedule (try 1e-3 with adam).")
-@click.option("--fine-tune-learning-rate", type=click.FloatRange(min=0, min_open=True),
-              help="Peak for fine-tuning (default: learning rate / 10).")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "adam"]),
+    default="sgd",
+    show_default=True,
+    help="sgd for training from scratch; adam for transfer learning on small data.",
+)
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.2,
+    show_default=True,
+    help="Peak of the one-cycle schedule (try 1e-3 with adam).",
+)
+@click.option(
+    "--fine-tune-learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Peak for fine-tuning (default: learning rate / 10).",
+)
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
 @click.option("--no-flip", is_flag=True, help="No horizontal flips (digits, text).")
 @click.option("--translate", type=click.FloatRange(0, 0.5), default=0.125, show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
-@click.option("--head", type=click.Choice(["pool", "original"]),
-              help="pool: global average pool + dense; original: a classic family's own classifier "
-                   "(LeNet-5's C5-F6, VGG's 4096-4096). Default: original for classic families, else pool.")
-@click.option("--tta", is_flag=True, help="Save the model averaged over each photo and its mirror image "
-                                         "(test-time augmentation: twice the inference cost).")
+@click.option(
+    "--head",
+    type=click.Choice(["pool", "original"]),
+    help="pool: global average pool + dense; original: a classic family's own classifier "
+    "(LeNet-5's C5-F6, VGG's 4096-4096). Default: original for classic families, else pool.",
+)
+@click.option(
+    "--tta",
+    is_flag=True,
+    help="Save the model averaged over each photo and its mirror image "
+    "(test-time augmentation: twice the inference cost).",
+)
 @click.option("--patience", type=click.IntRange(min=1), help="Early stopping on validation accuracy.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def train_classify(data, output, validation, val_fraction, family, size, alpha, weights, image_size, epochs,
-                   fine_tune_epochs, fine_tune_from, freeze_backbone, batch_size, optimizer, learning_rate, fine_tune_learning_rate, weight_decay, label_smoothing,
-                   no_flip, translate, dropout, head, tta, patience, checkpoint_dir, seed, quiet):
+def train_classify(
+    data,
+    output,
+    validation,
+    val_fraction,
+    family,
+    size,
+    alpha,
+    weights,
+    image_size,
+    epochs,
+    fine_tune_epochs,
+    fine_tune_from,
+    freeze_backbone,
+    batch_size,
+    optimizer,
+    learning_rate,
+    fine_tune_learning_rate,
+    weight_decay,
+    label_smoothing,
+    no_flip,
+    translate,
+    dropout,
+    head,
+    tta,
+    patience,
+    checkpoint_dir,
+    seed,
+    quiet,
+):
     """Train a classifier on DATA: a folder per class (root/<class>/*.jpg, or root/train/...)
     or a keras.datasets-style .npz. Rerun the same command to resume an interrupted run."""
     from cvapps.classification import train_classifier
 
     result = train_classifier(
-        data, output, validation=validation, val_fraction=val_fraction, family=family, size=size, alpha=alpha,
-        weights=weights, image_size=image_size, epochs=epochs, fine_tune_epochs=fine_tune_epochs,
-        fine_tune_from=fine_tune_from, freeze_backbone=freeze_backbone, batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate,
+        data,
+        output,
+        validation=validation,
+        val_fraction=val_fraction,
+        family=family,
+        size=size,
+        alpha=alpha,
+        weights=weights,
+        image_size=image_size,
+        epochs=epochs,
+        fine_tune_epochs=fine_tune_epochs,
+        fine_tune_from=fine_tune_from,
+        freeze_backbone=freeze_backbone,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
         fine_tune_learning_rate=fine_tune_learning_rate,
-        weight_decay=weight_decay, label_smoothing=label_smoothing, flip=not no_flip, translate=translate,
-        dropout=dropout, head=head, tta=tta, patience=patience, checkpoint_dir=checkpoint_dir, seed=seed,
+        weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
+        flip=not no_flip,
+        translate=translate,
+        dropout=dropout,
+        head=head,
+        tta=tta,
+        patience=patience,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),  # a bar on a terminal, a line per epoch in logs
     )
     for message in result.skipped:
@@ -175,21 +292,38 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
     from cvapps.cli_common import report_reused
 
     report_reused(result)
-    click.echo(f"saved {result.model_path} after {result.seconds:.0f} s; last epoch: "
-               + ", ".join(f"{k}={v:.4f}" for k, v in last.items()))
+    click.echo(
+        f"saved {result.model_path} after {result.seconds:.0f} s; last epoch: "
+        + ", ".join(f"{k}={v:.4f}" for k, v in last.items())
+    )
 
 
 @train.command("detect")
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
 @click.option("--classes", help="Comma-separated class names to keep (e.g. person); default all.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
-              help="Images held out for validation (same split as 'eval detect --holdout').")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Images held out for validation (same split as 'eval detect --holdout').",
+)
 @family_option("compact")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option("--width-multiplier", "alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier (alpha).")
+@click.option(
+    "--width-multiplier",
+    "alpha",
+    type=float,
+    default=0.35,
+    show_default=True,
+    help="MobileNetV2 width multiplier (alpha).",
+)
 @renamed("--alpha", "--width-multiplier", "alpha", float)
-@click.option("--weights", help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.")
+@click.option(
+    "--weights",
+    help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.",
+)
 @click.option("--image-size", type=click.IntRange(min=64), default=320, show_default=True, help="Multiple of 32.")
 @click.option("--width", type=click.IntRange(min=8), default=64, show_default=True, help="Neck channels.")
 @click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
@@ -201,17 +335,53 @@ def train_classify(data, output, validation, val_fraction, family, size, alpha, 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def train_detect(data, output, classes, val_fraction, family, size, alpha, weights, image_size, width, epochs,
-                 batch_size, learning_rate, no_augment, mosaic, checkpoint_dir, seed, quiet):
+def train_detect(
+    data,
+    output,
+    classes,
+    val_fraction,
+    family,
+    size,
+    alpha,
+    weights,
+    image_size,
+    width,
+    epochs,
+    batch_size,
+    learning_rate,
+    no_augment,
+    mosaic,
+    checkpoint_dir,
+    seed,
+    quiet,
+):
     """Train a detector on one or more DATA folders (YOLO, Pascal VOC, COCO JSON or Penn-Fudan
     layout), merged; anchors are fitted to the data. Rerun the same command to resume."""
     from cvapps.commands import run_train_detect
 
-    run_train_detect(data, output, classes, val_fraction, seed, quiet, dict(
-        image_size=image_size, family=family, size=size, alpha=alpha, weights=weights, width=width, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, augment=not no_augment, mosaic=mosaic,
-        checkpoint_dir=checkpoint_dir, seed=seed,
-    ))
+    run_train_detect(
+        data,
+        output,
+        classes,
+        val_fraction,
+        seed,
+        quiet,
+        dict(
+            image_size=image_size,
+            family=family,
+            size=size,
+            alpha=alpha,
+            weights=weights,
+            width=width,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            augment=not no_augment,
+            mosaic=mosaic,
+            checkpoint_dir=checkpoint_dir,
+            seed=seed,
+        ),
+    )
 
 
 # --- eval --------------------------------------------------------------------------------------
@@ -224,12 +394,19 @@ def evaluate():
 
 @evaluate.command("classify")
 @click.argument("data", type=click.Path())
-@click.option("--model", default="imagenet", show_default=True,
-              help="Shipped model name or .keras path. DATA's folders are its class names (or, for imagenet, wnids).")
+@click.option(
+    "--model",
+    default="imagenet",
+    show_default=True,
+    help="Shipped model name or .keras path. DATA's folders are its class names (or, for imagenet, wnids).",
+)
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
 @click.option("--confusion", type=click.Path(), help="Save the confusion matrix as a PNG here.")
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Score only the validation split that 'train --val-fraction' carved out of DATA.")
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Score only the validation split that 'train --val-fraction' carved out of DATA.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--quiet", is_flag=True)
@@ -246,8 +423,11 @@ def eval_classify(data, model, json_path, confusion, holdout, seed, batch_size, 
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @click.option("--model", required=True, help="Shipped model name or .keras path.")
 @click.option("--classes", help="Comma-separated class names to keep from DATA (as in training).")
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Score only the split 'train detect --val-fraction' held out of DATA.")
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Score only the split 'train detect --val-fraction' held out of DATA.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
 @click.option("--pr-curve", type=click.Path(), help="Save the precision-recall curves (IoU 0.5) as a PNG here.")
@@ -276,7 +456,9 @@ def webcam():
 @runtime_option
 @webcam_options
 @fail_on_value_error
-def webcam_classify(model, top_k, min_confidence, group, runtime, source, no_show, output, overwrite, max_frames, quiet):
+def webcam_classify(
+    model, top_k, min_confidence, group, runtime, source, no_show, output, overwrite, max_frames, quiet
+):
     """Live top-k classes over a camera (q or Esc quits) or a video file."""
     from cvapps.commands import ClassifyOptions, run_webcam_classify
 
@@ -289,13 +471,30 @@ def webcam_classify(model, top_k, min_confidence, group, runtime, source, no_sho
 @click.option("--confidence-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True)
 @click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.45, show_default=True)
 @click.option("--classes", help="Comma-separated class names to keep; default all.")
-@click.option("--class-threshold", "class_thresholds", multiple=True, metavar="NAME=VALUE",
-              help="Confidence threshold for one class (repeatable).")
+@click.option(
+    "--class-threshold",
+    "class_thresholds",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Confidence threshold for one class (repeatable).",
+)
 @runtime_option
 @webcam_options
 @fail_on_value_error
-def webcam_detect(model, confidence_threshold, iou_threshold, classes, class_thresholds, runtime, source, no_show,
-                  output, overwrite, max_frames, quiet):
+def webcam_detect(
+    model,
+    confidence_threshold,
+    iou_threshold,
+    classes,
+    class_thresholds,
+    runtime,
+    source,
+    no_show,
+    output,
+    overwrite,
+    max_frames,
+    quiet,
+):
     """Live boxes over a camera (q or Esc quits) or a video file."""
     from cvapps.commands import DetectOptions, run_webcam_detect
 
@@ -308,10 +507,17 @@ def webcam_detect(model, confidence_threshold, iou_threshold, classes, class_thr
 
 @cli.command()
 @click.argument("model")
-@click.option("--format", "format_", type=click.Choice(["onnx", "saved_model", "litert"]), default="onnx", show_default=True)
+@click.option(
+    "--format", "format_", type=click.Choice(["onnx", "saved_model", "litert"]), default="onnx", show_default=True
+)
 @click.option("--output", type=click.Path(), help="Destination (default: beside the .keras, e.g. cifar10.onnx).")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Largest allowed |export - keras| on the sample inputs.")
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=1e-4,
+    show_default=True,
+    help="Largest allowed |export - keras| on the sample inputs.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing export.")
 @fail_on_value_error
 def export(model, format_, output, tolerance, overwrite):
@@ -320,8 +526,10 @@ def export(model, format_, output, tolerance, overwrite):
     from cvapps.export import export_model
 
     report = export_model(model, format=format_, output=output, tolerance=tolerance, overwrite=overwrite)
-    click.echo(f"exported {report.path} ({report.format}) in {report.seconds:.1f} s; "
-               f"largest |{report.format} - keras| = {report.max_abs_diff:.3g} (tolerance {report.tolerance:g})")
+    click.echo(
+        f"exported {report.path} ({report.format}) in {report.seconds:.1f} s; "
+        f"largest |{report.format} - keras| = {report.max_abs_diff:.3g} (tolerance {report.tolerance:g})"
+    )
 
 
 # --- demo --------------------------------------------------------------------------------------
@@ -353,9 +561,16 @@ def list_models(as_json):
     for name, path in shipped_models().items():
         card = model_card(name)
         size = round(path.stat().st_size / 1e6, 2) if path.is_file() else None  # None: built on first use
-        rows.append({"name": name, "task": card.get("task", "?"), "file": str(path),
-                     "size_mb": size, "data": card.get("data", ""),
-                     "metrics": card.get("metrics", {})})
+        rows.append(
+            {
+                "name": name,
+                "task": card.get("task", "?"),
+                "file": str(path),
+                "size_mb": size,
+                "data": card.get("data", ""),
+                "metrics": card.get("metrics", {}),
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -371,7 +586,13 @@ def list_models(as_json):
 # Each app keeps its commands in its own module (click only at import time, so --help stays
 # instant) and adds them to the groups here.
 
-APP_COMMAND_MODULES = ("cvapps.cli_segment", "cvapps.cli_faces", "cvapps.cli_style", "cvapps.cli_explain", "cvapps.cli_visualise")
+APP_COMMAND_MODULES = (
+    "cvapps.cli_segment",
+    "cvapps.cli_faces",
+    "cvapps.cli_style",
+    "cvapps.cli_explain",
+    "cvapps.cli_visualise",
+)
 
 
 def _register_apps():

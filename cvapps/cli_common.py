@@ -39,7 +39,10 @@ def warn(message, quiet=False):
 
 
 runtime_option = click.option(
-    "--runtime", type=click.Choice(["auto", "onnx", "keras"]), default="auto", show_default=True,
+    "--runtime",
+    type=click.Choice(["auto", "onnx", "keras"]),
+    default="auto",
+    show_default=True,
     help="auto: onnxruntime when the model has a matching .onnx (made by 'cvapps export'), else Keras.",
 )
 
@@ -61,27 +64,44 @@ def webcam_options(function):
 
 
 # = cvapps.backbone.FAMILIES (a test keeps them equal); spelled out so --help imports no Keras.
-BACKBONE_FAMILIES = ("compact", "mobilenetv2", "efficientnet_lite0", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet",
-                     "airbench")
+BACKBONE_FAMILIES = (
+    "compact",
+    "mobilenetv2",
+    "efficientnet_lite0",
+    "lenet5",
+    "alexnet",
+    "vgg16",
+    "resnet50",
+    "googlenet",
+    "mobilenet",
+    "airbench",
+)
 
 
 def family_option(default, extra=(), extra_help=""):
     """``--family`` / ``--backbone``: which backbone an app trains on (``extra``: app-only choices)."""
     return click.option(
-        "--family", "--backbone", "family", type=click.Choice([*extra, *BACKBONE_FAMILIES]), default=default,
+        "--family",
+        "--backbone",
+        "family",
+        type=click.Choice([*extra, *BACKBONE_FAMILIES]),
+        default=default,
         show_default=True,
         help=f"{extra_help}Backbone: compact, mobilenetv2 or efficientnet_lite0 (ImageNet weights with --weights "
-             "imagenet; efficientnet_lite0's come with cvapps, offline) or a classic "
-             "network (see 'cvapps explain'). --backbone is the same option.",
+        "imagenet; efficientnet_lite0's come with cvapps, offline) or a classic "
+        "network (see 'cvapps explain'). --backbone is the same option.",
     )
 
 
 def report_reused(result):
     """Say on stderr when a training command trained nothing because its run had finished before."""
     if getattr(result, "reused", ()):
-        click.echo(f"note: phase(s) {', '.join(result.reused)} had finished in an earlier run with this run folder; "
-                   "their saved weights were reused and nothing was trained. To train again, delete the run folder "
-                   "or pass another --checkpoint-dir.", err=True)
+        click.echo(
+            f"note: phase(s) {', '.join(result.reused)} had finished in an earlier run with this run folder; "
+            "their saved weights were reused and nothing was trained. To train again, delete the run folder "
+            "or pass another --checkpoint-dir.",
+            err=True,
+        )
 
 
 def renamed(old, new, param, type=None):
@@ -103,7 +123,9 @@ def renamed(old, new, param, type=None):
                 context = click.get_current_context()
                 if context.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE:
                     raise click.UsageError(f"{old} is the old spelling of {new}; pass only {new}.")
-                click.echo(f"warning: {old} is deprecated and will be removed in the next release; use {new}.", err=True)
+                click.echo(
+                    f"warning: {old} is deprecated and will be removed in the next release; use {new}.", err=True
+                )
                 kwargs[param] = value
             return function(*args, **kwargs)
 

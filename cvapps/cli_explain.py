@@ -20,10 +20,17 @@ ARCHITECTURE_NAMES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mo
 
 @click.command("explain")
 @click.argument("model")
-@click.option("--input-size", nargs=2, type=click.IntRange(min=1), metavar="H W",
-              help="Input height and width (default: the network's native size, or the model's own).")
+@click.option(
+    "--input-size",
+    nargs=2,
+    type=click.IntRange(min=1),
+    metavar="H W",
+    help="Input height and width (default: the network's native size, or the model's own).",
+)
 @click.option("--channels", type=click.IntRange(min=1), help="Input channels of a classic network (LeNet-5: 1).")
-@click.option("--num-classes", type=click.IntRange(min=2), help="Classes of a classic network's head (1000; LeNet-5 10).")
+@click.option(
+    "--num-classes", type=click.IntRange(min=2), help="Classes of a classic network's head (1000; LeNet-5 10)."
+)
 @click.option("--no-top", is_flag=True, help="A classic network without its classifier (the backbone's pyramid).")
 @click.option("--json", "json_path", type=click.Path(), help="Also write the table as JSON ('-' for stdout only).")
 @fail_on_value_error
@@ -34,7 +41,9 @@ def explain_command(model, input_size, channels, num_classes, no_top, json_path)
     googlenet, mobilenet, airbench, efficientnet_lite0), a shipped model name or a .keras file."""
     from cvapps.explain import explain
 
-    if model == "efficientnet_lite0":  # a backbone family of its own (random weights; cvapps explain imagenet for the trained one)
+    if (
+        model == "efficientnet_lite0"
+    ):  # a backbone family of its own (random weights; cvapps explain imagenet for the trained one)
         if channels:
             raise click.UsageError("--channels: EfficientNet-Lite0 reads 3 channels.")
         from cvapps.backbone import Backbone

@@ -22,17 +22,31 @@ from cvapps.cli_common import fail_on_value_error, family_option, renamed, webca
 DETECTORS = ["haar", "yunet", "none"]
 
 detector_option = click.option(
-    "--detector", type=click.Choice(DETECTORS), default="haar", show_default=True,
+    "--detector",
+    type=click.Choice(DETECTORS),
+    default="haar",
+    show_default=True,
     help="haar: OpenCV's Haar cascade (offline); yunet: cv2.FaceDetectorYN (needs --detector-model); "
-         "none: the image is already a face crop.")
+    "none: the image is already a face crop.",
+)
 detector_model_option = click.option(
-    "--detector-model", type=click.Path(),
-    help="YuNet .onnx (default: $CVAPPS_DATA/weights/face_detection_yunet_2026may.onnx).")
-model_option = click.option("--model", default="faces", show_default=True, help="Shipped face model name or .keras path.")
+    "--detector-model",
+    type=click.Path(),
+    help="YuNet .onnx (default: $CVAPPS_DATA/weights/face_detection_yunet_2026may.onnx).",
+)
+model_option = click.option(
+    "--model", default="faces", show_default=True, help="Shipped face model name or .keras path."
+)
 threshold_option = click.option(
-    "--threshold", type=click.FloatRange(min=0), help="Squared-distance threshold (default: the model's own).")
-db_option = click.option("--db", default="faces_db", show_default=True, type=click.Path(),
-                         help="Face database: a folder with one sub-folder of photos per person.")
+    "--threshold", type=click.FloatRange(min=0), help="Squared-distance threshold (default: the model's own)."
+)
+db_option = click.option(
+    "--db",
+    default="faces_db",
+    show_default=True,
+    type=click.Path(),
+    help="Face database: a folder with one sub-folder of photos per person.",
+)
 
 
 @click.command("verify")
@@ -117,54 +131,127 @@ def calibrate_command(pairs, model, detector, detector_model, roc, json_path, qu
 @click.command("faces")
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
-@click.option("--loss", type=click.Choice(["triplet", "pairs"]), default="triplet", show_default=True,
-              help="triplet: FaceNet triplet loss with online mining; pairs: logistic regression on pair differences.")
+@click.option(
+    "--loss",
+    type=click.Choice(["triplet", "pairs"]),
+    default="triplet",
+    show_default=True,
+    help="triplet: FaceNet triplet loss with online mining; pairs: logistic regression on pair differences.",
+)
 @click.option("--mining", type=click.Choice(["semihard", "hard"]), default="semihard", show_default=True)
-@click.option("--margin", type=click.FloatRange(min=0, min_open=True), default=0.2, show_default=True,
-              help="Triplet margin alpha (squared-distance units).")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True,
-              help="Identities held out (same split as 'eval faces --holdout').")
-@click.option("--detector", type=click.Choice(DETECTORS), default="none", show_default=True,
-              help="none when DATA holds face crops (LFW, ORL); haar/yunet for whole photos (Yale).")
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.2,
+    show_default=True,
+    help="Triplet margin alpha (squared-distance units).",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Identities held out (same split as 'eval faces --holdout').",
+)
+@click.option(
+    "--detector",
+    type=click.Choice(DETECTORS),
+    default="none",
+    show_default=True,
+    help="none when DATA holds face crops (LFW, ORL); haar/yunet for whole photos (Yale).",
+)
 @family_option("mobilenetv2")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option("--width-multiplier", "alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier (alpha).")
+@click.option(
+    "--width-multiplier",
+    "alpha",
+    type=float,
+    default=0.35,
+    show_default=True,
+    help="MobileNetV2 width multiplier (alpha).",
+)
 @renamed("--alpha", "--width-multiplier", "alpha", float)
-@click.option("--weights", help="'imagenet', a .weights.h5 file, or 'none'. Default: imagenet for mobilenetv2 "
-                                "(offline from $CVAPPS_DATA/weights), none for the other families.")
+@click.option(
+    "--weights",
+    help="'imagenet', a .weights.h5 file, or 'none'. Default: imagenet for mobilenetv2 "
+    "(offline from $CVAPPS_DATA/weights), none for the other families.",
+)
 @click.option("--image-size", type=click.IntRange(min=32), default=96, show_default=True)
 @click.option("--embedding-dim", type=click.IntRange(min=2), default=128, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=24, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--identities-per-batch", type=click.IntRange(min=2), default=16, show_default=True, help="P of a P x K batch.")
-@click.option("--images-per-identity", type=click.IntRange(min=2), default=4, show_default=True, help="K of a P x K batch.")
+@click.option(
+    "--identities-per-batch", type=click.IntRange(min=2), default=16, show_default=True, help="P of a P x K batch."
+)
+@click.option(
+    "--images-per-identity", type=click.IntRange(min=2), default=4, show_default=True, help="K of a P x K batch."
+)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def train_faces_command(data, output, loss, mining, margin, val_fraction, detector, family, size, alpha, weights,
-                        image_size, embedding_dim, epochs, steps_per_epoch, identities_per_batch, images_per_identity,
-                        learning_rate, checkpoint_dir, seed, quiet):
+def train_faces_command(
+    data,
+    output,
+    loss,
+    mining,
+    margin,
+    val_fraction,
+    detector,
+    family,
+    size,
+    alpha,
+    weights,
+    image_size,
+    embedding_dim,
+    epochs,
+    steps_per_epoch,
+    identities_per_batch,
+    images_per_identity,
+    learning_rate,
+    checkpoint_dir,
+    seed,
+    quiet,
+):
     """Train a face embedding model on one or more DATA folders (one sub-folder per person),
     merged and split by identity. Rerun the same command to resume."""
     from cvapps.face_training import train_faces
 
     echo = (lambda message: None) if quiet else (lambda message: click.echo(message))
     result = train_faces(
-        list(data), output, loss=loss, mining=mining, margin=margin, val_fraction=val_fraction, detector=detector,
-        family=family, size=size, alpha=alpha, weights=_default_weights(weights, family), image_size=image_size,
-        embedding_dim=embedding_dim, epochs=epochs, steps_per_epoch=steps_per_epoch,
-        identities_per_batch=identities_per_batch, images_per_identity=images_per_identity,
-        learning_rate=learning_rate, checkpoint_dir=checkpoint_dir, seed=seed, verbose=0, log=echo,
+        list(data),
+        output,
+        loss=loss,
+        mining=mining,
+        margin=margin,
+        val_fraction=val_fraction,
+        detector=detector,
+        family=family,
+        size=size,
+        alpha=alpha,
+        weights=_default_weights(weights, family),
+        image_size=image_size,
+        embedding_dim=embedding_dim,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        identities_per_batch=identities_per_batch,
+        images_per_identity=images_per_identity,
+        learning_rate=learning_rate,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        verbose=0,
+        log=echo,
     )
     for message in result.skipped:
         click.echo(f"warning: skipped {message}", err=True)
     from cvapps.cli_common import report_reused
 
     report_reused(result)
-    click.echo(f"saved {result.model_path} after {result.seconds:.0f} s; threshold {result.threshold:.4f}, "
-               f"held-out pair accuracy {result.val_metrics['accuracy']:.4f}, auc {result.val_metrics['auc']:.4f}")
+    click.echo(
+        f"saved {result.model_path} after {result.seconds:.0f} s; threshold {result.threshold:.4f}, "
+        f"held-out pair accuracy {result.val_metrics['accuracy']:.4f}, auc {result.val_metrics['auc']:.4f}"
+    )
 
 
 @click.command("faces")
@@ -172,13 +259,27 @@ def train_faces_command(data, output, loss, mining, margin, val_fraction, detect
 @model_option
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
 @click.option("--roc", type=click.Path(), help="Save the ROC curve as a PNG here (default: beside --json).")
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Score only the identities 'train faces --val-fraction' held out of DATA.")
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Score only the identities 'train faces --val-fraction' held out of DATA.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
-@click.option("--pairs", "num_pairs", type=click.IntRange(min=1), default=3000, show_default=True,
-              help="Same-person pairs (all when fewer) and as many different-person pairs.")
-@click.option("--detector", type=click.Choice(DETECTORS), default="none", show_default=True,
-              help="none when DATA holds face crops; haar/yunet for whole photos.")
+@click.option(
+    "--pairs",
+    "num_pairs",
+    type=click.IntRange(min=1),
+    default=3000,
+    show_default=True,
+    help="Same-person pairs (all when fewer) and as many different-person pairs.",
+)
+@click.option(
+    "--detector",
+    type=click.Choice(DETECTORS),
+    default="none",
+    show_default=True,
+    help="none when DATA holds face crops; haar/yunet for whole photos.",
+)
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
 def eval_faces_command(data, model, json_path, roc, holdout, seed, num_pairs, detector, quiet):
@@ -197,13 +298,15 @@ def eval_faces_command(data, model, json_path, roc, holdout, seed, num_pairs, de
 @detector_model_option
 @webcam_options
 @fail_on_value_error
-def webcam_faces_command(db, model, threshold, detector, detector_model, source, no_show, output, overwrite,
-                         max_frames, quiet):
+def webcam_faces_command(
+    db, model, threshold, detector, detector_model, source, no_show, output, overwrite, max_frames, quiet
+):
     """Live face boxes with names from the database over a camera (q or Esc quits) or a video."""
     from cvapps.faces_commands import run_webcam_faces
 
-    run_webcam_faces(source, db, model, threshold, detector, detector_model, not no_show, output, overwrite,
-                     max_frames, quiet)
+    run_webcam_faces(
+        source, db, model, threshold, detector, detector_model, not no_show, output, overwrite, max_frames, quiet
+    )
 
 
 def _default_weights(weights, family):

@@ -34,11 +34,15 @@ DEFAULT_MODEL = "person_seg"
 @click.option("--mask-only", "view", flag_value="mask", help="The coloured label map alone.")
 @click.option("--cutout", "view", flag_value="cutout", help="RGBA cut-out of the foreground (PNG output).")
 @click.option("--blur", "view", flag_value="blur", help="Blur the background (e.g. with the person model).")
-@click.option("--opacity", "alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
+@click.option(
+    "--opacity", "alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity."
+)
 @renamed("--alpha", "--opacity", "alpha", click.FloatRange(0, 1))
 @click.option("--tile", type=click.IntRange(min=32), help="Overlap-tile side (default: the model's training tile).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option("--json", "json_path", help="Write JSON Lines records (class pixel fractions) to this file, or - for stdout.")
+@click.option(
+    "--json", "json_path", help="Write JSON Lines records (class pixel fractions) to this file, or - for stdout."
+)
 @runtime_option
 @click.option("--quiet", is_flag=True, help="No progress bar or warnings.")
 @fail_on_value_error
@@ -56,29 +60,68 @@ def segment(source, model, output, view, alpha, tile, overwrite, json_path, runt
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
 @click.option("--classes", help="Comma-separated class names to keep from COCO masks (default person).")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
-              help="Images held out (never trained on; same split as 'eval segment --holdout').")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Images held out (never trained on; same split as 'eval segment --holdout').",
+)
 @family_option("unet", extra=("unet",), extra_help="unet: the classic from-scratch U-Net. Else the encoder. ")
-@click.option("--filters", type=click.IntRange(min=1), default=32, show_default=True, help="Classic U-Net first-level filters.")
+@click.option(
+    "--filters", type=click.IntRange(min=1), default=32, show_default=True, help="Classic U-Net first-level filters."
+)
 @click.option("--depth", type=click.IntRange(1, 6), default=4, show_default=True, help="Classic U-Net poolings.")
 @click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option("--width-multiplier", "alpha", type=float, default=0.35, show_default=True, help="MobileNetV2 width multiplier (alpha).")
+@click.option(
+    "--width-multiplier",
+    "alpha",
+    type=float,
+    default=0.35,
+    show_default=True,
+    help="MobileNetV2 width multiplier (alpha).",
+)
 @renamed("--alpha", "--width-multiplier", "alpha", float)
-@click.option("--weights", help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.")
+@click.option(
+    "--weights",
+    help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.",
+)
 @click.option("--upsample", type=click.Choice(["transpose", "resize"]), default="transpose", show_default=True)
 @click.option("--image-size", type=click.IntRange(min=32), default=256, show_default=True, help="Training tile side.")
 @click.option("--fit", is_flag=True, help="Whole-scene photos: scale each image to the tile (and at inference).")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the data per epoch.")
+@click.option(
+    "--repeats", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the data per epoch."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--loss", default="ce+dice", show_default=True, help="Terms ce, dice, focal joined by + (e.g. focal+0.5*dice).")
-@click.option("--border-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="w0 of the U-Net paper's border-weight map (0: off; the paper uses 10).")
-@click.option("--elastic", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Probability of an elastic deformation.")
-@click.option("--rotate", type=click.FloatRange(0, 180), default=15.0, show_default=True, help="Largest rotation (degrees).")
-@click.option("--scale", type=(click.FloatRange(min=0.05), click.FloatRange(min=0.05)), default=(0.75, 1.25),
-              show_default=True, help="Range of the random zoom (e.g. 0.7 2.5 adds close-ups of whole scenes).")
+@click.option(
+    "--loss", default="ce+dice", show_default=True, help="Terms ce, dice, focal joined by + (e.g. focal+0.5*dice)."
+)
+@click.option(
+    "--border-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="w0 of the U-Net paper's border-weight map (0: off; the paper uses 10).",
+)
+@click.option(
+    "--elastic",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Probability of an elastic deformation.",
+)
+@click.option(
+    "--rotate", type=click.FloatRange(0, 180), default=15.0, show_default=True, help="Largest rotation (degrees)."
+)
+@click.option(
+    "--scale",
+    type=(click.FloatRange(min=0.05), click.FloatRange(min=0.05)),
+    default=(0.75, 1.25),
+    show_default=True,
+    help="Range of the random zoom (e.g. 0.7 2.5 adds close-ups of whole scenes).",
+)
 @click.option("--vflip", is_flag=True, help="Also flip vertically (microscopy).")
 @click.option("--max-side", type=click.IntRange(min=32), help="Shrink larger images once when loading (speed).")
 @click.option("--no-augment", is_flag=True)
@@ -98,8 +141,11 @@ def train_segment(data, output, classes, val_fraction, quiet, seed, **options):
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Shipped model name or .keras path.")
 @click.option("--classes", help="Comma-separated class names to keep from COCO masks (as in training).")
-@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Score only the split 'train segment --val-fraction' held out of DATA.")
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Score only the split 'train segment --val-fraction' held out of DATA.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
 @click.option("--figure", type=click.Path(), help="Save image / truth / prediction rows here (default beside --json).")
@@ -117,9 +163,18 @@ def eval_segment(data, model, classes, holdout, seed, json_path, figure, samples
 @click.command("segment")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Shipped segmentation model or .keras path.")
 @click.option("--blur", is_flag=True, help="Blur the background instead of colouring the classes.")
-@click.option("--opacity", "alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
+@click.option(
+    "--opacity", "alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity."
+)
 @renamed("--alpha", "--opacity", "alpha", click.FloatRange(0, 1))
-@click.option("--blur-kernel", "strength", type=click.IntRange(min=1), default=31, show_default=True, help="Blur kernel size (pixels).")
+@click.option(
+    "--blur-kernel",
+    "strength",
+    type=click.IntRange(min=1),
+    default=31,
+    show_default=True,
+    help="Blur kernel size (pixels).",
+)
 @renamed("--strength", "--blur-kernel", "strength", click.IntRange(min=1))
 @runtime_option
 @webcam_options

@@ -18,18 +18,33 @@ import click
 
 from cvapps.cli_common import fail_on_value_error, renamed, runtime_option, warn, webcam_options
 
-_style_option = click.option("--style", "style", required=True,
-                             help="A shipped style name (cvapps styles), a .keras style model, or a painting's image path.")
-_method_option = click.option("--method", type=click.Choice(["fast", "optimize"]),
-                              help="fast: a trained net (under a second); optimize: Gatys et al. on any painting "
-                                   "(tens of seconds). Default: optimize when --style is an image file, else fast.")
-_strength_option = click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True,
-                                help="0 = the photo, 1 = fully stylised.")
-_preserve_option = click.option("--preserve-color", is_flag=True, help="Keep the photo's colours (luminance-only transfer).")
+_style_option = click.option(
+    "--style",
+    "style",
+    required=True,
+    help="A shipped style name (cvapps styles), a .keras style model, or a painting's image path.",
+)
+_method_option = click.option(
+    "--method",
+    type=click.Choice(["fast", "optimize"]),
+    help="fast: a trained net (under a second); optimize: Gatys et al. on any painting "
+    "(tens of seconds). Default: optimize when --style is an image file, else fast.",
+)
+_strength_option = click.option(
+    "--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="0 = the photo, 1 = fully stylised."
+)
+_preserve_option = click.option(
+    "--preserve-color", is_flag=True, help="Keep the photo's colours (luminance-only transfer)."
+)
 _blend_options = [
     click.option("--blend", "blend_style", help="A second style mixed in (same kinds as --style)."),
-    click.option("--blend-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-                 help="Share of the --blend style in the mix."),
+    click.option(
+        "--blend-weight",
+        type=click.FloatRange(0, 1),
+        default=0.5,
+        show_default=True,
+        help="Share of the --blend style in the mix.",
+    ),
 ]
 
 
@@ -45,24 +60,62 @@ def _blend(function):
 @_method_option
 @_strength_option
 @_preserve_option
-@click.option("--side", "size", type=click.IntRange(min=8),
-              help="Longer side of the result in pixels (default: the photo's size; 384 for --method optimize).")
+@click.option(
+    "--side",
+    "size",
+    type=click.IntRange(min=8),
+    help="Longer side of the result in pixels (default: the photo's size; 384 for --method optimize).",
+)
 @renamed("--size", "--side", "size", click.IntRange(min=8))
 @_blend
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Optimisation steps (--method optimize).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Optimisation steps (--method optimize).",
+)
 @click.option("--output", type=click.Path(), help="Image file, folder (for many inputs) or video file.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--json", "json_path", type=click.Path(), help="Write one JSON line per result ('-' for stdout).")
 @runtime_option
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def stylize_command(source, style, method, strength, preserve_color, size, blend_style, blend_weight, steps, output,
-                    overwrite, json_path, runtime, quiet):
+def stylize_command(
+    source,
+    style,
+    method,
+    strength,
+    preserve_color,
+    size,
+    blend_style,
+    blend_weight,
+    steps,
+    output,
+    overwrite,
+    json_path,
+    runtime,
+    quiet,
+):
     """Stylise SOURCE (an image, a folder, a glob or a video file) with a style."""
     from cvapps.style_commands import run_stylize
 
-    failures = run_stylize(source, style, method, strength, preserve_color, size, blend_style, blend_weight, steps,
-                           output, overwrite, json_path, runtime, quiet)
+    failures = run_stylize(
+        source,
+        style,
+        method,
+        strength,
+        preserve_color,
+        size,
+        blend_style,
+        blend_weight,
+        steps,
+        output,
+        overwrite,
+        json_path,
+        runtime,
+        quiet,
+    )
     if failures:
         sys.exit(1)
 
@@ -80,8 +133,15 @@ def styles_command(as_json):
         card = model_card(name)
         if card.get("task") != "style":
             continue
-        rows.append({"name": name, "file": str(path), "size_mb": round(path.stat().st_size / 1e6, 2),
-                     "style_image": card.get("style_image", ""), "metrics": card.get("metrics", {})})
+        rows.append(
+            {
+                "name": name,
+                "file": str(path),
+                "size_mb": round(path.stat().st_size / 1e6, 2),
+                "style_image": card.get("style_image", ""),
+                "metrics": card.get("metrics", {}),
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -94,8 +154,13 @@ def styles_command(as_json):
 @click.command("style")
 @click.argument("style_image", type=click.Path())
 @click.argument("more_content", nargs=-1, type=click.Path())
-@click.option("--content", multiple=True, required=True, type=click.Path(),
-              help="Folders of content photos: --content DIR [DIR ...] (or repeat the option).")
+@click.option(
+    "--content",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="Folders of content photos: --content DIR [DIR ...] (or repeat the option).",
+)
 @click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
 @click.option("--image-size", type=click.IntRange(min=32), default=160, show_default=True, help="Training crop side.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
@@ -105,10 +170,20 @@ def styles_command(as_json):
 @click.option("--content-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
 @click.option("--style-weight", type=click.FloatRange(min=0), default=2.0, show_default=True)
 @click.option("--tv-weight", type=click.FloatRange(min=0), default=5.0, show_default=True)
-@click.option("--style-size", type=click.IntRange(min=32), default=256, show_default=True,
-              help="Shorter side the painting is resized to (sets the brush-stroke scale).")
-@click.option("--loss-network", type=click.Choice(["auto", "mobilenetv2", "efficientnet_lite0", "cifar10"]), default="auto", show_default=True,
-              help="auto: ImageNet MobileNetV2 when its weights are found, else ImageNet EfficientNet-Lite0 (always offline).")
+@click.option(
+    "--style-size",
+    type=click.IntRange(min=32),
+    default=256,
+    show_default=True,
+    help="Shorter side the painting is resized to (sets the brush-stroke scale).",
+)
+@click.option(
+    "--loss-network",
+    type=click.Choice(["auto", "mobilenetv2", "efficientnet_lite0", "cifar10"]),
+    default="auto",
+    show_default=True,
+    help="auto: ImageNet MobileNetV2 when its weights are found, else ImageNet EfficientNet-Lite0 (always offline).",
+)
 @click.option("--width", type=click.IntRange(min=2), default=16, show_default=True, help="Channels at full resolution.")
 @click.option("--residual-blocks", type=click.IntRange(min=0), default=4, show_default=True)
 @click.option("--full-conv", is_flag=True, help="Full 3x3 convolutions instead of depthwise-separable ones.")
@@ -117,20 +192,55 @@ def styles_command(as_json):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def train_style_command(style_image, more_content, content, output, image_size, batch_size, epochs, steps_per_epoch, learning_rate,
-                        content_weight, style_weight, tv_weight, style_size, loss_network, width, residual_blocks,
-                        full_conv, max_images, checkpoint_dir, seed, quiet):
+def train_style_command(
+    style_image,
+    more_content,
+    content,
+    output,
+    image_size,
+    batch_size,
+    epochs,
+    steps_per_epoch,
+    learning_rate,
+    content_weight,
+    style_weight,
+    tv_weight,
+    style_size,
+    loss_network,
+    width,
+    residual_blocks,
+    full_conv,
+    max_images,
+    checkpoint_dir,
+    seed,
+    quiet,
+):
     """Train a fast style network for the painting STYLE_IMAGE on --content photos.
     Progress goes to the log, sample outputs to CHECKPOINT_DIR/samples; rerun to resume."""
     from cvapps.style import train_style
 
     content = [*content, *more_content]
     result = train_style(
-        style_image, content, output, image_size=image_size, batch_size=batch_size, epochs=epochs,
-        steps_per_epoch=steps_per_epoch, learning_rate=learning_rate, content_weight=content_weight,
-        style_weight=style_weight, tv_weight=tv_weight, style_size=style_size, loss_network=loss_network,
-        width=width, residual_blocks=residual_blocks, separable=not full_conv, max_images=max_images,
-        checkpoint_dir=checkpoint_dir, seed=seed, verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
+        style_image,
+        content,
+        output,
+        image_size=image_size,
+        batch_size=batch_size,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        learning_rate=learning_rate,
+        content_weight=content_weight,
+        style_weight=style_weight,
+        tv_weight=tv_weight,
+        style_size=style_size,
+        loss_network=loss_network,
+        width=width,
+        residual_blocks=residual_blocks,
+        separable=not full_conv,
+        max_images=max_images,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )
     for message in result.skipped:
         warn(f"skipped {message}", quiet)
@@ -138,19 +248,34 @@ def train_style_command(style_image, more_content, content, output, image_size, 
     from cvapps.cli_common import report_reused
 
     report_reused(result)
-    click.echo(f"saved {result.model_path} after {result.seconds:.0f} s; last epoch: "
-               + ", ".join(f"{k}={v:.4f}" for k, v in last.items()))
+    click.echo(
+        f"saved {result.model_path} after {result.seconds:.0f} s; last epoch: "
+        + ", ".join(f"{k}={v:.4f}" for k, v in last.items())
+    )
 
 
 @click.command("style")
 @click.argument("content_dir", type=click.Path())
 @_style_option
 @_method_option
-@click.option("--side", "size", type=click.IntRange(min=32), default=256, show_default=True, help="Longer side of each photo.")
+@click.option(
+    "--side", "size", type=click.IntRange(min=32), default=256, show_default=True, help="Longer side of each photo."
+)
 @renamed("--size", "--side", "size", click.IntRange(min=32))
-@click.option("--loss-network", type=click.Choice(["auto", "mobilenetv2", "efficientnet_lite0", "cifar10"]), default="auto", show_default=True)
+@click.option(
+    "--loss-network",
+    type=click.Choice(["auto", "mobilenetv2", "efficientnet_lite0", "cifar10"]),
+    default="auto",
+    show_default=True,
+)
 @click.option("--max-images", type=click.IntRange(min=1), help="Score at most this many photos (sorted order).")
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True, help="Optimisation steps (--method optimize).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Optimisation steps (--method optimize).",
+)
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
 @runtime_option
 @click.option("--quiet", is_flag=True)
@@ -164,8 +289,14 @@ def eval_style_command(content_dir, style, method, size, loss_network, max_image
 
 @click.command("style")
 @_style_option
-@click.option("--side", "size", type=click.IntRange(min=32), default=256, show_default=True,
-              help="Longer side the net runs at (the result is scaled back to the frame).")
+@click.option(
+    "--side",
+    "size",
+    type=click.IntRange(min=32),
+    default=256,
+    show_default=True,
+    help="Longer side the net runs at (the result is scaled back to the frame).",
+)
 @renamed("--size", "--side", "size", click.IntRange(min=32))
 @_strength_option
 @_preserve_option
@@ -173,13 +304,39 @@ def eval_style_command(content_dir, style, method, size, loss_network, max_image
 @runtime_option
 @webcam_options
 @fail_on_value_error
-def webcam_style_command(style, size, strength, preserve_color, blend_style, blend_weight, runtime, source, no_show,
-                         output, overwrite, max_frames, quiet):
+def webcam_style_command(
+    style,
+    size,
+    strength,
+    preserve_color,
+    blend_style,
+    blend_weight,
+    runtime,
+    source,
+    no_show,
+    output,
+    overwrite,
+    max_frames,
+    quiet,
+):
     """Live style transfer over a camera (q or Esc quits) or a video file (fast styles only)."""
     from cvapps.style_commands import run_webcam_style
 
-    run_webcam_style(style, size, strength, preserve_color, blend_style, blend_weight, runtime, source, not no_show,
-                     output, overwrite, max_frames, quiet)
+    run_webcam_style(
+        style,
+        size,
+        strength,
+        preserve_color,
+        blend_style,
+        blend_weight,
+        runtime,
+        source,
+        not no_show,
+        output,
+        overwrite,
+        max_frames,
+        quiet,
+    )
 
 
 def register(cli, train, evaluate, webcam):
@@ -189,4 +346,3 @@ def register(cli, train, evaluate, webcam):
     train.add_command(train_style_command, "style")
     evaluate.add_command(eval_style_command, "style")
     webcam.add_command(webcam_style_command, "style")
-

@@ -21,8 +21,19 @@ from cvapps.cli_common import UserError, fail_on_value_error, warn
 # The names of cvapps.kernels.KERNELS, repeated here so that --help needs no numpy
 # (tests/test_kernels.py checks the two lists are the same).
 KERNEL_NAMES = (
-    "sobel-x", "sobel-y", "scharr-x", "scharr-y", "laplacian", "laplacian-8", "vertical-edge",
-    "horizontal-edge", "vertical-line", "horizontal-line", "box-blur", "gaussian-blur", "sharpen",
+    "sobel-x",
+    "sobel-y",
+    "scharr-x",
+    "scharr-y",
+    "laplacian",
+    "laplacian-8",
+    "vertical-edge",
+    "horizontal-edge",
+    "vertical-line",
+    "horizontal-line",
+    "box-blur",
+    "gaussian-blur",
+    "sharpen",
 )
 
 _model_argument = click.argument("model")
@@ -49,18 +60,36 @@ def _done(path, started, quiet):
 
 @click.command("filter")
 @click.argument("image")
-@click.option("--kernel", type=click.Choice(KERNEL_NAMES), required=True,
-              help="Hand-made 3x3 kernel (see cvapps.kernels: sobel-x finds vertical edges, brighter to the right).")
-@click.option("--output", type=click.Path(), required=True,
-              help="Picture file for one image, or a folder for several.")
-@click.option("--mode", type=click.Choice(["auto", "abs", "signed", "clip"]), default="auto", show_default=True,
-              help="abs: |response| scaled to white; signed: gray = 0, white/black = +/-; clip: response "
-                   "as pixels (blur, sharpen); auto: clip for blur/sharpen, else abs.")
-@click.option("--padding", type=click.Choice(["reflect", "same", "valid"]), default="reflect", show_default=True,
-              help="reflect: mirror the border (no false edge on the frame); same: zeros outside, as Conv2D; "
-                   "valid: only full windows (2 pixels smaller).")
-@click.option("--saturate", type=click.FloatRange(0, 100, max_open=True), default=1.0, show_default=True,
-              help="Percent of the strongest responses drawn full white/black (0: scale by the maximum).")
+@click.option(
+    "--kernel",
+    type=click.Choice(KERNEL_NAMES),
+    required=True,
+    help="Hand-made 3x3 kernel (see cvapps.kernels: sobel-x finds vertical edges, brighter to the right).",
+)
+@click.option("--output", type=click.Path(), required=True, help="Picture file for one image, or a folder for several.")
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "abs", "signed", "clip"]),
+    default="auto",
+    show_default=True,
+    help="abs: |response| scaled to white; signed: gray = 0, white/black = +/-; clip: response "
+    "as pixels (blur, sharpen); auto: clip for blur/sharpen, else abs.",
+)
+@click.option(
+    "--padding",
+    type=click.Choice(["reflect", "same", "valid"]),
+    default="reflect",
+    show_default=True,
+    help="reflect: mirror the border (no false edge on the frame); same: zeros outside, as Conv2D; "
+    "valid: only full windows (2 pixels smaller).",
+)
+@click.option(
+    "--saturate",
+    type=click.FloatRange(0, 100, max_open=True),
+    default=1.0,
+    show_default=True,
+    help="Percent of the strongest responses drawn full white/black (0: scale by the maximum).",
+)
 @_overwrite_option
 @click.option("--quiet", is_flag=True, help="Print only the written paths.")
 @fail_on_value_error
@@ -92,8 +121,13 @@ def filter_command(image, kernel, output, mode, padding, saturate, overwrite, qu
 @click.command("filters")
 @_model_argument
 @_output_option
-@click.option("--tile", type=click.IntRange(min=4), default=48, show_default=True,
-              help="Pixels per drawn filter (nearest-neighbour upscaling).")
+@click.option(
+    "--tile",
+    type=click.IntRange(min=4),
+    default=48,
+    show_default=True,
+    help="Pixels per drawn filter (nearest-neighbour upscaling).",
+)
 @_overwrite_option
 @click.option("--quiet", is_flag=True, help="Print only the written path.")
 @fail_on_value_error
@@ -112,10 +146,21 @@ def filters_command(model, output, tile, overwrite, quiet):
 @click.command("features")
 @_model_argument
 @click.argument("image")
-@click.option("--level", "levels", multiple=True, default=("P3",), show_default=True,
-              help="Backbone level to draw (repeatable): P2 (stride 4) .. P5 (stride 32).")
-@click.option("--max-channels", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Channels drawn per level (the most active ones when there are more).")
+@click.option(
+    "--level",
+    "levels",
+    multiple=True,
+    default=("P3",),
+    show_default=True,
+    help="Backbone level to draw (repeatable): P2 (stride 4) .. P5 (stride 32).",
+)
+@click.option(
+    "--max-channels",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Channels drawn per level (the most active ones when there are more).",
+)
 @click.option("--colours", type=click.Choice(["viridis", "gray"]), default="viridis", show_default=True)
 @_output_option
 @_overwrite_option
@@ -155,9 +200,11 @@ def _parse_units(text):
 @click.option("--level", default="P4", show_default=True, help="Backbone level whose units are shown.")
 @click.option("--units", help="Comma-separated channel numbers, e.g. 0,5,7; default the 8 most strongly activated.")
 @click.option("--top", type=click.IntRange(min=1), default=9, show_default=True, help="Patches per unit.")
-@click.option("--patch-size", type=click.IntRange(min=1),
-              help="Side of the square cut around each position, in model-input pixels "
-                   "(default: the level's receptive field).")
+@click.option(
+    "--patch-size",
+    type=click.IntRange(min=1),
+    help="Side of the square cut around each position, in model-input pixels (default: the level's receptive field).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @_output_option
 @_overwrite_option
@@ -171,14 +218,17 @@ def patches_command(model, folder, level, units, top, patch_size, batch_size, ou
 
     started = time.time()
     _check_output(output, overwrite)
-    result = top_patches(model, folder, level=level, units=_parse_units(units), top=top, patch_size=patch_size,
-                         batch_size=batch_size)
+    result = top_patches(
+        model, folder, level=level, units=_parse_units(units), top=top, patch_size=patch_size, batch_size=batch_size
+    )
     for message in result.skipped:
         click.echo(f"error: {message}", err=True)
     if not quiet:
         size, jump, _ = result.geometry
-        click.echo(f"{result.images} images, {level}: receptive field {size:.0f} px, stride {jump:.0f}; "
-                   f"units {', '.join(map(str, result.units))}")
+        click.echo(
+            f"{result.images} images, {level}: receptive field {size:.0f} px, stride {jump:.0f}; "
+            f"units {', '.join(map(str, result.units))}"
+        )
     _done(write_image(output, result.image, overwrite), started, quiet)
     if result.skipped:
         warn(f"{len(result.skipped)} file(s) could not be read (listed above)", quiet)

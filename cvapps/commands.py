@@ -115,8 +115,9 @@ def result_lines(result):
     return (["unknown"] if result.unknown else []) + pairs
 
 
-def run_classify(source, model_name, options: ClassifyOptions, output, overwrite, json_path, batch_size, quiet,
-                 runtime="auto"):
+def run_classify(
+    source, model_name, options: ClassifyOptions, output, overwrite, json_path, batch_size, quiet, runtime="auto"
+):
     """``cvapps classify``: returns the number of inputs that failed."""
     from cvapps.annotate import draw_text_lines
     from cvapps.runtime import open_model
@@ -139,15 +140,26 @@ def run_classify(source, model_name, options: ClassifyOptions, output, overwrite
             milliseconds = (time.perf_counter() - started) * 1000 / len(good)
             for frame, result in zip(good, results):
                 if outputs.records:
-                    outputs.records.write({
-                        "source": frame.source, "frame": frame.index, "task": "classify", "model": name,
-                        "runtime": model.runtime, "top_k": options.top_k, "label": result.label,
-                        "results": result.to_dict(), "milliseconds": round(milliseconds, 3),
-                    })
+                    outputs.records.write(
+                        {
+                            "source": frame.source,
+                            "frame": frame.index,
+                            "task": "classify",
+                            "model": name,
+                            "runtime": model.runtime,
+                            "top_k": options.top_k,
+                            "label": result.label,
+                            "results": result.to_dict(),
+                            "milliseconds": round(milliseconds, 3),
+                        }
+                    )
                 if json_path != "-":
                     label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
                     head = "unknown; " if result.unknown else ""
-                    click.echo(f"{label}: {head}" + ", ".join(f"{n} {s:.3f}" for n, s in zip(result.class_names, result.scores)))
+                    click.echo(
+                        f"{label}: {head}"
+                        + ", ".join(f"{n} {s:.3f}" for n, s in zip(result.class_names, result.scores))
+                    )
                 if outputs.wants_images:
                     outputs.write(draw_text_lines(frame.image, result_lines(result)), frame)
     return outputs.failures
@@ -181,8 +193,15 @@ class DetectOptions:
     def run(self, images, model):
         from cvapps.detection import detect
 
-        return detect(images, model, self.confidence_threshold, self.iou_threshold, self.classes, self.max_detections,
-                      self.class_thresholds)
+        return detect(
+            images,
+            model,
+            confidence_threshold=self.confidence_threshold,
+            iou_threshold=self.iou_threshold,
+            classes=self.classes,
+            max_detections=self.max_detections,
+            class_thresholds=self.class_thresholds,
+        )
 
 
 def run_detect(source, model_name, options, output, overwrite, json_path, quiet, runtime="auto", save_crops=None):
@@ -201,13 +220,21 @@ def run_detect(source, model_name, options, output, overwrite, json_path, quiet,
             [found] = options.run(frame.image, model)
             milliseconds = (time.perf_counter() - started) * 1000
             if outputs.records:
-                outputs.records.write({
-                    "source": frame.source, "frame": frame.index, "task": "detect", "model": model.info.name,
-                    "runtime": model.runtime, "confidence_threshold": options.confidence_threshold,
-                    "class_thresholds": options.class_thresholds, "classes": options.classes,
-                    "iou_threshold": options.iou_threshold, "results": found.to_dict(),
-                    "milliseconds": round(milliseconds, 3),
-                })
+                outputs.records.write(
+                    {
+                        "source": frame.source,
+                        "frame": frame.index,
+                        "task": "detect",
+                        "model": model.info.name,
+                        "runtime": model.runtime,
+                        "confidence_threshold": options.confidence_threshold,
+                        "class_thresholds": options.class_thresholds,
+                        "classes": options.classes,
+                        "iou_threshold": options.iou_threshold,
+                        "results": found.to_dict(),
+                        "milliseconds": round(milliseconds, 3),
+                    }
+                )
             if json_path != "-":
                 label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
                 names = ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence))
@@ -267,8 +294,9 @@ def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, q
     started = time.time()
     model = load_model(model_name, task="classify")
     info = model_info(model)
-    dataset = load_classification(data, info.image_size, split="train" if holdout else "test",
-                                  progress=bar(quiet, "reading", "img"))
+    dataset = load_classification(
+        data, info.image_size, split="train" if holdout else "test", progress=bar(quiet, "reading", "img")
+    )
     if holdout:
         _, dataset = split_off(dataset, holdout, seed)
     for message in dataset.skipped:
@@ -326,9 +354,13 @@ def run_demo(output, overwrite, quiet):
         raise ValueError(f"{output} already holds files; pass --overwrite or name an empty or new folder.")
     shipped = shipped_models()
     photos = demo_photos()
-    steps = [("classify", "imagenet", _demo_classify), ("detect", "person", _demo_detect),
-             ("segment", "person_seg", _demo_segment), ("faces", "faces", _demo_faces),
-             ("style", "starry_night", _demo_style)]
+    steps = [
+        ("classify", "imagenet", _demo_classify),
+        ("detect", "person", _demo_detect),
+        ("segment", "person_seg", _demo_segment),
+        ("faces", "faces", _demo_faces),
+        ("style", "starry_night", _demo_style),
+    ]
     written = []
     with JsonLinesSink(str(output / "results.jsonl"), overwrite=True) as records:
         for task, model_name, step in steps:
@@ -337,7 +369,9 @@ def run_demo(output, overwrite, quiet):
                 continue
             for name, file_name, picture, record, line in step(photos, model_name):
                 written.append(write_image(output / f"{task}_{file_name}.jpg", picture, overwrite=True))
-                records.write({"source": f"skimage.data.{name}", "frame": 0, "task": task, "model": model_name, **record})
+                records.write(
+                    {"source": f"skimage.data.{name}", "frame": 0, "task": task, "model": model_name, **record}
+                )
                 click.echo(f"{task:<9} {name:<10} {line}")
     click.echo(f"wrote {len(written)} annotated images and results.jsonl to {output}/")
     return written
@@ -365,7 +399,13 @@ def _demo_classify(photos, model_name):
         head = [f"{model_name}: unknown (top class below {DEMO_MIN_CONFIDENCE})"] if result.unknown else []
         picture = draw_text_lines(image, head + [f"{model_name}: {n} {s:.2f}" for n, s in pairs])
         record = {"label": result.label, "results": result.to_dict(), "milliseconds": milliseconds}
-        yield name, name, picture, record, ("unknown; " if result.unknown else "") + ", ".join(f"{n} {s:.2f}" for n, s in pairs)
+        yield (
+            name,
+            name,
+            picture,
+            record,
+            ("unknown; " if result.unknown else "") + ", ".join(f"{n} {s:.2f}" for n, s in pairs),
+        )
 
 
 def _demo_detect(photos, model_name):
@@ -377,8 +417,13 @@ def _demo_detect(photos, model_name):
     for name, image in photos:
         [found], milliseconds = _timed(detect, image, model)
         names = ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence))
-        yield name, name, draw_detections(image, found), {"results": found.to_dict(), "milliseconds": milliseconds}, \
-            f"{len(found)} found" + (f": {names}" if names else "")
+        yield (
+            name,
+            name,
+            draw_detections(image, found),
+            {"results": found.to_dict(), "milliseconds": milliseconds},
+            f"{len(found)} found" + (f": {names}" if names else ""),
+        )
 
 
 def _demo_segment(photos, model_name):
@@ -411,8 +456,13 @@ def _demo_faces(photos, model_name):
         picture = _draw_face_boxes(image, [f.box for f in faces])
         answer = "same person" if result.verified else "different people"
         text = f"vs mirror: {answer} (distance {result.distance:.2f}, threshold {result.threshold:.2f})"
-        yield name, name, draw_text_lines(picture, [f"{len(faces)} face(s)", text]), \
-            {"results": result.to_dict(), "milliseconds": milliseconds}, f"{len(faces)} face(s); {text}"
+        yield (
+            name,
+            name,
+            draw_text_lines(picture, [f"{len(faces)} face(s)", text]),
+            {"results": result.to_dict(), "milliseconds": milliseconds},
+            f"{len(faces)} face(s); {text}",
+        )
 
 
 def _draw_face_boxes(image, boxes):
@@ -429,12 +479,18 @@ def _demo_style(photos, model_name):
 
     for name, image in photos:
         result, milliseconds = _timed(stylize, image, style=model_name)
-        yield name, name, result.image, {"results": {"style": result.style, "method": result.method},
-                                         "milliseconds": milliseconds}, f"{model_name} in {milliseconds:.0f} ms"
+        yield (
+            name,
+            name,
+            result.image,
+            {"results": {"style": result.style, "method": result.method}, "milliseconds": milliseconds},
+            f"{model_name} in {milliseconds:.0f} ms",
+        )
 
 
-def run_webcam_classify(source, model_name, options: ClassifyOptions, show, output, overwrite, max_frames, quiet,
-                        runtime="auto"):
+def run_webcam_classify(
+    source, model_name, options: ClassifyOptions, show, output, overwrite, max_frames, quiet, runtime="auto"
+):
     """``cvapps webcam classify``: live top-k labels over a camera or video."""
     from cvapps.annotate import draw_text_lines
     from cvapps.runtime import open_model
@@ -454,7 +510,9 @@ def run_webcam_classify(source, model_name, options: ClassifyOptions, show, outp
 
     stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
     if not quiet:
-        click.echo(f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)")
+        click.echo(
+            f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)"
+        )
     return stats
 
 
@@ -487,10 +545,18 @@ def run_train_detect(data, output, classes, val_fraction, seed, quiet, options):
     train, val = _detection_sets(data, classes, val_fraction, seed)
     anchors, mean_best_iou = fit_anchors(train, options["image_size"], seed=seed)
     if not quiet:
-        click.echo(f"{len(train)} training images ({train.num_boxes} boxes), {len(val)} held out; "
-                   f"anchors fitted: mean best IoU {mean_best_iou:.3f}")
-    result = train_detector(train, output, validation=val, anchors=anchors,
-                            verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), **options)
+        click.echo(
+            f"{len(train)} training images ({train.num_boxes} boxes), {len(val)} held out; "
+            f"anchors fitted: mean best IoU {mean_best_iou:.3f}"
+        )
+    result = train_detector(
+        train,
+        output,
+        validation=val,
+        anchors=anchors,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
+        **options,
+    )
     from cvapps.cli_common import report_reused
 
     report_reused(result)
@@ -509,11 +575,15 @@ def run_eval_detect(data, model_name, classes, holdout, seed, json_path, quiet, 
     curves = metrics.pop("pr_curves")
     if pr_curve:
         write_image(pr_curve, pr_curve_image(curves), overwrite=True)
-    report = eval_report("detect", model_name, " + ".join(map(str, data)), holdout, seed, len(dataset), started, metrics)
+    report = eval_report(
+        "detect", model_name, " + ".join(map(str, data)), holdout, seed, len(dataset), started, metrics
+    )
     click.echo(f"map50 {metrics['map50']:.4f}   map50_95 {metrics['map50_95']:.4f}")
     click.echo(f"{'class':<16}{'ap50':>8}{'ap50_95':>9}{'precision':>10}{'recall':>8}{'boxes':>7}")
     for name, row in metrics["per_class"].items():
-        click.echo(f"{name:<16}{row['ap50']:>8.4f}{row['ap50_95']:>9.4f}{row['precision']:>10.4f}{row['recall']:>8.4f}{row['num_true']:>7}")
+        click.echo(
+            f"{name:<16}{row['ap50']:>8.4f}{row['ap50_95']:>9.4f}{row['precision']:>10.4f}{row['recall']:>8.4f}{row['num_true']:>7}"
+        )
     if json_path:
         write_json(json_path, report)
     return report
@@ -534,5 +604,7 @@ def run_webcam_detect(source, model_name, options, show, output, overwrite, max_
 
     stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
     if not quiet:
-        click.echo(f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)")
+        click.echo(
+            f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)"
+        )
     return stats

@@ -73,7 +73,9 @@ def load_classification(path, image_size, split="train", workers=8, progress=Non
         raise ValueError(f"{path}: no such file or folder; expected a folder per class or an .npz file.")
     if path.is_file():
         if path.suffix != ".npz":
-            raise ValueError(f"{path}: expected a folder of class sub-folders or an .npz file, got a {path.suffix or 'plain'} file.")
+            raise ValueError(
+                f"{path}: expected a folder of class sub-folders or an .npz file, got a {path.suffix or 'plain'} file."
+            )
         return load_npz(path, image_size, split)
     return load_class_folders(split_folder(path, split), image_size, workers, progress)
 

@@ -111,7 +111,12 @@ class Detections:
     def to_dict(self):
         """One JSON-ready record per detection."""
         return [
-            {"box": [round(float(v), 2) for v in box], "confidence": round(float(c), 6), "class_id": int(i), "class_name": n}
+            {
+                "box": [round(float(v), 2) for v in box],
+                "confidence": round(float(c), 6),
+                "class_id": int(i),
+                "class_name": n,
+            }
             for box, c, i, n in zip(self.xyxy, self.confidence, self.class_id, self.class_name)
         ]
 
@@ -151,14 +156,23 @@ class SlotGeometry:
         for level_anchors, stride in zip(anchors, strides):
             rows, columns = feature_size(image_size, stride)
             count = rows * columns * len(level_anchors)
-            grids.append(np.broadcast_to(cell_grid(rows, columns), (rows, columns, len(level_anchors), 2)).reshape(-1, 2))
+            grids.append(
+                np.broadcast_to(cell_grid(rows, columns), (rows, columns, len(level_anchors), 2)).reshape(-1, 2)
+            )
             sizes.append(np.broadcast_to(level_anchors, (rows, columns, len(level_anchors), 2)).reshape(-1, 2))
             steps.append(np.full((count, 1), stride, np.float32))
             offsets.append(start)
             shapes.append((rows, columns))
             start += count
-        return cls(np.concatenate(grids).astype(np.float32), np.concatenate(sizes).astype(np.float32),
-                   np.concatenate(steps), tuple(offsets), tuple(shapes), anchors, tuple(strides))
+        return cls(
+            np.concatenate(grids).astype(np.float32),
+            np.concatenate(sizes).astype(np.float32),
+            np.concatenate(steps),
+            tuple(offsets),
+            tuple(shapes),
+            anchors,
+            tuple(strides),
+        )
 
     def __len__(self):
         return len(self.grid)
@@ -198,9 +212,11 @@ def build_detector(backbone, num_classes, anchors, class_names=None, width=64):
     from cvapps.architectures import ARCHITECTURES, EXACT_STRIDES
 
     if backbone.family in ARCHITECTURES and backbone.family not in EXACT_STRIDES:
-        raise ValueError(f"the detector needs P3-P5 at exactly 1/8, 1/16 and 1/32 of the input; the "
-                         f"{backbone.family} backbone uses 'valid' padding and has {list(backbone.pyramid_outputs)}. "
-                         f"Use one of {', '.join(EXACT_STRIDES)}, compact, mobilenetv2 or efficientnet_lite0.")
+        raise ValueError(
+            f"the detector needs P3-P5 at exactly 1/8, 1/16 and 1/32 of the input; the "
+            f"{backbone.family} backbone uses 'valid' padding and has {list(backbone.pyramid_outputs)}. "
+            f"Use one of {', '.join(EXACT_STRIDES)}, compact, mobilenetv2 or efficientnet_lite0."
+        )
     if not size or size % 32:
         raise ValueError(f"the detector needs a backbone with a square image_size divisible by 32; received {size!r}.")
     if not isinstance(num_classes, int) or num_classes < 1:
@@ -221,11 +237,23 @@ def build_detector(backbone, num_classes, anchors, class_names=None, width=64):
 
     # FPN, top-down: coarse semantics flow to the fine levels.
     top5 = conv_bn_relu(p5, width, 1, name="neck_top5")
-    top4 = conv_bn_relu(joined([up(top5, "neck_up5"), conv_bn_relu(p4, width, 1, name="neck_lat4")], "neck_cat4"), width, name="neck_top4")
-    out3 = conv_bn_relu(joined([up(top4, "neck_up4"), conv_bn_relu(p3, width, 1, name="neck_lat3")], "neck_cat3"), width, name="neck_out3")
+    top4 = conv_bn_relu(
+        joined([up(top5, "neck_up5"), conv_bn_relu(p4, width, 1, name="neck_lat4")], "neck_cat4"),
+        width,
+        name="neck_top4",
+    )
+    out3 = conv_bn_relu(
+        joined([up(top4, "neck_up4"), conv_bn_relu(p3, width, 1, name="neck_lat3")], "neck_cat3"),
+        width,
+        name="neck_out3",
+    )
     # PAN, bottom-up: fine localisation flows back to the coarse levels.
-    out4 = conv_bn_relu(joined([conv_bn_relu(out3, width, 3, 2, name="neck_down3"), top4], "neck_cat_down4"), width, name="neck_out4")
-    out5 = conv_bn_relu(joined([conv_bn_relu(out4, width, 3, 2, name="neck_down4"), top5], "neck_cat_down5"), width, name="neck_out5")
+    out4 = conv_bn_relu(
+        joined([conv_bn_relu(out3, width, 3, 2, name="neck_down3"), top4], "neck_cat_down4"), width, name="neck_out4"
+    )
+    out5 = conv_bn_relu(
+        joined([conv_bn_relu(out4, width, 3, 2, name="neck_down4"), top5], "neck_cat_down5"), width, name="neck_out5"
+    )
 
     per_slot = 5 + num_classes
     heads = []
@@ -235,7 +263,9 @@ def build_detector(backbone, num_classes, anchors, class_names=None, width=64):
         prior[:, 4] = np.log(8 / (640 / stride) ** 2)
         prior[:, 5:] = np.log(0.6 / max(num_classes - 0.99, 1e-3))
         raw = keras.layers.Conv2D(
-            len(anchors[0]) * per_slot, 1, name=f"head_{level}",
+            len(anchors[0]) * per_slot,
+            1,
+            name=f"head_{level}",
             bias_initializer=keras.initializers.Constant(prior.reshape(-1).tolist()),
         )(feature)
         heads.append(keras.layers.Reshape((-1, per_slot), name=f"head_{level}_slots")(raw))
@@ -305,7 +335,9 @@ def complete_iou(a, b):
     enclosing_w = ops.maximum(a[..., 2], b[..., 2]) - ops.minimum(a[..., 0], b[..., 0])
     enclosing_h = ops.maximum(a[..., 3], b[..., 3]) - ops.minimum(a[..., 1], b[..., 1])
     diagonal = enclosing_w**2 + enclosing_h**2 + eps
-    centres = ((a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2]) ** 2 + (a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3]) ** 2) / 4
+    centres = (
+        (a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2]) ** 2 + (a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3]) ** 2
+    ) / 4
     v = (4 / np.pi**2) * (ops.arctan(width_b / (height_b + eps)) - ops.arctan(width_a / (height_a + eps))) ** 2
     alpha = ops.stop_gradient(v / (v - iou + 1 + eps))
     return iou - centres / diagonal - alpha * v
@@ -332,10 +364,12 @@ def detection_loss(geometry, num_classes, weights=LOSS_WEIGHTS):
     """
     from keras import ops
 
-    balance = np.concatenate([
-        np.full(end - start, weight, np.float32)
-        for start, end, weight in zip(geometry.offsets, (*geometry.offsets[1:], len(geometry)), OBJECTNESS_BALANCE)
-    ])
+    balance = np.concatenate(
+        [
+            np.full(end - start, weight, np.float32)
+            for start, end, weight in zip(geometry.offsets, (*geometry.offsets[1:], len(geometry)), OBJECTNESS_BALANCE)
+        ]
+    )
 
     def loss(y_true, y_pred):
         positive = y_true[..., 0]
@@ -370,7 +404,9 @@ def fit_anchors(data, image_size, per_level=3, seed=0):
     sizes = np.concatenate(sizes) if sizes else np.zeros((0, 2))
     count = len(LEVELS) * per_level
     if len(sizes) < count:
-        raise ValueError(f"fitting {count} anchors needs at least {count} boxes; the data has {len(sizes)}. Pass anchors=.")
+        raise ValueError(
+            f"fitting {count} anchors needs at least {count} boxes; the data has {len(sizes)}. Pass anchors=."
+        )
     anchors, mean_best_iou = kmeans_anchors(np.maximum(sizes, 1.0), count, seed=seed)
     return np.asarray(anchors, np.float32).reshape(len(LEVELS), per_level, 2), float(mean_best_iou)
 
@@ -455,8 +491,13 @@ def train_detector(
     )
     done = fit_resumable(model, train, run_dir, epochs=epochs, validation=val, verbose=verbose)
     save_model(model, output)
-    return TrainResult(Path(output), {"main": done.history}, time.time() - started, list(data.problems),
-                       ("main",) if done.reused else ())
+    return TrainResult(
+        Path(output),
+        {"main": done.history},
+        time.time() - started,
+        list(data.problems),
+        ("main",) if done.reused else (),
+    )
 
 
 def _slot_targets(rows, geometry):
@@ -478,8 +519,17 @@ def decode_predictions(raw, geometry):
     return np.concatenate([centre - size / 2, centre + size / 2], axis=1), sigmoid[:, 4:5] * sigmoid[:, 5:]
 
 
-def detect(images, model=None, confidence_threshold=0.25, iou_threshold=0.45, classes=None, max_detections=300,
-           class_thresholds=None, runtime="auto"):
+def detect(
+    images,
+    model=None,
+    *,
+    confidence_threshold=0.25,
+    iou_threshold=0.45,
+    classes=None,
+    max_detections=300,
+    class_thresholds=None,
+    runtime="auto",
+):
     """Detect objects; boxes come back in each original image's pixels.
 
     Args:
@@ -514,14 +564,18 @@ def detect(images, model=None, confidence_threshold=0.25, iou_threshold=0.45, cl
     for image in images:
         image = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"an image array must be (H, W, 3) uint8 RGB; received {image.dtype} of shape {image.shape}.")
+            raise ValueError(
+                f"an image array must be (H, W, 3) uint8 RGB; received {image.dtype} of shape {image.shape}."
+            )
         boxed, scale, pad = letterbox(image, info.image_size)
         boxes, scores = decode_predictions(model.predict(boxed[None].astype(np.float32))[0], geometry)
         scores = np.where(np.isfinite(thresholds), scores, 0.0)  # classes not asked for score 0
         class_id = scores.argmax(axis=1)
         confidence = scores[np.arange(len(scores)), class_id]
         keep = np.flatnonzero((confidence >= thresholds[class_id]) & (confidence > 0))
-        kept = keep[nms(boxes[keep], confidence[keep], iou_threshold, class_ids=class_id[keep], max_detections=max_detections)]
+        kept = keep[
+            nms(boxes[keep], confidence[keep], iou_threshold, class_ids=class_id[keep], max_detections=max_detections)
+        ]
         height, width = image.shape[:2]
         xyxy = clip_boxes(unletterbox_boxes(boxes[kept], scale, pad), width, height)
         inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # not wholly in the padding
@@ -689,14 +743,16 @@ def mean_average_precision(predictions, truths, num_classes, confidence_threshol
         found_true = hits[kept, 0].sum()
         order = np.argsort(-scores[mine], kind="stable")
         cumulative = np.cumsum(hits[mine, 0][order])
-        per_class.append({
-            "ap50": aps[0],
-            "ap50_95": float(np.mean(aps)),
-            "precision": float(found_true / kept.sum()) if kept.sum() else 0.0,
-            "recall": float(found_true / num_true[c]) if num_true[c] else float("nan"),
-            "num_true": int(num_true[c]),
-            "pr_curve": (cumulative / max(num_true[c], 1), cumulative / np.arange(1, len(order) + 1)),
-        })
+        per_class.append(
+            {
+                "ap50": aps[0],
+                "ap50_95": float(np.mean(aps)),
+                "precision": float(found_true / kept.sum()) if kept.sum() else 0.0,
+                "recall": float(found_true / num_true[c]) if num_true[c] else float("nan"),
+                "num_true": int(num_true[c]),
+                "pr_curve": (cumulative / max(num_true[c], 1), cumulative / np.arange(1, len(order) + 1)),
+            }
+        )
     scored = [row for row in per_class if row["num_true"] > 0]
     return {
         "map50": float(np.mean([r["ap50"] for r in scored])) if scored else float("nan"),
@@ -727,8 +783,10 @@ def evaluate_detector(model, data, confidence_threshold=0.001, iou_threshold=0.6
         ids = to_model[sample.class_ids] if len(sample.class_ids) else np.zeros(0, np.int64)
         truths.append((sample.boxes[ids >= 0], ids[ids >= 0]))
     paths = [str(p) for p in data.paths]
-    found = [detect(path, model, confidence_threshold, iou_threshold)[0]
-             for path in (progress(paths, len(paths)) if progress else paths)]
+    found = [
+        detect(path, model, confidence_threshold=confidence_threshold, iou_threshold=iou_threshold)[0]
+        for path in (progress(paths, len(paths)) if progress else paths)
+    ]
     metrics = mean_average_precision(found, truths, len(names))
     if with_curves:
         metrics["pr_curves"] = {name: row["pr_curve"] for name, row in zip(names, metrics["per_class"])}

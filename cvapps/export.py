@@ -94,12 +94,20 @@ def export_model(model, format="onnx", output=None, tolerance=1e-4, overwrite=Fa
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's NumPy 2 notices
-                keras_model.export(str(staged), format="tf_saved_model" if format == "saved_model" else format, verbose=False)
+                keras_model.export(
+                    str(staged), format="tf_saved_model" if format == "saved_model" else format, verbose=False
+                )
         except Exception as error:  # exporters raise many types; all mean the export failed
             raise ValueError(f"exporting {source} to {format} failed: {type(error).__name__}: {error}") from None
         if format == "onnx":
-            metadata = {"task": info.task, "class_names": list(info.class_names), "image_size": info.image_size,
-                        "settings": info.settings, "keras_sha256": file_sha256(source), "source": source.name}
+            metadata = {
+                "task": info.task,
+                "class_names": list(info.class_names),
+                "image_size": info.image_size,
+                "settings": info.settings,
+                "keras_sha256": file_sha256(source),
+                "source": source.name,
+            }
             _set_onnx_metadata(staged, {METADATA_KEY: json.dumps(metadata)})
         actual = RUNNERS[format](staged, inputs)
         difference = float(np.max(np.abs(actual - expected))) if actual.shape == expected.shape else float("inf")

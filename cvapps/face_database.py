@@ -52,9 +52,13 @@ class Identity:
     threshold: float
 
     def to_dict(self):
-        return {"box": [round(float(v), 1) for v in self.box], "name": self.name,
-                "distance": None if self.distance is None else round(self.distance, 6),
-                "candidate": self.candidate, "threshold": round(self.threshold, 6)}
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "name": self.name,
+            "distance": None if self.distance is None else round(self.distance, 6),
+            "candidate": self.candidate,
+            "threshold": round(self.threshold, 6),
+        }
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,11 @@ class FaceDatabase:
         from cvapps.sinks import write_image
         from cvapps.sources import read_image
 
-        images = [images] if isinstance(images, (str, Path, np.ndarray)) and not (
-            isinstance(images, np.ndarray) and images.ndim == 4) else list(images)
+        images = (
+            [images]
+            if isinstance(images, (str, Path, np.ndarray)) and not (isinstance(images, np.ndarray) and images.ndim == 4)
+            else list(images)
+        )
         if not images:
             raise ValueError("no images given to enroll; pass one or more photos of the person.")
         person = safe_name(name)
@@ -208,10 +215,17 @@ class FaceDatabase:
             return {}
         try:
             with np.load(path, allow_pickle=False) as data:
-                if str(data["model_id"]) != self.encoder.model_id or str(data["detector"]) != self.encoder.detector.kind:
+                if (
+                    str(data["model_id"]) != self.encoder.model_id
+                    or str(data["detector"]) != self.encoder.detector.kind
+                ):
                     return {}
-                return {str(n): ((int(m), int(s)), code if ok else None) for n, m, s, ok, code in zip(
-                    data["names"], data["mtimes"], data["sizes"], data["has_face"], data["embeddings"])}
+                return {
+                    str(n): ((int(m), int(s)), code if ok else None)
+                    for n, m, s, ok, code in zip(
+                        data["names"], data["mtimes"], data["sizes"], data["has_face"], data["embeddings"]
+                    )
+                }
         except (OSError, KeyError, ValueError):
             return {}  # a damaged cache is rebuilt
 
@@ -224,13 +238,18 @@ class FaceDatabase:
         codes = [entries[n][1] for n in names]
         temporary = atomic_path(path)
         with open(temporary, "wb") as handle:
-            np.savez(handle, names=np.array(names, dtype=str), model_id=self.encoder.model_id,
-                     detector=self.encoder.detector.kind,
-                     mtimes=np.array([entries[n][0][0] for n in names], np.int64),
-                     sizes=np.array([entries[n][0][1] for n in names], np.int64),
-                     has_face=np.array([c is not None for c in codes], bool),
-                     embeddings=np.stack([c if c is not None else np.zeros(dim, np.float32) for c in codes])
-                     if codes else np.zeros((0, dim), np.float32))
+            np.savez(
+                handle,
+                names=np.array(names, dtype=str),
+                model_id=self.encoder.model_id,
+                detector=self.encoder.detector.kind,
+                mtimes=np.array([entries[n][0][0] for n in names], np.int64),
+                sizes=np.array([entries[n][0][1] for n in names], np.int64),
+                has_face=np.array([c is not None for c in codes], bool),
+                embeddings=np.stack([c if c is not None else np.zeros(dim, np.float32) for c in codes])
+                if codes
+                else np.zeros((0, dim), np.float32),
+            )
         Path(temporary).replace(path)
         self._memory[path] = dict(entries)
 

@@ -34,7 +34,9 @@ import numpy as np
 
 DETECTORS = ("haar", "yunet", "none")
 YUNET_FILE = "face_detection_yunet_2026may.onnx"
-YUNET_URL = "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
+YUNET_URL = (
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
+)
 HAAR_MARGIN = 1.03  # crop side / face box side (LFW framing)
 EYE_DISTANCE = 0.353  # inter-ocular distance / crop side (LFW framing)
 EYE_CENTRE = (0.49, 0.39)  # eye midpoint / crop side (LFW framing)
@@ -75,7 +77,10 @@ def yunet_path(path=None) -> Path:
     """The YuNet model file: ``path``, else ``$CVAPPS_WEIGHTS``/``$CVAPPS_DATA/weights``."""
     if path:
         return Path(path)
-    for folder in (os.environ.get("CVAPPS_WEIGHTS"), os.environ.get("CVAPPS_DATA") and Path(os.environ["CVAPPS_DATA"]) / "weights"):
+    for folder in (
+        os.environ.get("CVAPPS_WEIGHTS"),
+        os.environ.get("CVAPPS_DATA") and Path(os.environ["CVAPPS_DATA"]) / "weights",
+    ):
         if folder and (Path(folder) / YUNET_FILE).is_file():
             return Path(folder) / YUNET_FILE
     return Path(os.environ.get("CVAPPS_DATA", "data")) / "weights" / YUNET_FILE
@@ -95,8 +100,10 @@ def download_yunet(destination, timeout=15):
             handle.write(response.read())
         os.replace(temporary, destination)
     except OSError as error:
-        raise ValueError(f"could not download YuNet from {YUNET_URL} ({error}); this machine may be offline. "
-                         f"Copy {YUNET_FILE} to {destination} by hand, or use --detector haar.") from None
+        raise ValueError(
+            f"could not download YuNet from {YUNET_URL} ({error}); this machine may be offline. "
+            f"Copy {YUNET_FILE} to {destination} by hand, or use --detector haar."
+        ) from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -133,9 +140,11 @@ class FaceDetector:
         elif kind == "yunet":
             path = yunet_path(model_path)
             if not path.is_file():
-                raise ValueError(f"YuNet model {path} not found. Put {YUNET_FILE} there (or pass --detector-model), "
-                                 "download it on a connected machine with cvapps.face_detection.download_yunet(path), "
-                                 "or use --detector haar.")
+                raise ValueError(
+                    f"YuNet model {path} not found. Put {YUNET_FILE} there (or pass --detector-model), "
+                    "download it on a connected machine with cvapps.face_detection.download_yunet(path), "
+                    "or use --detector haar."
+                )
             self.yunet = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)
 
     def detect(self, image):
@@ -183,6 +192,7 @@ class FaceDetector:
         right = [e for e in found if e[0] >= x + w / 2]
         if not left or not right:
             return None
+
         # Closest to the expected eye positions (0.32 w, 0.39 h) and (0.67 w, 0.39 h).
         def pick(candidates, fx):
             return min(candidates, key=lambda e: (e[0] - x - fx * w) ** 2 + (e[1] - y - 0.39 * h) ** 2)
@@ -217,8 +227,9 @@ class FaceDetector:
 
             return resize_square(np.asarray(image), image_size)
         matrix = alignment_matrix(face, image_size, use_eye_scale=self.kind == "yunet")
-        return cv2.warpAffine(np.asarray(image), matrix, (image_size, image_size), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(
+            np.asarray(image), matrix, (image_size, image_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
 
 
 def alignment_matrix(face, image_size, margin=HAAR_MARGIN, use_eye_scale=False):

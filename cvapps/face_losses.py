@@ -145,8 +145,9 @@ class PairLogits(keras.layers.Layer):
 
     def build(self, input_shape):
         dim = input_shape[-1]
-        self.w = self.add_weight(shape=(dim,), initializer=keras.initializers.Constant(4.0),
-                                 constraint=keras.constraints.NonNeg(), name="w")
+        self.w = self.add_weight(
+            shape=(dim,), initializer=keras.initializers.Constant(4.0), constraint=keras.constraints.NonNeg(), name="w"
+        )
         self.b = self.add_weight(shape=(), initializer=keras.initializers.Constant(4.0), name="b")
 
     def call(self, embeddings):

@@ -47,15 +47,18 @@ class FaceData:
 
     def __post_init__(self):
         if not len(self.images) == len(self.labels) == len(self.paths):
-            raise ValueError(f"{len(self.images)} images, {len(self.labels)} labels, {len(self.paths)} paths; they must match.")
+            raise ValueError(
+                f"{len(self.images)} images, {len(self.labels)} labels, {len(self.paths)} paths; they must match."
+            )
 
     def __len__(self):
         return len(self.labels)
 
     def subset(self, index):
         index = np.asarray(index, np.int64)
-        return FaceData(self.images[index], self.labels[index], self.identities,
-                        tuple(self.paths[i] for i in index), self.skipped)
+        return FaceData(
+            self.images[index], self.labels[index], self.identities, tuple(self.paths[i] for i in index), self.skipped
+        )
 
 
 def list_identity_folders(roots):
@@ -73,8 +76,10 @@ def list_identity_folders(roots):
             if files:
                 people.append((prefix + folder.name, files))
     if len(people) < 2:
-        raise ValueError(f"{', '.join(map(str, roots))}: found {len(people)} person folder(s) with images; "
-                         "need at least 2 (layout: root/<person>/*.jpg).")
+        raise ValueError(
+            f"{', '.join(map(str, roots))}: found {len(people)} person folder(s) with images; "
+            "need at least 2 (layout: root/<person>/*.jpg)."
+        )
     return people
 
 
@@ -112,8 +117,13 @@ def load_faces(roots, image_size, detector="none", workers=4, progress=None, hol
         results = list(progress(results, len(files)) if progress else results)
     keep = [i for i, (face, _) in enumerate(results) if face is not None]
     images = np.stack([results[i][0] for i in keep]) if keep else np.zeros((0, image_size, image_size), np.uint8)
-    return FaceData(images, np.asarray(labels, np.int32)[keep], tuple(n for n, _ in people),
-                    tuple(str(files[i]) for i in keep), [m for _, m in results if m])
+    return FaceData(
+        images,
+        np.asarray(labels, np.int32)[keep],
+        tuple(n for n, _ in people),
+        tuple(str(files[i]) for i in keep),
+        [m for _, m in results if m],
+    )
 
 
 def split_identities(data: FaceData, fraction, seed=0):
@@ -183,12 +193,16 @@ class PKBatches(_py_dataset_base()):
         augment: apply :func:`augment_faces`.
     """
 
-    def __init__(self, data, identities_per_batch=16, images_per_identity=4, steps=100, augment=True, seed=0, workers=2):
+    def __init__(
+        self, data, identities_per_batch=16, images_per_identity=4, steps=100, augment=True, seed=0, workers=2
+    ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         counts = np.bincount(data.labels, minlength=len(data.identities))
         self.people = np.flatnonzero(counts >= 2)
         if len(self.people) < 2:
-            raise ValueError(f"only {len(self.people)} identities have 2 or more faces; triplet training needs at least 2.")
+            raise ValueError(
+                f"only {len(self.people)} identities have 2 or more faces; triplet training needs at least 2."
+            )
         self.members = {int(p): np.flatnonzero(data.labels == p) for p in self.people}
         self.data, self.steps, self.augment, self.seed = data, steps, augment, seed
         self.p = min(identities_per_batch, len(self.people))
@@ -201,9 +215,9 @@ class PKBatches(_py_dataset_base()):
     def __getitem__(self, index):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         people = rng.choice(self.people, self.p, replace=False)
-        rows = np.concatenate([
-            rng.choice(self.members[int(p)], self.k, replace=len(self.members[int(p)]) < self.k) for p in people
-        ])
+        rows = np.concatenate(
+            [rng.choice(self.members[int(p)], self.k, replace=len(self.members[int(p)]) < self.k) for p in people]
+        )
         images = self.data.images[rows]
         if self.augment:
             images = augment_faces(images, rng)
@@ -278,14 +292,22 @@ def train_faces(
         raise ValueError(f"loss must be 'triplet' or 'pairs', received {loss!r}.")
     faces = load_faces(data, image_size, detector, progress=progress)
     train, val = split_identities(faces, val_fraction, seed)
-    log(f"{len(faces)} faces of {len(faces.identities)} people; training on {len(train)} faces, "
-        f"{len(val)} faces of {len(set(val.labels.tolist()))} held-out people for validation")
+    log(
+        f"{len(faces)} faces of {len(faces.identities)} people; training on {len(train)} faces, "
+        f"{len(val)} faces of {len(set(val.labels.tolist()))} held-out people for validation"
+    )
     val_pairs_index = sample_pairs(val.labels, val_pairs, seed)
 
     keras.utils.set_random_seed(seed)
     backbone = build_backbone(family=family, size=size, alpha=alpha, image_size=image_size, weights=weights)
-    settings = {"loss": loss, "mining": mining if loss == "triplet" else None, "margin": margin,
-                "colour": "gray3", "detector_margin": None, "data": [str(d) for d in np.atleast_1d(data)]}
+    settings = {
+        "loss": loss,
+        "mining": mining if loss == "triplet" else None,
+        "margin": margin,
+        "colour": "gray3",
+        "detector_margin": None,
+        "data": [str(d) for d in np.atleast_1d(data)],
+    }
     model = build_face_model(backbone, embedding_dim, settings=settings)
     if loss == "triplet":
         trainer, objective = model, TripletLoss(margin, mining)
@@ -293,8 +315,9 @@ def train_faces(
         trainer = keras.Model(model.input, PairLogits(name="pair_logits")(model.output), name="pair_trainer")
         objective = PairLoss()
     batches = PKBatches(train, identities_per_batch, images_per_identity, steps_per_epoch, seed=seed)
-    optimizer = keras.optimizers.AdamW(OneCycle(learning_rate, epochs * steps_per_epoch, warmup=0.1),
-                                       weight_decay=weight_decay)
+    optimizer = keras.optimizers.AdamW(
+        OneCycle(learning_rate, epochs * steps_per_epoch, warmup=0.1), weight_decay=weight_decay
+    )
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     trainer.compile(optimizer=optimizer, loss=objective)
 
@@ -308,17 +331,27 @@ def train_faces(
             metrics = pair_metrics(embeddings, val_pairs_index, folds=10)
             if logs is not None:
                 logs["val_accuracy"], logs["val_auc"] = metrics["accuracy"], metrics["auc"]
-            log(f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.4f}, held-out pair accuracy "
-                f"{metrics['accuracy']:.4f}, auc {metrics['auc']:.4f} ({time.time() - started:.0f} s)")
+            log(
+                f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.4f}, held-out pair accuracy "
+                f"{metrics['accuracy']:.4f}, auc {metrics['auc']:.4f} ({time.time() - started:.0f} s)"
+            )
 
-    done = fit_resumable(trainer, batches, run_dir, epochs=epochs, callbacks=[PairAccuracy()], verbose=verbose,
-                         keep=model)
+    done = fit_resumable(
+        trainer, batches, run_dir, epochs=epochs, callbacks=[PairAccuracy()], verbose=verbose, keep=model
+    )
     embeddings = embed_faces(model, val.images, batch_size=128)
     metrics = pair_metrics(embeddings, val_pairs_index, folds=10)
     threshold = metrics["threshold"]
     metadata = model.get_layer("cvapps_metadata")
-    metadata.settings.update({"threshold": threshold, "val_accuracy": metrics["accuracy"],
-                              "val_fraction": val_fraction, "seed": seed})
+    metadata.settings.update(
+        {"threshold": threshold, "val_accuracy": metrics["accuracy"], "val_fraction": val_fraction, "seed": seed}
+    )
     save_model(model, output)
-    return TrainResult(output, {"main": done.history}, time.time() - started, list(faces.skipped),
-                       ("main",) if done.reused else (), metrics)
+    return TrainResult(
+        output,
+        {"main": done.history},
+        time.time() - started,
+        list(faces.skipped),
+        ("main",) if done.reused else (),
+        metrics,
+    )

@@ -63,8 +63,9 @@ def face_pixels(image, image_size):
         raise ValueError(f"expected uint8 pixels, received {image.dtype}.")
     if image.shape != (image_size, image_size):
         shrinking = image.shape[0] * image.shape[1] > image_size * image_size
-        image = cv2.resize(image, (image_size, image_size),
-                           interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        image = cv2.resize(
+            image, (image_size, image_size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        )
     return np.repeat(image[..., None], 3, axis=2)
 
 
@@ -132,8 +133,10 @@ def sample_pairs(labels, count=3000, seed=0):
     wanted = min(len(positives), len(negatives))
     if len(negatives) > wanted:
         negatives = negatives[np.sort(rng.choice(len(negatives), wanted, replace=False))]
-    rows = [np.column_stack([positives, np.ones(len(positives), int)]),
-            np.column_stack([negatives, np.zeros(len(negatives), int)])]
+    rows = [
+        np.column_stack([positives, np.ones(len(positives), int)]),
+        np.column_stack([negatives, np.zeros(len(negatives), int)]),
+    ]
     return np.concatenate(rows).astype(np.int64)
 
 
@@ -192,8 +195,10 @@ def verification_metrics(distances, same, folds=10, seed=0):
     distances = np.asarray(distances, np.float64)
     same = np.asarray(same).astype(int)
     if len(distances) == 0 or same.min() == same.max():
-        raise ValueError(f"need both same and different pairs to score; received {int(same.sum())} same "
-                         f"and {int((1 - same).sum())} different.")
+        raise ValueError(
+            f"need both same and different pairs to score; received {int(same.sum())} same "
+            f"and {int((1 - same).sum())} different."
+        )
     fold_of = np.random.default_rng(seed).permutation(len(same)) % folds
     accuracies = []
     for k in range(folds):
@@ -286,16 +291,18 @@ def _as_image(image):
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an image path or an (H, W, 3) uint8 RGB array, received {image.dtype} {image.shape}.")
+        raise ValueError(
+            f"expected an image path or an (H, W, 3) uint8 RGB array, received {image.dtype} {image.shape}."
+        )
     return image
 
 
-def _encoder(model, detector, detector_model=None):
+def _encoder(model, detector, detector_model=None, runtime="auto"):
     if isinstance(model, FaceEncoder):
         return model
     if isinstance(detector, str):  # a detector by name: opened once per process (cascade files never change)
         detector = _named_detector(detector, None if detector_model is None else str(detector_model))
-    return FaceEncoder(model, detector, detector_model)
+    return FaceEncoder(model, detector, detector_model, runtime=runtime)
 
 
 @functools.lru_cache(maxsize=4)
@@ -339,14 +346,29 @@ class Verification:
             raise ValueError("a Verification without an error needs a distance.")
 
     def to_dict(self):
-        return {"verified": self.verified, "distance": None if self.distance is None else round(self.distance, 6),
-                "threshold": round(self.threshold, 6),
-                "boxes": [None if b is None else [round(float(v), 1) for v in b] for b in self.boxes],
-                "num_faces": list(self.num_faces), "seconds": round(self.seconds, 4), "error": self.error,
-                "sources": list(self.sources)}
+        return {
+            "verified": self.verified,
+            "distance": None if self.distance is None else round(self.distance, 6),
+            "threshold": round(self.threshold, 6),
+            "boxes": [None if b is None else [round(float(v), 1) for v in b] for b in self.boxes],
+            "num_faces": list(self.num_faces),
+            "seconds": round(self.seconds, 4),
+            "error": self.error,
+            "sources": list(self.sources),
+        }
 
 
-def verify(image1, image2, model=None, threshold=None, detector="haar", compare="largest", detector_model=None):
+def verify(
+    image1,
+    image2,
+    model=None,
+    *,
+    threshold=None,
+    detector="haar",
+    compare="largest",
+    detector_model=None,
+    runtime: str = "auto",
+) -> Verification:
     """1:1 verification of two photos (paths or (H, W, 3) uint8 RGB arrays).
 
     Args:
@@ -355,6 +377,8 @@ def verify(image1, image2, model=None, threshold=None, detector="haar", compare=
         detector: ``"haar"``, ``"yunet"`` or ``"none"`` (the images are face crops).
         compare: ``"largest"`` compares the largest face of each image; ``"all"`` compares every
             face of image 1 with every face of image 2 and reports the closest pair.
+        detector_model: YuNet ``.onnx`` for ``detector="yunet"``.
+        runtime: ``"auto"``, ``"onnx"`` or ``"keras"`` for the face model (as every predict function).
 
     Returns:
         :class:`Verification`. An image without a face gives ``verified=False`` and ``error``.
@@ -364,7 +388,7 @@ def verify(image1, image2, model=None, threshold=None, detector="haar", compare=
     """
     if compare not in COMPARE:
         raise ValueError(f"compare must be one of {COMPARE}, received {compare!r}.")
-    encoder = _encoder(model, detector, detector_model)
+    encoder = _encoder(model, detector, detector_model, runtime)
     threshold = encoder.threshold if threshold is None else float(threshold)
     started = time.perf_counter()
     sources = tuple(str(i) if isinstance(i, (str, Path)) else "array" for i in (image1, image2))
@@ -381,8 +405,16 @@ def verify(image1, image2, model=None, threshold=None, detector="haar", compare=
     distances = np.sum(np.square(codes1[:, None, :] - codes2[None, :, :]), axis=-1)
     i, j = np.unravel_index(int(np.argmin(distances)), distances.shape)
     distance = float(distances[i, j])
-    return Verification(distance <= threshold, distance, threshold, (faces1[i].box, faces2[j].box),
-                        time.perf_counter() - started, None, counts, sources)
+    return Verification(
+        distance <= threshold,
+        distance,
+        threshold,
+        (faces1[i].box, faces2[j].box),
+        time.perf_counter() - started,
+        None,
+        counts,
+        sources,
+    )
 
 
 # --- calibration -------------------------------------------------------------------------------
@@ -412,8 +444,15 @@ class Calibration:
     tar: tuple
 
     def to_dict(self):
-        return {"threshold": self.threshold, "accuracy": self.accuracy, "auc": self.auc, "eer": self.eer,
-                "eer_threshold": self.eer_threshold, "num_pairs": self.num_pairs, "skipped": list(self.skipped)}
+        return {
+            "threshold": self.threshold,
+            "accuracy": self.accuracy,
+            "auc": self.auc,
+            "eer": self.eer,
+            "eer_threshold": self.eer_threshold,
+            "num_pairs": self.num_pairs,
+            "skipped": list(self.skipped),
+        }
 
 
 def read_pairs_csv(path):
@@ -438,8 +477,13 @@ def read_pairs_csv(path):
                     continue  # header
                 raise ValueError(f"{path}:{number}: same must be 1 or 0, received {row[2]!r}.")
             first, second = (Path(p.strip()) for p in row[:2])
-            rows.append((path.parent / first if not first.is_absolute() else first,
-                         path.parent / second if not second.is_absolute() else second, truth[label]))
+            rows.append(
+                (
+                    path.parent / first if not first.is_absolute() else first,
+                    path.parent / second if not second.is_absolute() else second,
+                    truth[label],
+                )
+            )
     if not rows:
         raise ValueError(f"{path}: no pairs found.")
     return rows
@@ -470,8 +514,11 @@ def calibrate(pairs, model=None, detector="haar", detector_model=None):
         except ValueError as error:
             codes[image] = None
             skipped.append(str(error))
-    usable = [(codes[str(a)], codes[str(b)], bool(s)) for a, b, s in rows
-              if codes[str(a)] is not None and codes[str(b)] is not None]
+    usable = [
+        (codes[str(a)], codes[str(b)], bool(s))
+        for a, b, s in rows
+        if codes[str(a)] is not None and codes[str(b)] is not None
+    ]
     if not usable:
         raise ValueError("no pair has a face in both images; nothing to calibrate.")
     distances = squared_distances([u[0] for u in usable], [u[1] for u in usable])
@@ -480,8 +527,17 @@ def calibrate(pairs, model=None, detector="haar", detector_model=None):
     far, tar, thresholds = roc_curve(distances, same)
     eer_index = int(np.argmin(np.abs((1 - tar) - far)))
     eer_threshold = float(thresholds[eer_index]) if np.isfinite(thresholds[eer_index]) else 0.0
-    return Calibration(metrics["threshold"], metrics["accuracy"], metrics["auc"], metrics["eer"], eer_threshold,
-                       len(usable), tuple(sorted(skipped)), tuple(far.tolist()), tuple(tar.tolist()))
+    return Calibration(
+        metrics["threshold"],
+        metrics["accuracy"],
+        metrics["auc"],
+        metrics["eer"],
+        eer_threshold,
+        len(usable),
+        tuple(sorted(skipped)),
+        tuple(far.tolist()),
+        tuple(tar.tolist()),
+    )
 
 
 def identify(image, db, model=None, threshold=None, detector="haar", detector_model=None):

@@ -36,15 +36,17 @@ def run_verify(image1, image2, model, threshold, detector, detector_model, all_f
     from cvapps.faces import verify
 
     encoder = _encoder(model, detector, detector_model)
-    result = verify(image1, image2, encoder, threshold, compare="all" if all_faces else "largest")
+    result = verify(image1, image2, encoder, threshold=threshold, compare="all" if all_faces else "largest")
     _emit_json(json_path, {"task": "faces", "model": encoder.info.name, "detector": detector, **result.to_dict()})
     if json_path != "-":
         if result.error:
             click.echo(f"error: {result.error} ({result.num_faces[0]} and {result.num_faces[1]} faces found)", err=True)
         else:
             answer = "same person" if result.verified else "different people"
-            click.echo(f"{answer}: distance {result.distance:.4f} {'<=' if result.verified else '>'} threshold "
-                       f"{result.threshold:.4f} ({result.seconds * 1000:.0f} ms)")
+            click.echo(
+                f"{answer}: distance {result.distance:.4f} {'<=' if result.verified else '>'} threshold "
+                f"{result.threshold:.4f} ({result.seconds * 1000:.0f} ms)"
+            )
     return 1 if result.error else 0
 
 
@@ -63,8 +65,10 @@ def run_enroll(name, images, db, model, detector, detector_model, quiet):
     result = database.enroll(name, paths)
     for message in result.skipped:
         click.echo(f"warning: skipped {message}", err=True)
-    click.echo(f"enrolled {result.name}: {len(result.added)} photo(s) in {Path(db) / result.name} "
-               f"({len(database.people())} people in {db})")
+    click.echo(
+        f"enrolled {result.name}: {len(result.added)} photo(s) in {Path(db) / result.name} "
+        f"({len(database.people())} people in {db})"
+    )
     return len(result.skipped)
 
 
@@ -84,9 +88,16 @@ def run_identify(source, db, model, threshold, detector, detector_model, output,
             found = database.identify(frame.image, threshold, gallery)
             milliseconds = (time.perf_counter() - started) * 1000
             if outputs.records:
-                outputs.records.write({"source": frame.source, "frame": frame.index, "task": "faces",
-                                       "model": database.encoder.info.name, "results": [f.to_dict() for f in found],
-                                       "milliseconds": round(milliseconds, 3)})
+                outputs.records.write(
+                    {
+                        "source": frame.source,
+                        "frame": frame.index,
+                        "task": "faces",
+                        "model": database.encoder.info.name,
+                        "results": [f.to_dict() for f in found],
+                        "milliseconds": round(milliseconds, 3),
+                    }
+                )
             if json_path != "-":
                 label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
                 names = ", ".join(f"{f.name} ({f.distance:.3f})" for f in found)
@@ -131,10 +142,14 @@ def run_calibrate(pairs, model, detector, detector_model, roc_path, json_path, q
     record = {"task": "faces", "pairs": str(pairs), **result.to_dict()}
     _emit_json(json_path, record)
     if json_path != "-":
-        click.echo(f"{result.num_pairs} pairs: recommended threshold {result.threshold:.4f} (accuracy "
-                   f"{result.accuracy:.4f}), EER {result.eer:.4f} at {result.eer_threshold:.4f}, AUC {result.auc:.4f}")
+        click.echo(
+            f"{result.num_pairs} pairs: recommended threshold {result.threshold:.4f} (accuracy "
+            f"{result.accuracy:.4f}), EER {result.eer:.4f} at {result.eer_threshold:.4f}, AUC {result.auc:.4f}"
+        )
     if roc_path:
-        write_image(roc_path, roc_image(np.array(result.far), np.array(result.tar), "calibration pairs"), overwrite=True)
+        write_image(
+            roc_path, roc_image(np.array(result.far), np.array(result.tar), "calibration pairs"), overwrite=True
+        )
         click.echo(f"ROC curve: {roc_path}")
     return result
 
@@ -147,8 +162,9 @@ def run_eval_faces(data, model_name, json_path, roc_path, holdout, seed, num_pai
 
     started = time.time()
     model = open_model(model_name, task="faces", runtime="keras")
-    faces = load_faces(data, model.info.image_size, detector, progress=bar(quiet, "reading", "img"),
-                       holdout=holdout, seed=seed)
+    faces = load_faces(
+        data, model.info.image_size, detector, progress=bar(quiet, "reading", "img"), holdout=holdout, seed=seed
+    )
     for message in faces.skipped:
         click.echo(f"warning: skipped {message}", err=True)
     pairs = sample_pairs(faces.labels, num_pairs, seed)
@@ -158,19 +174,26 @@ def run_eval_faces(data, model_name, json_path, roc_path, holdout, seed, num_pai
     metrics["model_threshold"] = model.info.settings.get("threshold")
     if metrics["model_threshold"] is not None:
         distances = np.sum(np.square(embeddings[pairs[:, 0]] - embeddings[pairs[:, 1]]), axis=1)
-        metrics["accuracy_at_model_threshold"] = float(np.mean((distances <= metrics["model_threshold"]) == (pairs[:, 2] == 1)))
+        metrics["accuracy_at_model_threshold"] = float(
+            np.mean((distances <= metrics["model_threshold"]) == (pairs[:, 2] == 1))
+        )
     metrics["num_identities"] = len(set(faces.labels.tolist()))
     report = eval_report("faces", model_name, " + ".join(map(str, data)), holdout, seed, len(faces), started, metrics)
-    click.echo(f"{metrics['num_same_pairs']} same / {metrics['num_different_pairs']} different pairs of "
-               f"{metrics['num_identities']} people: accuracy {metrics['accuracy']:.4f} +- {metrics['accuracy_std']:.4f}, "
-               f"auc {metrics['auc']:.4f}, tar@far=1e-3 {metrics['tar_at_far_1e-3']:.4f}, "
-               f"eer {metrics['eer']:.4f}, best threshold {metrics['threshold']:.4f}")
+    click.echo(
+        f"{metrics['num_same_pairs']} same / {metrics['num_different_pairs']} different pairs of "
+        f"{metrics['num_identities']} people: accuracy {metrics['accuracy']:.4f} +- {metrics['accuracy_std']:.4f}, "
+        f"auc {metrics['auc']:.4f}, tar@far=1e-3 {metrics['tar_at_far_1e-3']:.4f}, "
+        f"eer {metrics['eer']:.4f}, best threshold {metrics['threshold']:.4f}"
+    )
     if json_path:
         write_json(json_path, report)
         roc_path = roc_path or str(Path(json_path).with_suffix("")) + "_roc.png"
     if roc_path:
-        write_image(roc_path, roc_image(np.array(roc["far"]), np.array(roc["tar"]), Path(str(model_name)).stem,
-                                        metrics["auc"]), overwrite=True)
+        write_image(
+            roc_path,
+            roc_image(np.array(roc["far"]), np.array(roc["tar"]), Path(str(model_name)).stem, metrics["auc"]),
+            overwrite=True,
+        )
         click.echo(f"ROC curve: {roc_path}")
     return report
 
@@ -204,7 +227,9 @@ def roc_image(far, tar, title="", auc=None, size=420):
     return image
 
 
-def run_webcam_faces(source, db, model, threshold, detector, detector_model, show, output, overwrite, max_frames, quiet):
+def run_webcam_faces(
+    source, db, model, threshold, detector, detector_model, show, output, overwrite, max_frames, quiet
+):
     """``cvapps webcam faces``: boxes with names from the database, live."""
     from cvapps.face_database import FaceDatabase
     from cvapps.webcam import run_loop
@@ -224,6 +249,8 @@ def run_webcam_faces(source, db, model, threshold, detector, detector_model, sho
 
     stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
     if not quiet:
-        click.echo(f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS; {counts['faces']} faces "
-                   f"seen, {counts['named']} named ({stats.dropped} stale frames dropped)")
+        click.echo(
+            f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS; {counts['faces']} faces "
+            f"seen, {counts['named']} named ({stats.dropped} stale frames dropped)"
+        )
     return stats, counts

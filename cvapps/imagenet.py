@@ -132,15 +132,20 @@ def ensure_imagenet_model() -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(f"cannot create the model cache {folder} ({error.strerror}); set CVAPPS_CACHE to a "
-                         "writable folder.") from None
+        raise ValueError(
+            f"cannot create the model cache {folder} ({error.strerror}); set CVAPPS_CACHE to a writable folder."
+        ) from None
     with _lock(folder / ".lock"):
         if is_built():  # another process finished while we waited
             return path
         started = time.time()
         log.warning(
             "cvapps: first use of the %r model: building it from the ImageNet weights of %s (%s) into %s "
-            "(once; about 20-40 s)", NAME, WEIGHTS_PACKAGE, WEIGHTS_LICENSE, folder,
+            "(once; about 20-40 s)",
+            NAME,
+            WEIGHTS_PACKAGE,
+            WEIGHTS_LICENSE,
+            folder,
         )
         from cvapps.export import export_model
         from cvapps.models import save_model
@@ -189,8 +194,6 @@ def wnid_index() -> dict[str, int]:
     return {wnid: i for i, (wnid, _) in enumerate(imagenet_classes())}
 
 
-
-
 # --- groups: fine classes folded into readable parents ---------------------------------------
 # A small, documented slice of the WordNet hierarchy: where a user wants "dog" rather than
 # "English springer". Animal groups are index ranges (inclusive; Keras's order follows WordNet ids,
@@ -221,12 +224,38 @@ GROUP_RANGES = {
     "elephant": ((101, 101), (385, 386)),
 }
 GROUP_MEMBERS = {
-    "car": ("ambulance", "beach wagon", "cab", "convertible", "jeep", "limousine", "minivan", "Model T", "racer",
-            "sports car", "police van"),
+    "car": (
+        "ambulance",
+        "beach wagon",
+        "cab",
+        "convertible",
+        "jeep",
+        "limousine",
+        "minivan",
+        "Model T",
+        "racer",
+        "sports car",
+        "police van",
+    ),
     "truck": ("fire engine", "garbage truck", "moving van", "pickup", "tow truck", "trailer truck"),
     "bus": ("school bus", "trolleybus", "minibus"),
-    "boat": ("canoe", "catamaran", "container ship", "fireboat", "gondola", "lifeboat", "liner", "pirate", "schooner",
-             "speedboat", "trimaran", "yawl", "aircraft carrier", "submarine", "paddlewheel"),
+    "boat": (
+        "canoe",
+        "catamaran",
+        "container ship",
+        "fireboat",
+        "gondola",
+        "lifeboat",
+        "liner",
+        "pirate",
+        "schooner",
+        "speedboat",
+        "trimaran",
+        "yawl",
+        "aircraft carrier",
+        "submarine",
+        "paddlewheel",
+    ),
     "airplane": ("airliner", "warplane"),
 }
 
@@ -260,8 +289,10 @@ def fold_groups(probabilities, class_names):
 
     expected = [name for _, name in imagenet_classes()]
     if list(class_names) != expected:
-        raise ValueError(f"grouping folds the 1000 ImageNet classes; this model has {len(class_names)} other classes. "
-                         "Use --group (group=True) with the imagenet model only.")
+        raise ValueError(
+            f"grouping folds the 1000 ImageNet classes; this model has {len(class_names)} other classes. "
+            "Use --group (group=True) with the imagenet model only."
+        )
     probabilities = np.asarray(probabilities)
     groups = imagenet_groups()
     grouped = np.zeros(len(expected), bool)

@@ -62,10 +62,13 @@ class FixedConv2D(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels not in (1, 3):
-            raise ValueError(f"FixedConv2D takes RGB (3 channels) or gray (1 channel) images; "
-                             f"received {channels} channels.")
+            raise ValueError(
+                f"FixedConv2D takes RGB (3 channels) or gray (1 channel) images; received {channels} channels."
+            )
         self.kernel = self.add_weight(
-            name="kernel", shape=self._values.shape, trainable=False,
+            name="kernel",
+            shape=self._values.shape,
+            trainable=False,
             initializer=keras.initializers.Constant(self._values),
         )
 

@@ -90,8 +90,9 @@ def get_kernel(kernel) -> np.ndarray:
     """
     if isinstance(kernel, str):
         if kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {kernel!r}; expected one of: {', '.join(KERNELS)} "
-                             "(or a 2-D array of weights).")
+            raise ValueError(
+                f"unknown kernel {kernel!r}; expected one of: {', '.join(KERNELS)} (or a 2-D array of weights)."
+            )
         return KERNELS[kernel].copy()
     array = np.asarray(kernel, np.float32)
     if array.ndim != 2 or array.shape[0] % 2 == 0 or array.shape[1] % 2 == 0:
@@ -145,8 +146,10 @@ def apply_kernel(image, kernel, padding="same") -> np.ndarray:
     height, width = gray.shape
     if padding == "valid":
         if height < kh or width < kw:
-            raise ValueError(f"image of {height}x{width} pixels is smaller than the {kh}x{kw} kernel "
-                             "(padding='valid'); use padding='same' or a larger image.")
+            raise ValueError(
+                f"image of {height}x{width} pixels is smaller than the {kh}x{kw} kernel "
+                "(padding='valid'); use padding='same' or a larger image."
+            )
         border = cv2.BORDER_REPLICATE  # never read: the border rows are cropped below
     else:
         border = cv2.BORDER_CONSTANT if padding == "same" else cv2.BORDER_REFLECT_101
@@ -154,7 +157,7 @@ def apply_kernel(image, kernel, padding="same") -> np.ndarray:
     # the anchor (ay, ax) at the kernel's centre: the deep-learning convention.
     response = cv2.filter2D(gray, cv2.CV_32F, weights, borderType=border)
     if padding == "valid":
-        response = response[kh // 2: height - kh // 2, kw // 2: width - kw // 2]
+        response = response[kh // 2 : height - kh // 2, kw // 2 : width - kw // 2]
     return np.ascontiguousarray(response, np.float32)
 
 
@@ -201,7 +204,9 @@ def response_image(response, mode="abs", saturate=0.0) -> np.ndarray:
         gray = np.clip(np.rint(response), 0, 255)
     else:
         magnitude = np.abs(response)
-        peak = float(np.percentile(magnitude, 100 - saturate) if saturate else magnitude.max()) if response.size else 0.0
+        peak = (
+            float(np.percentile(magnitude, 100 - saturate) if saturate else magnitude.max()) if response.size else 0.0
+        )
         if peak <= 0 < saturate and response.size:  # most pixels are 0: fall back to the maximum
             peak = float(magnitude.max())
         scaled = np.clip(response / peak, -1, 1) if peak > 0 else np.zeros_like(response)

@@ -90,15 +90,20 @@ class LocalResponseNormalization(keras.layers.Layer):
         r = self.depth_radius
         padded = keras.ops.pad(squares, [[0, 0], [0, 0], [0, 0], [r, r]])
         channels = inputs.shape[-1]
-        window = sum(padded[..., i:i + channels] for i in range(2 * r + 1))
+        window = sum(padded[..., i : i + channels] for i in range(2 * r + 1))
         return inputs / keras.ops.power(self.bias + self.alpha * window, self.beta)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
-                "alpha": self.alpha, "beta": self.beta}
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "bias": self.bias,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
 
 
 @keras.saving.register_keras_serializable(package="cvapps")
@@ -137,8 +142,19 @@ class GroupedConv2D(keras.layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         parts = zip(keras.ops.split(inputs, self.groups, axis=-1), keras.ops.split(kernel, self.groups, axis=-1))
         return keras.ops.concatenate(
-            [keras.ops.conv(x, k, strides=list(self.strides), padding=self.padding, dilation_rate=self.dilation_rate,
-                            data_format=self.data_format) for x, k in parts], axis=-1)
+            [
+                keras.ops.conv(
+                    x,
+                    k,
+                    strides=list(self.strides),
+                    padding=self.padding,
+                    dilation_rate=self.dilation_rate,
+                    data_format=self.data_format,
+                )
+                for x, k in parts
+            ],
+            axis=-1,
+        )
 
 
 @keras.saving.register_keras_serializable(package="cvapps")

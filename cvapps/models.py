@@ -81,7 +81,9 @@ def resolve_model_path(name_or_path) -> Path:
         raise ValueError(f"{text}: no such model file. Pass a .keras file or a shipped name ({_names(shipped)}).")
     close = difflib.get_close_matches(text, list(shipped), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown model {text!r}.{hint} Shipped models: {_names(shipped)}; or pass a path to a .keras file.")
+    raise ValueError(
+        f"unknown model {text!r}.{hint} Shipped models: {_names(shipped)}; or pass a path to a .keras file."
+    )
 
 
 def _names(shipped):
@@ -105,9 +107,9 @@ def load_model(name_or_path, task=None):
 
     keras = import_keras()
     import cvapps.backbone  # noqa: F401  registers the serializable classes
+    import cvapps.kernel_layers  # noqa: F401  FixedConv2D (hand-made kernels)
     import cvapps.layers  # noqa: F401
     import cvapps.style_layers  # noqa: F401  instance normalisation of the style nets
-    import cvapps.kernel_layers  # noqa: F401  FixedConv2D (hand-made kernels)
 
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)

@@ -26,8 +26,10 @@ def confusion_matrix_image(confusion, class_names, column_names=None, cell=56) -
     column_names = list(class_names if column_names is None else column_names)
     count, columns = len(class_names), len(column_names)
     if confusion.shape != (count, columns):
-        raise ValueError(f"confusion has shape {confusion.shape}; expected ({count}, {columns}) for {count} class names "
-                         f"and {columns} column names.")
+        raise ValueError(
+            f"confusion has shape {confusion.shape}; expected ({count}, {columns}) for {count} class names "
+            f"and {columns} column names."
+        )
     margin = 14 + 8 * max(len(n) for n in [*class_names, *column_names])
     size = margin + cell * max(count, columns) + 20
     image = np.full((size + 30, size, 3), 255, np.uint8)

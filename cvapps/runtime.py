@@ -54,7 +54,10 @@ class OnnxModel:
             )
         self.metadata = metadata
         self.info = ModelInfo(
-            metadata["task"], tuple(metadata["class_names"]), metadata["image_size"], self.path.stem,
+            metadata["task"],
+            tuple(metadata["class_names"]),
+            metadata["image_size"],
+            self.path.stem,
             metadata.get("settings", {}),
         )
         self.input_name = self.session.get_inputs()[0].name
@@ -118,7 +121,9 @@ def _open_cached(path, runtime):
     models are kept (the least recently used goes first); :func:`clear_cache` empties it.
     """
     path = Path(path).resolve()
-    stamps = tuple(p.stat().st_mtime_ns if p.is_file() else None for p in (path.with_suffix(".keras"), path.with_suffix(".onnx")))
+    stamps = tuple(
+        p.stat().st_mtime_ns if p.is_file() else None for p in (path.with_suffix(".keras"), path.with_suffix(".onnx"))
+    )
     key = (str(path), runtime, stamps)
     opened = _OPENED.pop(key, None)
     if opened is None:

@@ -47,8 +47,19 @@ import numpy as np
 from cvapps.runtime import open_model
 
 DEFAULT_MODEL = "person_seg"
-FAMILIES = ("unet", "compact", "mobilenetv2", "efficientnet_lite0", "lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet",
-            "airbench")
+FAMILIES = (
+    "unet",
+    "compact",
+    "mobilenetv2",
+    "efficientnet_lite0",
+    "lenet5",
+    "alexnet",
+    "vgg16",
+    "resnet50",
+    "googlenet",
+    "mobilenet",
+    "airbench",
+)
 LOSS_TERMS = ("ce", "dice", "focal")
 
 # --- results -----------------------------------------------------------------------------------
@@ -81,8 +92,10 @@ class Segmentation:
         if not isinstance(p, np.ndarray) or p.ndim != 3:
             raise ValueError(f"probabilities must be an (H, W, C) array, received {getattr(p, 'shape', type(p))}.")
         if not isinstance(labels, np.ndarray) or labels.shape != p.shape[:2]:
-            raise ValueError(f"labels must be an (H, W) array matching probabilities {p.shape[:2]}, "
-                             f"received {getattr(labels, 'shape', type(labels))}.")
+            raise ValueError(
+                f"labels must be an (H, W) array matching probabilities {p.shape[:2]}, "
+                f"received {getattr(labels, 'shape', type(labels))}."
+            )
         if len(self.class_names) != p.shape[2]:
             raise ValueError(f"{len(self.class_names)} class names for {p.shape[2]} probability channels.")
 
@@ -108,8 +121,12 @@ class Segmentation:
         return {n: round(float(c) / self.labels.size, 6) for n, c in zip(self.class_names, counts)}
 
     def to_dict(self) -> dict:
-        return {"height": int(self.labels.shape[0]), "width": int(self.labels.shape[1]),
-                "class_names": list(self.class_names), "fractions": self.fractions()}
+        return {
+            "height": int(self.labels.shape[0]),
+            "width": int(self.labels.shape[1]),
+            "class_names": list(self.class_names),
+            "fractions": self.fractions(),
+        }
 
 
 def _class_ids(classes, class_names):
@@ -139,9 +156,11 @@ def _encoder_from_backbone(backbone):
 
     if backbone.family in ARCHITECTURES:
         if backbone.family not in EXACT_STRIDES:
-            raise ValueError(f"a U-Net needs an encoder whose levels are exact fractions of the input; "
-                             f"{backbone.family} uses 'valid' padding (its maps are not). Use one of "
-                             f"{', '.join(EXACT_STRIDES)}, compact, mobilenetv2 or efficientnet_lite0.")
+            raise ValueError(
+                f"a U-Net needs an encoder whose levels are exact fractions of the input; "
+                f"{backbone.family} uses 'valid' padding (its maps are not). Use one of "
+                f"{', '.join(EXACT_STRIDES)}, compact, mobilenetv2 or efficientnet_lite0."
+            )
         stem = backbone.get_layer(STRIDE2_LAYER[backbone.family]).output
         return keras.Model(backbone.input, {**backbone.pyramid_outputs, "P1": stem}, name="encoder")
     if backbone.family in ("compact", "efficientnet_lite0"):
@@ -152,8 +171,11 @@ def _encoder_from_backbone(backbone):
     inner = backbone.get_layer(f"mobilenetv2_{backbone.alpha}")
     levels = inner.output
     # block_1_expand_relu: the last full-width activation at stride 2 in MobileNetV2.
-    features = keras.Model(inner.input, {**levels, "P1": inner.get_layer("block_1_expand_relu").output},
-                           name=f"mobilenetv2_{backbone.alpha}_levels")
+    features = keras.Model(
+        inner.input,
+        {**levels, "P1": inner.get_layer("block_1_expand_relu").output},
+        name=f"mobilenetv2_{backbone.alpha}_levels",
+    )
     inputs = keras.Input(backbone.input_shape[1:], name="images")
     x = backbone.get_layer("preprocess")(inputs)
     return keras.Model(inputs, features(x), name="encoder")
@@ -230,8 +252,12 @@ def build_unet(
     if upsample not in ("transpose", "resize"):
         raise ValueError(f"upsample must be 'transpose' or 'resize', received {upsample!r}.")
     if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer of at least 2 (background + classes), received {num_classes!r}.")
-    class_names = list(class_names) if class_names is not None else ["background"] + [str(i) for i in range(1, num_classes)]
+        raise ValueError(
+            f"num_classes must be an integer of at least 2 (background + classes), received {num_classes!r}."
+        )
+    class_names = (
+        list(class_names) if class_names is not None else ["background"] + [str(i) for i in range(1, num_classes)]
+    )
     if len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}; they must match.")
     if family == "unet":
@@ -271,8 +297,13 @@ def build_unet(
         x = conv_bn_relu(x, decoder_filters[-1], 3, name="up_full_a")
     x = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
     x = keras.layers.Softmax(name="probabilities", dtype="float32")(x)
-    settings = {"stride": stride, "tile": int(tile), "scale_to": scale_to,
-                "border": "constant" if scale_to else "reflect", "family": family}
+    settings = {
+        "stride": stride,
+        "tile": int(tile),
+        "scale_to": scale_to,
+        "border": "constant" if scale_to else "reflect",
+        "family": family,
+    }
     outputs = Metadata(task="segment", class_names=class_names, settings=settings)(x)
     return keras.Model(inputs, outputs, name="unet")
 
@@ -290,7 +321,9 @@ def parse_loss(text):
     for part in str(text).replace(" ", "").split("+"):
         weight, _, name = part.rpartition("*")
         if name not in LOSS_TERMS:
-            raise ValueError(f"unknown loss term {name!r} in {text!r}; use ce, dice, focal joined by +, e.g. 'ce+dice'.")
+            raise ValueError(
+                f"unknown loss term {name!r} in {text!r}; use ce, dice, focal joined by +, e.g. 'ce+dice'."
+            )
         try:
             terms[name] = float(weight) if weight else 1.0
         except ValueError:
@@ -430,17 +463,42 @@ def train_segmenter(
     terms = parse_loss(loss)
     keras.utils.set_random_seed(seed)
     num_classes = len(data.class_names)
-    model = build_unet(num_classes, data.class_names, family=family, size=size, alpha=alpha, weights=weights,
-                       filters=filters, depth=depth, decoder_filters=decoder_filters, upsample=upsample,
-                       tile=image_size, scale_to=image_size if fit else None)
+    model = build_unet(
+        num_classes,
+        data.class_names,
+        family=family,
+        size=size,
+        alpha=alpha,
+        weights=weights,
+        filters=filters,
+        depth=depth,
+        decoder_filters=decoder_filters,
+        upsample=upsample,
+        tile=image_size,
+        scale_to=image_size if fit else None,
+    )
     border = "constant" if fit else "reflect"
-    train_batches = SegmentationBatches(data, image_size, batch_size, augment=augment, repeats=repeats,
-                                        border_weight=border_weight, fit=fit, seed=seed, max_side=max_side,
-                                        elastic=elastic, rotate=rotate, scale=scale, vflip=vflip, border=border)
+    train_batches = SegmentationBatches(
+        data,
+        image_size,
+        batch_size,
+        augment=augment,
+        repeats=repeats,
+        border_weight=border_weight,
+        fit=fit,
+        seed=seed,
+        max_side=max_side,
+        elastic=elastic,
+        rotate=rotate,
+        scale=scale,
+        vflip=vflip,
+        border=border,
+    )
     val_batches = None
     if validation is not None and len(validation):
-        val_batches = SegmentationBatches(validation, image_size, batch_size, border_weight=border_weight,
-                                          fit=fit, max_side=max_side)
+        val_batches = SegmentationBatches(
+            validation, image_size, batch_size, border_weight=border_weight, fit=fit, max_side=max_side
+        )
     run_dir = run_folder(checkpoint_dir, output)
     steps = epochs * len(train_batches)
     optimizer = keras.optimizers.AdamW(OneCycle(learning_rate, steps, warmup=0.1), weight_decay=weight_decay)
@@ -448,8 +506,13 @@ def train_segmenter(
     model.compile(optimizer=optimizer, loss=SegmentationLoss(terms, num_classes), metrics=[MeanIoU(num_classes)])
     done = fit_resumable(model, train_batches, run_dir, epochs=epochs, validation=val_batches, verbose=verbose)
     save_model(model, output)
-    return TrainResult(output, {"main": done.history}, time.time() - started,
-                       list(data.problems) + train_batches.errors, ("main",) if done.reused else ())
+    return TrainResult(
+        output,
+        {"main": done.history},
+        time.time() - started,
+        list(data.problems) + train_batches.errors,
+        ("main",) if done.reused else (),
+    )
 
 
 # --- inference ---------------------------------------------------------------------------------
@@ -535,8 +598,11 @@ def _overlap_tile(model, image, tile, overlap, mode, batch_size):
     height, width = image.shape[:2]
     # Pad to at least one tile each way (mirror context at the borders, as in the paper).
     pad_h, pad_w = max(0, tile - height), max(0, tile - width)
-    work = np.pad(image.astype(np.float32), [(0, pad_h), (0, pad_w), (0, 0)],
-                  mode="symmetric" if mode == "reflect" else "constant")
+    work = np.pad(
+        image.astype(np.float32),
+        [(0, pad_h), (0, pad_w), (0, 0)],
+        mode="symmetric" if mode == "reflect" else "constant",
+    )
     step = max(1, int(tile * (1 - overlap)))
     corners = [(y, x) for y in _tile_starts(work.shape[0], tile, step) for x in _tile_starts(work.shape[1], tile, step)]
     weight = _tile_weight(tile)
@@ -565,7 +631,7 @@ def _check_image(image):
     return image
 
 
-def segment(images, model=None, tile="auto", runtime="auto"):
+def segment(images, model=None, *, tile="auto", runtime="auto"):
     """Segment images: per image the class probabilities and labels at its original resolution.
 
     Args:
@@ -656,8 +722,10 @@ def blur_background(image, segmentation, strength=31, classes=None):
 
 def _check_match(image, segmentation):
     if image.shape[:2] != segmentation.labels.shape:
-        raise ValueError(f"image is {image.shape[:2]} but the segmentation is {segmentation.labels.shape}; "
-                         "pass the image that was segmented.")
+        raise ValueError(
+            f"image is {image.shape[:2]} but the segmentation is {segmentation.labels.shape}; "
+            "pass the image that was segmented."
+        )
 
 
 def comparison_figure(rows, class_names, height=160):
@@ -675,7 +743,9 @@ def comparison_figure(rows, class_names, height=160):
             coloured = colour_labels(labels, len(class_names))
             cells.append(cv2.resize(coloured, (width, height), interpolation=cv2.INTER_NEAREST))
         cells = [draw_text_lines(c, [t]) for c, t in zip(cells, ("image", "truth", "prediction"))]
-        lines.append(np.concatenate([c for cell in cells for c in (cell, np.full((height, 4, 3), 255, np.uint8))][:-1], 1))
+        lines.append(
+            np.concatenate([c for cell in cells for c in (cell, np.full((height, 4, 3), 255, np.uint8))][:-1], 1)
+        )
     widest = max(line.shape[1] for line in lines)
     lines = [np.pad(line, [(0, 4), (0, widest - line.shape[1]), (0, 0)], constant_values=255) for line in lines]
     return np.concatenate(lines, 0)
@@ -701,8 +771,10 @@ def evaluate_segmenter(model, data, tile="auto", progress=None, samples=4):
     model = open_model(model, task="segment")
     names = tuple(model.info.class_names)
     if tuple(data.class_names) != names:
-        raise ValueError(f"the data's classes {list(data.class_names)} differ from the model's {list(names)}; "
-                         "load the data with the same --classes as in training.")
+        raise ValueError(
+            f"the data's classes {list(data.class_names)} differ from the model's {list(names)}; "
+            "load the data with the same --classes as in training."
+        )
     confusion = np.zeros((len(names), len(names)), np.int64)
     rows, problems = [], []
     items = range(len(data))

@@ -38,8 +38,16 @@ def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_p
 
     source = open_source(source)
     if view == "cutout" and output and source.is_stream:
-        raise ValueError("--cutout makes transparent PNGs; a video cannot hold them. Use --overlay or --blur for videos.")
-    if view == "cutout" and output and Path(output).suffix and Path(output).suffix.lower() != ".png" and len(source.items) == 1:
+        raise ValueError(
+            "--cutout makes transparent PNGs; a video cannot hold them. Use --overlay or --blur for videos."
+        )
+    if (
+        view == "cutout"
+        and output
+        and Path(output).suffix
+        and Path(output).suffix.lower() != ".png"
+        and len(source.items) == 1
+    ):
         raise ValueError(f"--cutout writes an RGBA image; name a .png output, received {output}.")
     outputs = Outputs(source, output, json_path, overwrite)
     model = open_model(model_name, task="segment", runtime=runtime)
@@ -49,10 +57,17 @@ def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_p
             [result] = segment(frame.image, model, tile=tile or "auto")
             milliseconds = (time.perf_counter() - started) * 1000
             if outputs.records:
-                outputs.records.write({
-                    "source": frame.source, "frame": frame.index, "task": "segment", "model": model.info.name,
-                    "runtime": model.runtime, "results": result.to_dict(), "milliseconds": round(milliseconds, 3),
-                })
+                outputs.records.write(
+                    {
+                        "source": frame.source,
+                        "frame": frame.index,
+                        "task": "segment",
+                        "model": model.info.name,
+                        "runtime": model.runtime,
+                        "results": result.to_dict(),
+                        "milliseconds": round(milliseconds, 3),
+                    }
+                )
             if json_path != "-":
                 label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
                 shares = ", ".join(f"{n} {f:.1%}" for n, f in result.fractions().items() if f > 0)
@@ -93,8 +108,16 @@ def run_train_segment(data, output, classes, val_fraction, seed, quiet, options)
     options = dict(options)
     fit = options.pop("fit")
     augment = not options.pop("no_augment")
-    result = train_segmenter(train, output, validation=val, fit=fit, augment=augment, seed=seed,
-                             verbose=0 if quiet else (1 if sys.stdout.isatty() else 2), **options)
+    result = train_segmenter(
+        train,
+        output,
+        validation=val,
+        fit=fit,
+        augment=augment,
+        seed=seed,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
+        **options,
+    )
     for message in result.skipped:
         click.echo(f"warning: {message}", err=True)
     from cvapps.cli_common import report_reused
@@ -111,12 +134,17 @@ def run_eval_segment(data, model_name, classes, holdout, seed, json_path, figure
     started = time.time()
     everything, held_out = _segmentation_sets(data, classes, holdout, seed, quiet)
     dataset = held_out if holdout else everything
-    metrics, picture = evaluate_segmenter(model_name, dataset, tile=tile or "auto",
-                                          progress=bar(quiet, "segmenting", "img"), samples=samples)
+    metrics, picture = evaluate_segmenter(
+        model_name, dataset, tile=tile or "auto", progress=bar(quiet, "segmenting", "img"), samples=samples
+    )
     for problem in metrics["problems"]:
         click.echo(f"warning: {problem}", err=True)
-    report = eval_report("segment", model_name, " + ".join(map(str, data)), holdout, seed, len(dataset), started, metrics)
-    click.echo(f"miou {metrics['miou']:.4f}   dice {metrics['dice']:.4f}   pixel_accuracy {metrics['pixel_accuracy']:.4f}")
+    report = eval_report(
+        "segment", model_name, " + ".join(map(str, data)), holdout, seed, len(dataset), started, metrics
+    )
+    click.echo(
+        f"miou {metrics['miou']:.4f}   dice {metrics['dice']:.4f}   pixel_accuracy {metrics['pixel_accuracy']:.4f}"
+    )
     click.echo(f"{'class':<16}{'iou':>8}{'dice':>8}{'pixels':>12}")
     for name, row in metrics["per_class"].items():
         click.echo(f"{name:<16}{row['iou']:>8.4f}{row['dice']:>8.4f}{row['pixels']:>12}")
@@ -129,8 +157,9 @@ def run_eval_segment(data, model_name, classes, holdout, seed, json_path, figure
     return report
 
 
-def run_webcam_segment(source, model_name, blur, alpha, strength, show, output, overwrite, max_frames, quiet,
-                       runtime="auto"):
+def run_webcam_segment(
+    source, model_name, blur, alpha, strength, show, output, overwrite, max_frames, quiet, runtime="auto"
+):
     """``cvapps webcam segment``: live overlay or background blur over a camera or video."""
     from cvapps.runtime import open_model
     from cvapps.segmentation import segment
@@ -145,5 +174,7 @@ def run_webcam_segment(source, model_name, blur, alpha, strength, show, output, 
 
     stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
     if not quiet:
-        click.echo(f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)")
+        click.echo(
+            f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)"
+        )
     return stats

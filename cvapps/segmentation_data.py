@@ -34,9 +34,86 @@ from cvapps.sources import list_images, read_image
 
 # COCO's 80 "thing" names in data.yaml order and their panoptic/instance category ids.
 COCO_THING_IDS = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33, 34,
-    35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63,
-    64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
+    22,
+    23,
+    24,
+    25,
+    27,
+    28,
+    31,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    38,
+    39,
+    40,
+    41,
+    42,
+    43,
+    44,
+    46,
+    47,
+    48,
+    49,
+    50,
+    51,
+    52,
+    53,
+    54,
+    55,
+    56,
+    57,
+    58,
+    59,
+    60,
+    61,
+    62,
+    63,
+    64,
+    65,
+    67,
+    70,
+    72,
+    73,
+    74,
+    75,
+    76,
+    77,
+    78,
+    79,
+    80,
+    81,
+    82,
+    84,
+    85,
+    86,
+    87,
+    88,
+    89,
+    90,
 )
 PAIR_FOLDERS = (("image", "label"), ("images", "masks"), ("images", "labels"), ("image", "mask"))
 
@@ -69,8 +146,9 @@ class SegmentationData:
 
     def subset(self, indices):
         """The pairs at ``indices`` (same class names and problems)."""
-        return SegmentationData([self.paths[i] for i in indices], [self.masks[i] for i in indices],
-                                self.class_names, list(self.problems))
+        return SegmentationData(
+            [self.paths[i] for i in indices], [self.masks[i] for i in indices], self.class_names, list(self.problems)
+        )
 
     def merge(self, other):
         """Both data sets in one; class names must agree."""
@@ -79,8 +157,9 @@ class SegmentationData:
                 f"cannot merge data sets with class names {list(self.class_names)} and {list(other.class_names)}; "
                 "pass the same --classes to both (e.g. person)."
             )
-        return SegmentationData(self.paths + other.paths, self.masks + other.masks, self.class_names,
-                                self.problems + other.problems)
+        return SegmentationData(
+            self.paths + other.paths, self.masks + other.masks, self.class_names, self.problems + other.problems
+        )
 
     def pixel_counts(self):
         """(C,) number of pixels of each class over all masks."""
@@ -293,7 +372,9 @@ def _load_coco_masks(root, classes, problems, progress):
     for mask_path in list_images(root / "masks" / "train2017"):
         image = images.get(mask_path.stem)
         if image is None:
-            problems.append(f"{mask_path}: no image named {mask_path.stem}.* in {root / 'images' / 'train2017'}; mask left out")
+            problems.append(
+                f"{mask_path}: no image named {mask_path.stem}.* in {root / 'images' / 'train2017'}; mask left out"
+            )
         else:
             pairs.append((image, mask_path))
     class_names = ("background", *classes)
@@ -365,8 +446,22 @@ def colour_jitter(image, rng, brightness=0.2, contrast=0.2, saturation=0.3):
     return np.clip(image, 0, 255)
 
 
-def augment_pair(image, mask, size, rng, *, weights=None, fit=False, scale=(0.75, 1.25), rotate=15.0, flip=True,
-                 vflip=False, elastic=0.0, colour=True, border="reflect"):
+def augment_pair(
+    image,
+    mask,
+    size,
+    rng,
+    *,
+    weights=None,
+    fit=False,
+    scale=(0.75, 1.25),
+    rotate=15.0,
+    flip=True,
+    vflip=False,
+    elastic=0.0,
+    colour=True,
+    border="reflect",
+):
     """One random ``size`` x ``size`` training crop of ``image`` and ``mask``, same geometry for both.
 
     One affine matrix does scale, rotation and flips and picks the crop (the image bilinear, the
@@ -403,8 +498,9 @@ def augment_pair(image, mask, size, rng, *, weights=None, fit=False, scale=(0.75
     out_mask = cv2.warpAffine(mask, matrix, (size, size), flags=cv2.INTER_NEAREST, borderMode=mode, borderValue=0)
     out_weights = None
     if weights is not None:
-        out_weights = cv2.warpAffine(weights, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=mode,
-                                     borderValue=1.0)
+        out_weights = cv2.warpAffine(
+            weights, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=1.0
+        )
     if elastic and rng.random() < elastic:
         map_x, map_y = elastic_field((size, size), rng)
         out_image = cv2.remap(out_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
@@ -465,8 +561,20 @@ class SegmentationBatches(_py_dataset_base()):
         errors: one-line messages for images that could not be read (replaced by another one).
     """
 
-    def __init__(self, data, image_size=256, batch_size=8, augment=False, repeats=1, border_weight=0.0, fit=False,
-                 seed=0, workers=2, max_side=None, **options):
+    def __init__(
+        self,
+        data,
+        image_size=256,
+        batch_size=8,
+        augment=False,
+        repeats=1,
+        border_weight=0.0,
+        fit=False,
+        seed=0,
+        workers=2,
+        max_side=None,
+        **options,
+    ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         if len(data) == 0:
             raise ValueError("the segmentation data set holds no images; check the path and the loader's problems.")
@@ -501,8 +609,10 @@ class SegmentationBatches(_py_dataset_base()):
                 mask = self.data.masks[k]
                 if image.shape[:2] != mask.shape:
                     self._bad.add(k)
-                    self.errors.append(f"{self.data.paths[k]}: image {image.shape[:2]} differs from its mask "
-                                       f"{mask.shape}; replaced by another image.")
+                    self.errors.append(
+                        f"{self.data.paths[k]}: image {image.shape[:2]} differs from its mask "
+                        f"{mask.shape}; replaced by another image."
+                    )
                     continue
                 image, mask = self._shrink(image, mask)
                 weights = border_weights(mask, self.border_weight) if self.border_weight else None
@@ -517,7 +627,9 @@ class SegmentationBatches(_py_dataset_base()):
             return image, mask
         zoom = self.max_side / max(mask.shape)
         new = (max(1, round(mask.shape[1] * zoom)), max(1, round(mask.shape[0] * zoom)))
-        return cv2.resize(image, new, interpolation=cv2.INTER_AREA), cv2.resize(mask, new, interpolation=cv2.INTER_NEAREST)
+        return cv2.resize(image, new, interpolation=cv2.INTER_AREA), cv2.resize(
+            mask, new, interpolation=cv2.INTER_NEAREST
+        )
 
     def __getitem__(self, index):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
@@ -528,7 +640,9 @@ class SegmentationBatches(_py_dataset_base()):
         for b, row in enumerate(rows):
             image, mask, weights = self._load(int(row))
             if self.augment:
-                image, mask, weights = augment_pair(image, mask, size, rng, weights=weights, fit=self.fit, **self.options)
+                image, mask, weights = augment_pair(
+                    image, mask, size, rng, weights=weights, fit=self.fit, **self.options
+                )
             else:
                 image, mask = fit_pair(image, mask, size, self.fit)
                 weights = None

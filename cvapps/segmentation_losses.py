@@ -68,8 +68,9 @@ class MeanIoU(keras.metrics.Metric):
     def __init__(self, num_classes=2, name="miou", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = int(num_classes)
-        self.confusion = self.add_variable((self.num_classes * self.num_classes,), initializer="zeros",
-                                           name="confusion", dtype="float32")
+        self.confusion = self.add_variable(
+            (self.num_classes * self.num_classes,), initializer="zeros", name="confusion", dtype="float32"
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         ops = keras.ops

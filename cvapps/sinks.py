@@ -53,14 +53,19 @@ def write_image(path, image, overwrite=False):
     image = np.asarray(image)
     rgba = image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8 and path.suffix.lower() == ".png"
     if not rgba and (image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8):
-        raise ValueError(f"{path}: expected an (H, W, 3) uint8 RGB image (or (H, W, 4) RGBA for a .png), "
-                         f"received {image.dtype} of shape {image.shape}.")
+        raise ValueError(
+            f"{path}: expected an (H, W, 3) uint8 RGB image (or (H, W, 4) RGBA for a .png), "
+            f"received {image.dtype} of shape {image.shape}."
+        )
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ValueError(f"{path}: output image needs an image suffix ({', '.join(IMAGE_SUFFIXES[:5])}, ...).")
     refuse_existing(path, overwrite)
     temporary = atomic_path(path)
     try:
-        if not cv2.imwrite(str(temporary), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGBA2BGRA if rgba else cv2.COLOR_RGB2BGR)):
+        if not cv2.imwrite(
+            str(temporary),
+            cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGBA2BGRA if rgba else cv2.COLOR_RGB2BGR),
+        ):
             raise ValueError(f"{path}: could not encode the image as {path.suffix}.")
         os.replace(temporary, path)
     finally:
@@ -89,9 +94,7 @@ class ImageSink:
         self.written = set()
         if multiple:
             if self.output.suffix.lower() in IMAGE_SUFFIXES:
-                raise ValueError(
-                    f"{output}: several inputs need an output folder, not an image file name."
-                )
+                raise ValueError(f"{output}: several inputs need an output folder, not an image file name.")
             if self.output.exists() and not self.output.is_dir():
                 raise ValueError(f"{output}: exists and is not a folder.")
         else:
@@ -137,7 +140,9 @@ class VideoSink:
 
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"{self.path}: got a frame of shape {image.shape}, dtype {image.dtype}; expected (H, W, 3) uint8 RGB.")
+            raise ValueError(
+                f"{self.path}: got a frame of shape {image.shape}, dtype {image.dtype}; expected (H, W, 3) uint8 RGB."
+            )
         height, width = image.shape[:2]
         if self.size is not None and self.size != (width, height):
             # OpenCV would silently drop such a frame.
@@ -147,7 +152,9 @@ class VideoSink:
             )
         if self.writer is None:
             self.temporary = atomic_path(self.path)
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG"))
+            fourcc = cv2.VideoWriter_fourcc(
+                *("mp4v" if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG")
+            )
             self.size = (width, height)
             self.writer = cv2.VideoWriter(str(self.temporary), fourcc, self.fps, (width, height))
             if not self.writer.isOpened():

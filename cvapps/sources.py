@@ -106,9 +106,7 @@ def resolve_source(source) -> tuple[str, list]:
     if path.is_dir():
         images = list_images(path)
         if not images:
-            raise ValueError(
-                f"{text}: folder holds no images (looked recursively for {', '.join(IMAGE_SUFFIXES)})."
-            )
+            raise ValueError(f"{text}: folder holds no images (looked recursively for {', '.join(IMAGE_SUFFIXES)}).")
         return "images", images
     if path.is_file():
         if path.suffix.lower() in VIDEO_SUFFIXES:

@@ -128,10 +128,14 @@ class LossNetwork:
         style_levels = dict(DEFAULT_STYLE_LEVELS if style_levels is None else style_levels)
         for level in [content_level, *style_levels]:
             if level not in backbone.pyramid_outputs:
-                raise ValueError(f"level {level!r} is not a pyramid key; expected one of {list(backbone.pyramid_outputs)}.")
+                raise ValueError(
+                    f"level {level!r} is not a pyramid key; expected one of {list(backbone.pyramid_outputs)}."
+                )
         total = sum(style_levels.values())
         if not style_levels or total <= 0 or min(style_levels.values()) < 0:
-            raise ValueError(f"style_levels must map pyramid keys to non-negative weights with a positive sum, received {style_levels!r}.")
+            raise ValueError(
+                f"style_levels must map pyramid keys to non-negative weights with a positive sum, received {style_levels!r}."
+            )
         self.name = name
         self.content_level = content_level
         self.style_levels = {k: float(v) / total for k, v in style_levels.items()}
@@ -264,8 +268,18 @@ def _image_model_class():
     return ImageModel
 
 
-def optimize_image(content, style_image, steps=200, learning_rate=4.0, init="content", loss_network="auto",
-                   content_weight=1.0, style_weight=10.0, tv_weight=1.0, seed=0):
+def optimize_image(
+    content,
+    style_image,
+    steps=200,
+    learning_rate=4.0,
+    init="content",
+    loss_network="auto",
+    content_weight=1.0,
+    style_weight=10.0,
+    tv_weight=1.0,
+    seed=0,
+):
     """Gatys et al.: optimise the pixels of G with Adam so J(G) falls.
 
     Args:
@@ -315,8 +329,6 @@ def _step_history_class():
                 self.model._step_history.setdefault(key, []).append(float(value))
 
     return StepHistory
-
-
 
 
 # --- the fast transformation network (Johnson et al.) ------------------------------------------
@@ -510,11 +522,33 @@ def read_style_image(style_image, side=256):
     return _resize_short(image, side) if side else image
 
 
-def train_style(style_image, content, output, *, image_size=160, batch_size=4, epochs=10, steps_per_epoch=80,
-                learning_rate=3e-3, content_weight=1.0, style_weight=2.0, tv_weight=5.0, style_size=256,
-                loss_network="auto", content_level=DEFAULT_CONTENT_LEVEL, style_levels=None, width=16,
-                residual_blocks=4, downsamples=2, separable=True, max_images=None, checkpoint_dir=None,
-                sample_every=1, seed=0, verbose=2):
+def train_style(
+    style_image,
+    content,
+    output,
+    *,
+    image_size=160,
+    batch_size=4,
+    epochs=10,
+    steps_per_epoch=80,
+    learning_rate=3e-3,
+    content_weight=1.0,
+    style_weight=2.0,
+    tv_weight=5.0,
+    style_size=256,
+    loss_network="auto",
+    content_level=DEFAULT_CONTENT_LEVEL,
+    style_levels=None,
+    width=16,
+    residual_blocks=4,
+    downsamples=2,
+    separable=True,
+    max_images=None,
+    checkpoint_dir=None,
+    sample_every=1,
+    seed=0,
+    verbose=2,
+):
     """Train a fast style network for one painting on folders of content photos.
 
     Args:
@@ -546,7 +580,9 @@ def train_style(style_image, content, output, *, image_size=160, batch_size=4, e
     started = time.time()
     output = keras_output_path(output)
     if not isinstance(image_size, int) or image_size < 32 or image_size % 2**downsamples:
-        raise ValueError(f"image_size must be an integer >= 32 and a multiple of {2**downsamples}, received {image_size!r}.")
+        raise ValueError(
+            f"image_size must be an integer >= 32 and a multiple of {2**downsamples}, received {image_size!r}."
+        )
     style_path = Path(style_image)
     painting = read_style_image(style_path, style_size)
     paths = list_content_images(content)
@@ -559,10 +595,18 @@ def train_style(style_image, content, output, *, image_size=160, batch_size=4, e
     keras.utils.set_random_seed(seed)
     network = build_loss_network(loss_network, content_level, style_levels)
     loss = PerceptualLoss(network, painting, content_weight, style_weight, tv_weight)
-    settings = {"style_image": style_path.name, "style_image_path": str(style_path), "style_size": style_size,
-                "loss_network": network.name, "content_level": content_level,
-                "style_levels": network.style_levels, "content_weight": content_weight,
-                "style_weight": style_weight, "tv_weight": tv_weight, "image_size_trained": image_size}
+    settings = {
+        "style_image": style_path.name,
+        "style_image_path": str(style_path),
+        "style_size": style_size,
+        "loss_network": network.name,
+        "content_level": content_level,
+        "style_levels": network.style_levels,
+        "content_weight": content_weight,
+        "style_weight": style_weight,
+        "tv_weight": tv_weight,
+        "image_size_trained": image_size,
+    }
     transformer = build_transformer(width, residual_blocks, downsamples, separable, settings, name=output.stem)
     trainer = _trainer_class()(transformer, loss)
     trainer(np.zeros((1, image_size, image_size, 3), np.float32))  # built, as BackupAndRestore needs
@@ -571,8 +615,15 @@ def train_style(style_image, content, output, *, image_size=160, batch_size=4, e
     run_dir = run_folder(checkpoint_dir, output)
     sample_photos = [_resize_short(p, 192)[:192, :192] for p in photos[:3]]
     batches = _batches_class()(photos, image_size, batch_size, steps_per_epoch, seed)
-    done = fit_resumable(trainer, batches, run_dir, epochs=epochs, verbose=verbose, keep=transformer,
-                         callbacks=[_samples_callback(transformer, sample_photos, run_dir / "samples", sample_every)])
+    done = fit_resumable(
+        trainer,
+        batches,
+        run_dir,
+        epochs=epochs,
+        verbose=verbose,
+        keep=transformer,
+        callbacks=[_samples_callback(transformer, sample_photos, run_dir / "samples", sample_every)],
+    )
     save_model(transformer, output)
     from cvapps.sinks import write_image
 
@@ -609,9 +660,15 @@ class Stylized:
     source: str = "array"
 
     def __post_init__(self):
-        if not (isinstance(self.image, np.ndarray) and self.image.ndim == 3 and self.image.shape[2] == 3
-                and self.image.dtype == np.uint8):
-            raise ValueError(f"Stylized.image must be an (H, W, 3) uint8 array, received {getattr(self.image, 'shape', self.image)!r}.")
+        if not (
+            isinstance(self.image, np.ndarray)
+            and self.image.ndim == 3
+            and self.image.shape[2] == 3
+            and self.image.dtype == np.uint8
+        ):
+            raise ValueError(
+                f"Stylized.image must be an (H, W, 3) uint8 array, received {getattr(self.image, 'shape', self.image)!r}."
+            )
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, received {self.method!r}.")
 
@@ -734,8 +791,17 @@ class StyleRunner:
     """Opened style(s) for repeated calls (webcam, folders): fast nets opened once, or a
     painting's loss network and Grams built once. Use :func:`stylize` for single calls."""
 
-    def __init__(self, style, method=None, runtime="auto", blend_style=None, blend_weight=0.5,
-                 loss_network="auto", steps=200, style_size=256):
+    def __init__(
+        self,
+        style,
+        method=None,
+        runtime="auto",
+        blend_style=None,
+        blend_weight=0.5,
+        loss_network="auto",
+        steps=200,
+        style_size=256,
+    ):
         from cvapps.runtime import open_model
 
         method = method or ("optimize" if is_style_image(style) else "fast")
@@ -755,8 +821,9 @@ class StyleRunner:
                     )
                 self.models.append(open_model(item, task="style", runtime=runtime))
             else:
-                self.paintings.append(read_style_image(item, style_size) if is_style_image(item)
-                                      else _painting_of_model(item, style_size))
+                self.paintings.append(
+                    read_style_image(item, style_size) if is_style_image(item) else _painting_of_model(item, style_size)
+                )
         if method == "optimize":
             self.network = build_loss_network(loss_network)
         self.name = "+".join(_style_name(item) for item in names)
@@ -798,11 +865,24 @@ def _painting_of_model(name, side):
     for candidate in candidates:
         if candidate.is_file():
             return read_style_image(candidate, side)
-    raise ValueError(f"{name}: the painting it was trained on ({settings.get('style_image')}) was not found; pass it as --style-image.")
+    raise ValueError(
+        f"{name}: the painting it was trained on ({settings.get('style_image')}) was not found; pass it as --style-image."
+    )
 
 
-def stylize(content, style="starry_night", method=None, strength=1.0, preserve_color=False, size=None,
-            blend_style=None, blend_weight=0.5, runtime="auto", steps=200, loss_network="auto"):
+def stylize(
+    content,
+    style="starry_night",
+    method=None,
+    strength=1.0,
+    preserve_color=False,
+    size=None,
+    blend_style=None,
+    blend_weight=0.5,
+    runtime="auto",
+    steps=200,
+    loss_network="auto",
+):
     """Stylise one picture.
 
     Args:
@@ -832,8 +912,11 @@ def stylize(content, style="starry_night", method=None, strength=1.0, preserve_c
 
         content = read_image(content)
     content = resize_long(_check_array(content), size)
-    runner = style if isinstance(style, StyleRunner) else StyleRunner(
-        style, method, runtime, blend_style, blend_weight, loss_network, steps)
+    runner = (
+        style
+        if isinstance(style, StyleRunner)
+        else StyleRunner(style, method, runtime, blend_style, blend_weight, loss_network, steps)
+    )
     if strength == 0:
         image = content
     else:
@@ -841,15 +924,26 @@ def stylize(content, style="starry_night", method=None, strength=1.0, preserve_c
         if preserve_color:
             image = preserve_colors(image, content)
         image = blend(content, image, strength)
-    return Stylized(image, runner.name, runner.method, float(strength), bool(preserve_color),
-                    time.perf_counter() - started, source)
+    return Stylized(
+        image, runner.name, runner.method, float(strength), bool(preserve_color), time.perf_counter() - started, source
+    )
 
 
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def evaluate_style(content_dir, style, method=None, size=256, loss_network="auto", max_images=None, steps=200,
-                   runtime="auto", progress=None, style_size=256):
+def evaluate_style(
+    content_dir,
+    style,
+    method=None,
+    size=256,
+    loss_network="auto",
+    max_images=None,
+    steps=200,
+    runtime="auto",
+    progress=None,
+    style_size=256,
+):
     """Stylise the photos of ``content_dir`` and score them with a loss network.
 
     Args:
@@ -870,8 +964,7 @@ def evaluate_style(content_dir, style, method=None, size=256, loss_network="auto
     from cvapps.sources import read_image
 
     runner = StyleRunner(style, method, runtime, loss_network=loss_network, steps=steps, style_size=style_size)
-    painting = (read_style_image(style, style_size) if is_style_image(style)
-                else _painting_of_model(style, style_size))
+    painting = read_style_image(style, style_size) if is_style_image(style) else _painting_of_model(style, style_size)
     network = runner.network if runner.method == "optimize" else build_loss_network(loss_network)
     loss = PerceptualLoss(network, painting)
     paths = list_content_images([content_dir])[:max_images]

@@ -49,9 +49,8 @@ STORAGE_DTYPES = {
     "BoolStorage": "?",
 }
 
-_ALLOWED = (
-    "collections.OrderedDict, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_tensor, "
-    + ", ".join(f"torch.{name}" for name in STORAGE_DTYPES)
+_ALLOWED = "collections.OrderedDict, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_tensor, " + ", ".join(
+    f"torch.{name}" for name in STORAGE_DTYPES
 )
 
 
@@ -80,7 +79,9 @@ class _LazyTensor:
     def materialise(self) -> np.ndarray:
         flat = self.storage.array
         if flat is None:
-            raise ValueError(f"storage {self.storage.key!r} has no data in the file; the file is truncated or not a state dict.")
+            raise ValueError(
+                f"storage {self.storage.key!r} has no data in the file; the file is truncated or not a state dict."
+            )
         needed = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride)) + 1 if all(self.size) else 0
         if needed > flat.size:
             raise ValueError(
@@ -204,7 +205,9 @@ def _read_legacy(data: bytes, path: str):
         nbytes = count * storage.type.dtype.itemsize
         raw = stream.read(nbytes)
         if count != storage.numel or len(raw) < nbytes:
-            raise ValueError(f"{path}: storage {key!r} is truncated or its size does not match ({count} vs {storage.numel}).")
+            raise ValueError(
+                f"{path}: storage {key!r} is truncated or its size does not match ({count} vs {storage.numel})."
+            )
         storage.array = np.frombuffer(raw, storage.type.dtype)
     return state, storages
 

@@ -72,16 +72,18 @@ def run_folder(checkpoint_dir, output) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(f"cannot create the run folder {folder} ({error.strerror}); pass --checkpoint-dir "
-                         "a writable folder.") from None
+        raise ValueError(
+            f"cannot create the run folder {folder} ({error.strerror}); pass --checkpoint-dir a writable folder."
+        ) from None
     for old, new in OLD_NAMES.items():
         if (folder / old).exists() and not (folder / new).exists():
             os.replace(folder / old, folder / new)
     return folder
 
 
-def fit_resumable(model, train, run_dir, *, epochs, phase="main", validation=None, callbacks=(), verbose=1,
-                  keep=None) -> PhaseResult:
+def fit_resumable(
+    model, train, run_dir, *, epochs, phase="main", validation=None, callbacks=(), verbose=1, keep=None
+) -> PhaseResult:
     """``model.fit`` that survives interruption and is not repeated once finished.
 
     Args:
@@ -113,14 +115,22 @@ def fit_resumable(model, train, run_dir, *, epochs, phase="main", validation=Non
             try:
                 keep.load_weights(str(finished))
             except Exception as error:  # h5py and Keras raise many types for a damaged or foreign file
-                raise ValueError(f"{finished}: cannot be loaded ({type(error).__name__}: {str(error)[:120]}); the "
-                                 f"run folder belongs to another model or is damaged. Delete {run_dir} to start over, "
-                                 "or pass another --checkpoint-dir.") from None
+                raise ValueError(
+                    f"{finished}: cannot be loaded ({type(error).__name__}: {str(error)[:120]}); the "
+                    f"run folder belongs to another model or is damaged. Delete {run_dir} to start over, "
+                    "or pass another --checkpoint-dir."
+                ) from None
         return PhaseResult(read_history(log) if log.is_file() else {}, True)
     fit = model.fit(
-        train, validation_data=validation, epochs=epochs, verbose=verbose,
-        callbacks=[keras.callbacks.BackupAndRestore(str(run_dir / f"{phase}_backup")), *callbacks,
-                   keras.callbacks.CSVLogger(str(log), append=True)],
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        verbose=verbose,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(run_dir / f"{phase}_backup")),
+            *callbacks,
+            keras.callbacks.CSVLogger(str(log), append=True),
+        ],
     )
     temporary = run_dir / f".{phase}_done.{os.getpid()}.weights.h5"
     try:

@@ -83,8 +83,10 @@ def first_conv_layer(model):
     for layer in _walk(_load(model)):
         if isinstance(layer, kinds) and getattr(layer, "kernel", None) is not None:
             return layer
-    raise ValueError(f"model {getattr(model, 'name', model)!r} has no Conv2D, DepthwiseConv2D or FixedConv2D layer "
-                     "with weights to draw.")
+    raise ValueError(
+        f"model {getattr(model, 'name', model)!r} has no Conv2D, DepthwiseConv2D or FixedConv2D layer "
+        "with weights to draw."
+    )
 
 
 class _PyramidView:
@@ -120,9 +122,11 @@ def find_backbone(model):
     for layer in layers:
         if getattr(layer, "inputs", None) and _is_pyramid(getattr(layer, "output", None)):
             return _PyramidView(layer)
-    raise ValueError(f"model {getattr(model, 'name', model)!r} has no cvapps backbone (a layer with "
-                     "'pyramid_outputs', such as the 'backbone' layer of every cvapps model, or a U-Net "
-                     "'encoder').")
+    raise ValueError(
+        f"model {getattr(model, 'name', model)!r} has no cvapps backbone (a layer with "
+        "'pyramid_outputs', such as the 'backbone' layer of every cvapps model, or a U-Net "
+        "'encoder')."
+    )
 
 
 def _check_levels(backbone, levels):
@@ -140,8 +144,7 @@ def _feature_model(backbone, levels):
     """One functional model: backbone input -> [feature map of each level]."""
     keras = _keras()
 
-    return keras.Model(backbone.input, [backbone.pyramid_outputs[level] for level in levels],
-                       name="visualise_features")
+    return keras.Model(backbone.input, [backbone.pyramid_outputs[level] for level in levels], name="visualise_features")
 
 
 def _predict(feature_model, batch):
@@ -172,7 +175,9 @@ def _fit(image, size, max_side=MAX_SIDE):
     import cv2
 
     scale = max_side / max(height, width)
-    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+    )
 
 
 def _as_image(image):
@@ -224,7 +229,7 @@ def grid(tiles, columns, gap=SEPARATOR, background=BACKGROUND):
     for k, tile in enumerate(tiles):
         r, c = divmod(k, columns)
         y, x = r * (height + gap), c * (width + gap)
-        canvas[y: y + height, x: x + width] = tile
+        canvas[y : y + height, x : x + width] = tile
     return canvas
 
 
@@ -395,8 +400,10 @@ def feature_maps(model, image, levels=("P3",), max_channels=64, colours="viridis
     levels = _check_levels(backbone, levels)
     pixels = _fit(_as_image(image), _input_size(model, backbone))
     outputs = _predict(_feature_model(backbone, levels), pixels[None])
-    parts = [_label_bar(f"input, {pixels.shape[1]}x{pixels.shape[0]} as the model sees it", 360),
-             _scale_tile(pixels, 96, 192)]
+    parts = [
+        _label_bar(f"input, {pixels.shape[1]}x{pixels.shape[0]} as the model sees it", 360),
+        _scale_tile(pixels, 96, 192),
+    ]
     shapes, chosen = {}, {}
     for level, output in zip(levels, outputs):
         maps = output[0]  # (h, w, C)
@@ -491,8 +498,9 @@ def _frames(images):
         return
     source = images if isinstance(images, Source) else open_source(images)
     if source.kind != "images":
-        raise ValueError(f"{source.items[0]}: top_patches needs still images (a folder, a glob or image files), "
-                         f"not a {source.kind}.")
+        raise ValueError(
+            f"{source.items[0]}: top_patches needs still images (a folder, a glob or image files), not a {source.kind}."
+        )
     for frame in source.frames():
         yield frame.source, frame.image, frame.error
 
@@ -503,7 +511,7 @@ def _crop(image, y0, y1, x0, x1, fill=PAD_GRAY):
     out = np.full((max(1, y1 - y0), max(1, x1 - x0), 3), fill, np.uint8)
     ya, yb, xa, xb = max(y0, 0), min(y1, height), max(x0, 0), min(x1, width)
     if ya < yb and xa < xb:
-        out[ya - y0: yb - y0, xa - x0: xb - x0] = image[ya:yb, xa:xb]
+        out[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
     return out
 
 
@@ -523,8 +531,19 @@ def _patch_window(row, col, geometry, scale_y, scale_x, side):
     return y0, y1, x0, x1
 
 
-def top_patches(model, images, level="P4", units=None, top=9, per_image=1, patch_size=None, image_size=None,
-                batch_size=16, cell=80, geometry=None) -> TopPatches:
+def top_patches(
+    model,
+    images,
+    level="P4",
+    units=None,
+    top=9,
+    per_image=1,
+    patch_size=None,
+    image_size=None,
+    batch_size=16,
+    cell=80,
+    geometry=None,
+) -> TopPatches:
     """For units of one level, the image patches that activate each most (Zeiler & Fergus 2014).
 
     Every image is resized as the model expects and run through the backbone, in batches. For
@@ -583,8 +602,11 @@ def top_patches(model, images, level="P4", units=None, top=9, per_image=1, patch
         flat = output.reshape(b, h * w, c)
         k = min(per_image, h * w)
         # The k largest per (image, unit): argpartition over positions, then sorted descending.
-        index = np.argpartition(-flat, k - 1, axis=1)[:, :k, :] if k < h * w else np.broadcast_to(
-            np.arange(h * w)[None, :, None], (b, h * w, c))
+        index = (
+            np.argpartition(-flat, k - 1, axis=1)[:, :k, :]
+            if k < h * w
+            else np.broadcast_to(np.arange(h * w)[None, :, None], (b, h * w, c))
+        )
         picked = np.take_along_axis(flat, index, axis=1)
         order = np.argsort(-picked, axis=1, kind="stable")
         values.append(np.take_along_axis(picked, order, axis=1).transpose(0, 2, 1))
@@ -618,8 +640,10 @@ def top_patches(model, images, level="P4", units=None, top=9, per_image=1, patch
     units = tuple(int(u) for u in units)
     bad = [u for u in units if not 0 <= u < channels]
     if bad or not units:
-        raise ValueError(f"units must be channel indices in 0..{channels - 1} of {level} ({channels} channels); "
-                         f"received {list(units)}.")
+        raise ValueError(
+            f"units must be channel indices in 0..{channels - 1} of {level} ({channels} channels); "
+            f"received {list(units)}."
+        )
 
     from cvapps.sources import read_image
 

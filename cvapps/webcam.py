@@ -340,9 +340,7 @@ def _show(window_name, image_rgb) -> tuple[bool, float]:
         visible = cv2.getWindowProperty(window_name, cv2.WND_PROP_VISIBLE)
     except cv2.error as error:
         message = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
-        raise ValueError(
-            f"could not show a window ({message}); pass --no-show (show=False) to run headless."
-        ) from None
+        raise ValueError(f"could not show a window ({message}); pass --no-show (show=False) to run headless.") from None
     return key in QUIT_KEYS, visible
 
 

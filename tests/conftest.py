@@ -58,8 +58,16 @@ def tiny_classifier(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     data = make_shapes_dataset(root / "data", per_class=16)
     result = train_classifier(
-        data, root / "tiny.keras", size="xs", image_size=32, epochs=4, batch_size=8,
-        learning_rate=0.05, val_fraction=0.25, checkpoint_dir=root / "run", verbose=0,
+        data,
+        root / "tiny.keras",
+        size="xs",
+        image_size=32,
+        epochs=4,
+        batch_size=8,
+        learning_rate=0.05,
+        val_fraction=0.25,
+        checkpoint_dir=root / "run",
+        verbose=0,
     )
     return result.model_path
 
@@ -99,7 +107,19 @@ def tiny_detector(tmp_path_factory):
 
     root, truths = make_squares_dataset(tmp_path_factory.mktemp("detector") / "squares")
     anchors = [[[12, 12], [18, 18], [24, 24]], [[24, 24], [30, 30], [36, 36]], [[36, 36], [48, 48], [64, 64]]]
-    train_detector(load_detection(root), root.parent / "squares.keras", image_size=64, size="xs", anchors=anchors,
-                   width=32, epochs=120, batch_size=4, learning_rate=1e-2, augment=False, mosaic=0.0,
-                   checkpoint_dir=root.parent / "run", verbose=0)
+    train_detector(
+        load_detection(root),
+        root.parent / "squares.keras",
+        image_size=64,
+        size="xs",
+        anchors=anchors,
+        width=32,
+        epochs=120,
+        batch_size=4,
+        learning_rate=1e-2,
+        augment=False,
+        mosaic=0.0,
+        checkpoint_dir=root.parent / "run",
+        verbose=0,
+    )
     return root.parent / "squares.keras", root, truths

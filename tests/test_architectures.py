@@ -21,8 +21,9 @@ def test_original_head_has_the_published_parameter_count(name):
     assert model.count_params() == PARAMETERS[name]
 
 
-@pytest.mark.parametrize("name, application", [("vgg16", "VGG16"), ("resnet50", "ResNet50"),
-                                               ("mobilenet", "MobileNet")])
+@pytest.mark.parametrize(
+    "name, application", [("vgg16", "VGG16"), ("resnet50", "ResNet50"), ("mobilenet", "MobileNet")]
+)
 def test_same_count_as_keras_applications(name, application):
     import keras
 
@@ -32,8 +33,14 @@ def test_same_count_as_keras_applications(name, application):
 
 def test_published_figures_within_rounding():
     # The papers' round numbers: LeNet-5 ~60K, AlexNet ~61M, VGG-16 ~138M, ResNet-50 ~25.6M, GoogLeNet ~6.8M.
-    published = {"lenet5": 60e3, "alexnet": 61e6, "vgg16": 138e6, "resnet50": 25.6e6, "googlenet": 6.8e6,
-                 "mobilenet": 4.2e6}
+    published = {
+        "lenet5": 60e3,
+        "alexnet": 61e6,
+        "vgg16": 138e6,
+        "resnet50": 25.6e6,
+        "googlenet": 6.8e6,
+        "mobilenet": 4.2e6,
+    }
     for name, figure in published.items():
         assert abs(PARAMETERS[name] - figure) / figure < 0.05, name
 
@@ -93,7 +100,10 @@ def test_fine_tuning_a_pooling_level_is_refused():
         train_top_levels(backbone, "P5")
     train_top_levels(backbone, "P4")
     assert sorted(layer.name for layer in backbone.layers if layer.trainable_weights) == [
-        "block5_conv1", "block5_conv2", "block5_conv3"]
+        "block5_conv1",
+        "block5_conv2",
+        "block5_conv3",
+    ]
 
 
 def test_local_response_normalisation_matches_the_formula():
@@ -102,7 +112,7 @@ def test_local_response_normalisation_matches_the_formula():
     out = np.asarray(LocalResponseNormalization()(x))
     # b[c] = a[c] / (2 + 1e-4 * sum_{|c' - c| <= 2} a[c']^2) ** 0.75
     squares = np.pad(x**2, [(0, 0)] * 3 + [(2, 2)])
-    window = sum(squares[..., i:i + 7] for i in range(5))
+    window = sum(squares[..., i : i + 7] for i in range(5))
     np.testing.assert_allclose(out, x / (2 + 1e-4 * window) ** 0.75, rtol=1e-5)
 
 
@@ -157,24 +167,80 @@ def test_apps_train_on_classic_backbones_from_the_cli(tmp_path):
     from cvapps.models import load_model
 
     shapes = make_shapes_dataset(tmp_path / "shapes", per_class=4)
-    result = CliRunner().invoke(cli, [
-        "train", "classify", str(shapes), "--output", str(tmp_path / "lenet.keras"), "--backbone", "lenet5",
-        "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--checkpoint-dir", str(tmp_path / "r1"), "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "classify",
+            str(shapes),
+            "--output",
+            str(tmp_path / "lenet.keras"),
+            "--backbone",
+            "lenet5",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--checkpoint-dir",
+            str(tmp_path / "r1"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     # C1 156 + C3 2,416 + C5 48,120 + F6 10,164 + output (84 + 1) * 2 = 170: 61,026
     assert load_model(tmp_path / "lenet.keras").count_params() == 61_026
     squares = _random_squares(tmp_path / "squares", images=12)
-    result = CliRunner().invoke(cli, [
-        "train", "detect", str(squares), "--output", str(tmp_path / "det.keras"), "--backbone", "mobilenet",
-        "--image-size", "64", "--width", "8", "--epochs", "1", "--batch-size", "2", "--no-augment",
-        "--checkpoint-dir", str(tmp_path / "r2"), "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "detect",
+            str(squares),
+            "--output",
+            str(tmp_path / "det.keras"),
+            "--backbone",
+            "mobilenet",
+            "--image-size",
+            "64",
+            "--width",
+            "8",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--no-augment",
+            "--checkpoint-dir",
+            str(tmp_path / "r2"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli, ["detect", str(squares / "images"), "--model", str(tmp_path / "det.keras"),
-                                      "--runtime", "keras", "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        ["detect", str(squares / "images"), "--model", str(tmp_path / "det.keras"), "--runtime", "keras", "--quiet"],
+    )
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli, [
-        "train", "detect", str(squares), "--output", str(tmp_path / "bad.keras"), "--backbone", "alexnet",
-        "--image-size", "96", "--epochs", "1", "--checkpoint-dir", str(tmp_path / "r3"), "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "detect",
+            str(squares),
+            "--output",
+            str(tmp_path / "bad.keras"),
+            "--backbone",
+            "alexnet",
+            "--image-size",
+            "96",
+            "--epochs",
+            "1",
+            "--checkpoint-dir",
+            str(tmp_path / "r3"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 2 and "alexnet backbone uses 'valid' padding" in result.output
 
 
@@ -191,7 +257,7 @@ def _random_squares(root, images):
         for _ in range(2):
             side = int(rng.integers(8, 30))
             x, y = rng.integers(0, 64 - side, 2)
-            pixels[y:y + side, x:x + side] = (230, 30, 30)
+            pixels[y : y + side, x : x + side] = (230, 30, 30)
             lines.append(f"0 {(x + side / 2) / 64} {(y + side / 2) / 64} {side / 64} {side / 64}")
         Image.fromarray(pixels).save(root / "images" / f"{i}.png")
         (root / "labels" / f"{i}.txt").write_text("\n".join(lines) + "\n")

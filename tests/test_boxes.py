@@ -63,7 +63,9 @@ def test_format_conversions_by_hand():
 @given(box_sets(), st.sampled_from(B.FORMATS), st.integers(1, 4000), st.integers(1, 4000))
 def test_format_conversions_round_trip(boxes, fmt, width, height):
     np.testing.assert_allclose(B.to_xyxy(B.from_xyxy(boxes, fmt), fmt), boxes, atol=1e-4)
-    np.testing.assert_allclose(B.denormalize(B.normalize(boxes, width, height), width, height), boxes, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(
+        B.denormalize(B.normalize(boxes, width, height), width, height), boxes, rtol=1e-6, atol=1e-4
+    )
 
 
 def test_bad_box_inputs_say_what_was_received():
@@ -80,20 +82,22 @@ def test_bad_box_inputs_say_what_was_received():
 
 
 def test_parse_yolo_labels_converts_and_reports_each_bad_line():
-    text = "\n".join([
-        "0 0.5 0.5 0.2 0.4",     # 1: fine -> x 80..120 of 200, y 30..70 of 100
-        "",                      # 2: blank lines are not problems
-        "1 0.5 0.5 0.2",         # 3: four fields
-        "2 0.5 abc 0.2 0.2",     # 4: not a number
-        "-1 0.5 0.5 0.2 0.2",    # 5: negative class
-        "1.5 0.5 0.5 0.2 0.2",   # 6: class not an integer
-        "3 0.5 0.5 0 0.2",       # 7: zero width
-        "4 0.5 0.5 0.2 -0.1",    # 8: negative height
-        "5 0.95 0.5 0.2 0.2",    # 9: x2 = 1.05 -> clipped to the image, kept
-        "6 1.5 0.5 0.2 0.2",     # 10: wholly right of the image -> skipped
-        "7 0.5 0.5 nan 0.2",     # 11: not finite
-        "8 0.982555 0.5 0.0348906 0.2",  # 12: x2 = 1.0000003, label rounding: clipped, not reported
-    ])
+    text = "\n".join(
+        [
+            "0 0.5 0.5 0.2 0.4",  # 1: fine -> x 80..120 of 200, y 30..70 of 100
+            "",  # 2: blank lines are not problems
+            "1 0.5 0.5 0.2",  # 3: four fields
+            "2 0.5 abc 0.2 0.2",  # 4: not a number
+            "-1 0.5 0.5 0.2 0.2",  # 5: negative class
+            "1.5 0.5 0.5 0.2 0.2",  # 6: class not an integer
+            "3 0.5 0.5 0 0.2",  # 7: zero width
+            "4 0.5 0.5 0.2 -0.1",  # 8: negative height
+            "5 0.95 0.5 0.2 0.2",  # 9: x2 = 1.05 -> clipped to the image, kept
+            "6 1.5 0.5 0.2 0.2",  # 10: wholly right of the image -> skipped
+            "7 0.5 0.5 nan 0.2",  # 11: not finite
+            "8 0.982555 0.5 0.0348906 0.2",  # 12: x2 = 1.0000003, label rounding: clipped, not reported
+        ]
+    )
     boxes, class_ids, problems = B.parse_yolo_labels(text, image_width=200, image_height=100, source="a.txt")
     assert boxes.dtype == np.float32 and class_ids.dtype == np.int64
     np.testing.assert_allclose(boxes, [[80, 30, 120, 70], [170, 40, 200, 60], [193.02194, 40, 200, 60]], atol=1e-4)
@@ -250,7 +254,9 @@ def test_nms_properties(detection, iou_threshold):
         kept = B.nms(boxes, scores, iou_threshold, class_ids=classes)
         np.testing.assert_array_equal(kept, reference_nms(boxes, scores, iou_threshold, classes))
         assert (np.diff(scores[kept]) <= 0).all()  # descending score order
-        same_class = np.ones((len(kept), len(kept)), bool) if classes is None else classes[kept][:, None] == classes[kept]
+        same_class = (
+            np.ones((len(kept), len(kept)), bool) if classes is None else classes[kept][:, None] == classes[kept]
+        )
         overlap = B.box_iou(boxes[kept], boxes[kept]) > np.float32(iou_threshold)
         assert not (overlap & same_class & ~np.eye(len(kept), dtype=bool)).any()
         assert B.nms(boxes, scores, iou_threshold, class_ids=classes, max_detections=2).tolist() == kept[:2].tolist()
@@ -286,7 +292,9 @@ def tf_nms(tf, boxes, scores, iou_threshold, max_output_size=None, score_thresho
     """TensorFlow's greedy NMS on our xyxy boxes (it takes [y1, x1, y2, x2])."""
     size = len(boxes) if max_output_size is None else max_output_size
     yxyx = tf.constant(boxes[:, [1, 0, 3, 2]])
-    return tf.image.non_max_suppression(yxyx, tf.constant(scores), size, iou_threshold, score_threshold=score_threshold).numpy()
+    return tf.image.non_max_suppression(
+        yxyx, tf.constant(scores), size, iou_threshold, score_threshold=score_threshold
+    ).numpy()
 
 
 def random_detections(rng, n):
@@ -341,12 +349,15 @@ def test_embedded_nms_graph_is_the_documented_one():
 
     names = ["boxes", "scores", "max_output_boxes_per_class", "iou_threshold", "score_threshold"]
     graph = helper.make_graph(
-        [helper.make_node("NonMaxSuppression", names, ["selected"], center_point_box=0)], "cvapps_nms",
-        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, None, 4]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, None, None]),
-         helper.make_tensor_value_info("max_output_boxes_per_class", TensorProto.INT64, [1]),
-         helper.make_tensor_value_info("iou_threshold", TensorProto.FLOAT, [1]),
-         helper.make_tensor_value_info("score_threshold", TensorProto.FLOAT, [1])],
+        [helper.make_node("NonMaxSuppression", names, ["selected"], center_point_box=0)],
+        "cvapps_nms",
+        [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, None, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, None, None]),
+            helper.make_tensor_value_info("max_output_boxes_per_class", TensorProto.INT64, [1]),
+            helper.make_tensor_value_info("iou_threshold", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("score_threshold", TensorProto.FLOAT, [1]),
+        ],
         [helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], producer_name="cvapps")
@@ -419,7 +430,9 @@ def test_decode_by_hand_and_encode_errors():
     box = B.decode(np.zeros(4), anchors=[10, 20], grid=[3, 1], stride=8)
     assert box.tolist() == [28 - 5, 12 - 10, 28 + 5, 12 + 10]
     # centre x (36 + 46) / 2 = 41 = 5.125 cells, 2.125 cells from column 3
-    with pytest.raises(ValueError, match=r"centre offset from its grid cell \(cells\) is 2.125, expected within \(-0.5, 1.5\)"):
+    with pytest.raises(
+        ValueError, match=r"centre offset from its grid cell \(cells\) is 2.125, expected within \(-0.5, 1.5\)"
+    ):
         B.encode([[36, 2, 46, 22]], anchors=[10, 20], grid=[3, 1], stride=8)
     # width 50 against an anchor 10 wide: 5 anchors, beyond (2 * sigmoid)^2 < 4
     with pytest.raises(ValueError, match=r"size / anchor ratio is 5, expected within \(0, 4\)"):

@@ -7,12 +7,14 @@ from cvapps.classification import Classification, classification_metrics, top_k_
 def test_metrics_on_a_hand_computed_case():
     # 4 images, 3 classes. Truth: 0, 1, 2, 2.
     # argmax per row: 0 (right), 2 (wrong: truth 1), 2 (right), 1 (wrong: truth 2).
-    probabilities = np.array([
-        [0.7, 0.2, 0.1],
-        [0.1, 0.3, 0.6],
-        [0.2, 0.1, 0.7],
-        [0.1, 0.5, 0.4],
-    ])
+    probabilities = np.array(
+        [
+            [0.7, 0.2, 0.1],
+            [0.1, 0.3, 0.6],
+            [0.2, 0.1, 0.7],
+            [0.1, 0.5, 0.4],
+        ]
+    )
     truth = np.array([0, 1, 2, 2])
     metrics = classification_metrics(probabilities, truth, ("a", "b", "c"))
     assert metrics["top1"] == 0.5  # 2 of 4 right
@@ -133,8 +135,8 @@ class NoTensorFlow(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError("No module named 'tensorflow'")
 sys.meta_path.insert(0, NoTensorFlow())
 from cvapps.classification import train_classifier
-train_classifier({str(tmp_path / 'd.npz')!r}, {str(tmp_path / 'm.keras')!r}, size="xs", image_size=32, epochs=1,
-                 batch_size=8, checkpoint_dir={str(tmp_path / 'run')!r}, verbose=0)
+train_classifier({str(tmp_path / "d.npz")!r}, {str(tmp_path / "m.keras")!r}, size="xs", image_size=32, epochs=1,
+                 batch_size=8, checkpoint_dir={str(tmp_path / "run")!r}, verbose=0)
 import keras; print(keras.backend.backend(), "tensorflow" in sys.modules)
 """
     env = {**os.environ, "KERAS_BACKEND": "jax"}
@@ -152,8 +154,16 @@ def test_rerun_skips_finished_phases(tmp_path):
     from cvapps.classification import train_classifier
 
     data = make_shapes_dataset(tmp_path / "data", per_class=6)
-    arguments = dict(size="xs", image_size=32, epochs=1, fine_tune_epochs=1, fine_tune_from="P5", batch_size=4,
-                     checkpoint_dir=tmp_path / "run", verbose=0)
+    arguments = dict(
+        size="xs",
+        image_size=32,
+        epochs=1,
+        fine_tune_epochs=1,
+        fine_tune_from="P5",
+        batch_size=4,
+        checkpoint_dir=tmp_path / "run",
+        verbose=0,
+    )
     first = train_classifier(data, tmp_path / "a.keras", **arguments)
     assert (tmp_path / "run" / "main_done.weights.h5").is_file()
     assert (tmp_path / "run" / "fine_tune_done.weights.h5").is_file()

@@ -6,9 +6,9 @@ import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import make_shapes_dataset
 from PIL import Image
 
-from conftest import make_shapes_dataset
 from cvapps.cli import cli
 
 
@@ -50,10 +50,22 @@ def photos(tmp_path):
 def test_classify_folder_processes_the_rest_after_a_bad_file(tiny_classifier, photos, tmp_path):
     out = tmp_path / "out"
     records = tmp_path / "r.jsonl"
-    result = CliRunner().invoke(cli, [
-        "classify", str(photos), "--model", str(tiny_classifier), "--top-k", "1",
-        "--output", str(out), "--json", str(records), "--quiet",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "classify",
+            str(photos),
+            "--model",
+            str(tiny_classifier),
+            "--top-k",
+            "1",
+            "--output",
+            str(out),
+            "--json",
+            str(records),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 1  # one input failed
     assert "c_corrupt.jpg" in result.output
     lines = [json.loads(line) for line in records.read_text().splitlines()]
@@ -63,9 +75,18 @@ def test_classify_folder_processes_the_rest_after_a_bad_file(tiny_classifier, ph
 
 
 def test_classify_json_to_stdout(tiny_classifier, photos):
-    result = CliRunner().invoke(cli, [
-        "classify", str(photos / "a_bright.jpg"), "--model", str(tiny_classifier), "--json", "-", "--quiet",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "classify",
+            str(photos / "a_bright.jpg"),
+            "--model",
+            str(tiny_classifier),
+            "--json",
+            "-",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(result.output.strip().splitlines()[-1])
     assert record["task"] == "classify" and record["results"][0]["class_name"] == "bright"
@@ -106,7 +127,9 @@ def test_model_file_that_is_not_a_cvapps_model(tmp_path, photos):
 
     inputs = keras.Input((8,))
     keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "plain.keras")
-    result = CliRunner().invoke(cli, ["classify", str(photos / "a_bright.jpg"), "--model", str(tmp_path / "plain.keras")])
+    result = CliRunner().invoke(
+        cli, ["classify", str(photos / "a_bright.jpg"), "--model", str(tmp_path / "plain.keras")]
+    )
     assert result.exit_code == 2
     assert "not a cvapps model" in result.output
 
@@ -114,7 +137,9 @@ def test_model_file_that_is_not_a_cvapps_model(tmp_path, photos):
 def test_eval_writes_the_report_contract(tiny_classifier, tmp_path):
     data = make_shapes_dataset(tmp_path / "test", per_class=4, seed=5)
     report_path = tmp_path / "r.json"
-    result = CliRunner().invoke(cli, ["eval", "classify", str(data), "--model", str(tiny_classifier), "--json", str(report_path)])
+    result = CliRunner().invoke(
+        cli, ["eval", "classify", str(data), "--model", str(tiny_classifier), "--json", str(report_path)]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert set(report) == {"task", "model", "data", "num_images", "seconds", "metrics"}
@@ -125,11 +150,27 @@ def test_eval_writes_the_report_contract(tiny_classifier, tmp_path):
 
 def test_train_classify_command(tmp_path):
     data = make_shapes_dataset(tmp_path / "data", per_class=6)
-    result = CliRunner().invoke(cli, [
-        "train", "classify", str(data), "--output", str(tmp_path / "m.keras"), "--size", "xs",
-        "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--checkpoint-dir", str(tmp_path / "run"),
-        "--quiet",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "classify",
+            str(data),
+            "--output",
+            str(tmp_path / "m.keras"),
+            "--size",
+            "xs",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--checkpoint-dir",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.keras").is_file()
     assert "saved" in result.output
@@ -143,9 +184,20 @@ def test_models_lists_shipped_models():
 def test_eval_holdout_scores_only_the_carved_out_split(tiny_classifier, tmp_path):
     data = make_shapes_dataset(tmp_path / "data", per_class=8, seed=3)
     report_path = tmp_path / "r.json"
-    result = CliRunner().invoke(cli, [
-        "eval", "classify", str(data), "--model", str(tiny_classifier), "--holdout", "0.25", "--json", str(report_path),
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "classify",
+            str(data),
+            "--model",
+            str(tiny_classifier),
+            "--holdout",
+            "0.25",
+            "--json",
+            str(report_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert report["num_images"] == 4  # 25% of 8 per class, 2 classes
@@ -185,10 +237,22 @@ def test_demo_writes_annotated_photos(tmp_path):
 def test_detect_draws_boxes_and_writes_records(tiny_detector, tmp_path):
     model_path, root, _ = tiny_detector
     records = tmp_path / "d.jsonl"
-    result = CliRunner().invoke(cli, [
-        "detect", str(root / "images"), "--model", str(model_path), "--confidence-threshold", "0.3",
-        "--output", str(tmp_path / "out"), "--json", str(records), "--quiet",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "detect",
+            str(root / "images"),
+            "--model",
+            str(model_path),
+            "--confidence-threshold",
+            "0.3",
+            "--output",
+            str(tmp_path / "out"),
+            "--json",
+            str(records),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in records.read_text().splitlines()]
     assert [len(r["results"]) for r in lines] == [2, 1, 2, 1]  # the squares of each image
@@ -199,21 +263,40 @@ def test_detect_draws_boxes_and_writes_records(tiny_detector, tmp_path):
 def test_detect_keeps_asked_classes_and_saves_crops(tiny_detector, tmp_path):
     model_path, root, _ = tiny_detector
     records = tmp_path / "d.jsonl"
-    result = CliRunner().invoke(cli, [
-        "detect", str(root / "images"), "--model", str(model_path), "--classes", "blue",
-        "--class-threshold", "blue=0.3", "--save-crops", str(tmp_path / "crops"), "--json", str(records), "--quiet",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "detect",
+            str(root / "images"),
+            "--model",
+            str(model_path),
+            "--classes",
+            "blue",
+            "--class-threshold",
+            "blue=0.3",
+            "--save-crops",
+            str(tmp_path / "crops"),
+            "--json",
+            str(records),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in records.read_text().splitlines()]
     assert {d["class_name"] for r in lines for d in r["results"]} == {"blue"}
-    assert sorted(p.parent.name for p in (tmp_path / "crops").rglob("*.jpg")) == ["blue"] * sum(len(r["results"]) for r in lines)
+    assert sorted(p.parent.name for p in (tmp_path / "crops").rglob("*.jpg")) == ["blue"] * sum(
+        len(r["results"]) for r in lines
+    )
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    (["--classes", "zebra"], "the model has no class 'zebra'; its classes are red, blue"),
-    (["--class-threshold", "red"], "--class-threshold takes NAME=VALUE"),
-    (["--class-threshold", "red=2"], r"class_thresholds\['red'\] must be a number in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--classes", "zebra"], "the model has no class 'zebra'; its classes are red, blue"),
+        (["--class-threshold", "red"], "--class-threshold takes NAME=VALUE"),
+        (["--class-threshold", "red=2"], r"class_thresholds\['red'\] must be a number in \[0, 1\]"),
+    ],
+)
 def test_detect_refuses_unknown_classes_and_bad_thresholds(tiny_detector, tmp_path, option, message):
     import re
 
@@ -224,10 +307,21 @@ def test_detect_refuses_unknown_classes_and_bad_thresholds(tiny_detector, tmp_pa
 
 def test_eval_detect_reports_map(tiny_detector, tmp_path):
     model_path, root, _ = tiny_detector
-    result = CliRunner().invoke(cli, [
-        "eval", "detect", str(root), "--model", str(model_path), "--json", str(tmp_path / "r.json"),
-        "--pr-curve", str(tmp_path / "pr.png"), "--quiet",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "detect",
+            str(root),
+            "--model",
+            str(model_path),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--pr-curve",
+            str(tmp_path / "pr.png"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["task"] == "detect" and report["num_images"] == 4
@@ -250,20 +344,33 @@ def test_webcam_detect_headless_over_a_video(tiny_detector, tmp_path):
     for _ in range(5):
         writer.write(frame)
     writer.release()
-    result = CliRunner().invoke(cli, [
-        "webcam", "detect", "--source", str(video), "--model", str(model_path), "--no-show",
-        "--output", str(tmp_path / "out.avi"),
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "webcam",
+            "detect",
+            "--source",
+            str(video),
+            "--model",
+            str(model_path),
+            "--no-show",
+            "--output",
+            str(tmp_path / "out.avi"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "5 frames" in result.output and (tmp_path / "out.avi").is_file()
 
 
-@pytest.mark.parametrize("command, new, old, value", [
-    (["segment", "--help"], "--opacity", "--alpha", None),
-    (["webcam", "segment", "--help"], "--blur-kernel", "--strength", None),
-    (["train", "classify", "--help"], "--width-multiplier", "--alpha", None),
-    (["stylize", "--help"], "--side", "--size", None),
-])
+@pytest.mark.parametrize(
+    "command, new, old, value",
+    [
+        (["segment", "--help"], "--opacity", "--alpha", None),
+        (["webcam", "segment", "--help"], "--blur-kernel", "--strength", None),
+        (["train", "classify", "--help"], "--width-multiplier", "--alpha", None),
+        (["stylize", "--help"], "--side", "--size", None),
+    ],
+)
 def test_renamed_flags_show_the_new_spelling_only(command, new, old, value):
     text = CliRunner().invoke(cli, command).output
     assert new in text and f"{old} " not in text.replace(f"{old}-", "")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import make_shapes_dataset
+
 from cvapps.datasets import ClassificationData, load_classification, random_flip_translate, split_off
 
 

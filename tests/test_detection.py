@@ -109,8 +109,16 @@ def test_map_agrees_with_pycocotools_on_random_data():
         truths.append((truth, truth_ids))
         images.append({"id": image_id, "width": 300, "height": 300})
         for box, c in zip(truth, truth_ids):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(c) + 1,
-                                "bbox": xywh(box), "area": float(np.prod(box[2:] - box[:2])), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(c) + 1,
+                    "bbox": xywh(box),
+                    "area": float(np.prod(box[2:] - box[:2])),
+                    "iscrowd": 0,
+                }
+            )
         for box, c, s in zip(boxes, ids, scores):
             results.append({"image_id": image_id, "category_id": int(c) + 1, "bbox": xywh(box), "score": float(s)})
     reference = COCO()

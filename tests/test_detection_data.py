@@ -69,7 +69,7 @@ def test_yolo_boxes_problems_and_orphan_labels(tmp_path):
         "names: [cat, 'dog']  # comment\n",
         "names:\n  - cat\n  - dog\nnc: 2\n",
         "train: images/train\nnames: {0: cat, 1: dog}\n",
-        "names:\n  1: dog\n  0: \"cat\"\n",
+        'names:\n  1: dog\n  0: "cat"\n',
     ],
 )
 def test_yaml_name_forms(tmp_path, text):
@@ -142,12 +142,22 @@ def test_coco_json_xywh_and_iscrowd(tmp_path):
     write_image(tmp_path / "images" / "1.jpg", 100, 80)
     write_image(tmp_path / "images" / "2.jpg", 60, 60)
     content = {
-        "images": [{"id": 1, "file_name": "1.jpg"}, {"id": 2, "file_name": "2.jpg"}, {"id": 3, "file_name": "gone.jpg"}],
+        "images": [
+            {"id": 1, "file_name": "1.jpg"},
+            {"id": 2, "file_name": "2.jpg"},
+            {"id": 3, "file_name": "gone.jpg"},
+        ],
         "categories": [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}],
         "annotations": [
             {"id": 5, "image_id": 1, "category_id": 18, "bbox": [10, 20, 30, 40], "iscrowd": 0},  # -> (10, 20, 40, 60)
             {"id": 6, "image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 80], "iscrowd": 1},  # crowd: skipped
-            {"id": 7, "image_id": 2, "category_id": 1, "bbox": [50, 50, 20, 5], "iscrowd": 0},  # -> (50, 50, 60, 55) clipped
+            {
+                "id": 7,
+                "image_id": 2,
+                "category_id": 1,
+                "bbox": [50, 50, 20, 5],
+                "iscrowd": 0,
+            },  # -> (50, 50, 60, 55) clipped
         ],
     }
     (tmp_path / "annotations.json").write_text(json.dumps(content))

@@ -124,7 +124,6 @@ def test_receptive_field_by_hand_and_by_perturbation():
 
 def test_cli_lists_stay_in_step_with_the_library():
     from cvapps.backbone import FAMILIES
-
     from cvapps.segmentation import FAMILIES as SEGMENTATION_FAMILIES
 
     assert tuple(BACKBONE_FAMILIES) == tuple(FAMILIES)
@@ -134,8 +133,9 @@ def test_cli_lists_stay_in_step_with_the_library():
 
 def test_explain_command(tmp_path):
     out = tmp_path / "lenet.json"
-    result = CliRunner().invoke(cli, ["explain", "lenet5", "--input-size", "32", "32", "--channels", "3",
-                                      "--json", str(out)])
+    result = CliRunner().invoke(
+        cli, ["explain", "lenet5", "--input-size", "32", "32", "--channels", "3", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "total: 62,006 parameters (Keras counts 62,006)" in result.output
     assert "agrees with Keras" in result.output

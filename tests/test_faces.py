@@ -136,8 +136,9 @@ def test_split_is_by_identity_and_reproducible():
 
 
 def test_pk_batches_hold_p_identities_of_k_images():
-    batches = PKBatches(tiny_face_data(people=6, per_person=2), identities_per_batch=3, images_per_identity=4,
-                        steps=2, augment=False)
+    batches = PKBatches(
+        tiny_face_data(people=6, per_person=2), identities_per_batch=3, images_per_identity=4, steps=2, augment=False
+    )
     images, labels = batches[0]
     assert images.shape == (12, 8, 8, 3) and images.dtype == np.float32
     assert sorted(np.bincount(labels.astype(int))[np.bincount(labels.astype(int)) > 0]) == [4, 4, 4]

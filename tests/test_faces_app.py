@@ -43,10 +43,23 @@ def tiny_faces(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("faces")
     data = make_identities(root / "data")
-    result = train_faces(data, root / "tiny_faces.keras", family="compact", size="xs", weights=None,
-                         image_size=PATTERN_SIZE, embedding_dim=16, epochs=2, steps_per_epoch=8,
-                         identities_per_batch=4, images_per_identity=4, learning_rate=3e-3, val_fraction=0.25,
-                         checkpoint_dir=root / "run", verbose=0)
+    result = train_faces(
+        data,
+        root / "tiny_faces.keras",
+        family="compact",
+        size="xs",
+        weights=None,
+        image_size=PATTERN_SIZE,
+        embedding_dim=16,
+        epochs=2,
+        steps_per_epoch=8,
+        identities_per_batch=4,
+        images_per_identity=4,
+        learning_rate=3e-3,
+        val_fraction=0.25,
+        checkpoint_dir=root / "run",
+        verbose=0,
+    )
     return result.model_path, data, result
 
 
@@ -73,10 +86,22 @@ def test_training_resumes_from_the_done_marker(tiny_faces, tmp_path):
 
     path, data, _ = tiny_faces
     started = time.time()
-    again = train_faces(data, tmp_path / "again.keras", family="compact", size="xs", weights=None,
-                        image_size=PATTERN_SIZE, embedding_dim=16, epochs=2, steps_per_epoch=8,
-                        identities_per_batch=4, images_per_identity=4, val_fraction=0.25,
-                        checkpoint_dir=path.parent / "run", verbose=0)
+    again = train_faces(
+        data,
+        tmp_path / "again.keras",
+        family="compact",
+        size="xs",
+        weights=None,
+        image_size=PATTERN_SIZE,
+        embedding_dim=16,
+        epochs=2,
+        steps_per_epoch=8,
+        identities_per_batch=4,
+        images_per_identity=4,
+        val_fraction=0.25,
+        checkpoint_dir=path.parent / "run",
+        verbose=0,
+    )
     assert again.reused == ("main",) and time.time() - started < 30  # nothing retrained
 
 
@@ -151,9 +176,19 @@ def test_calibrate_from_csv(tiny_faces, tmp_path):
     from cvapps.faces import calibrate
 
     path, data, _ = tiny_faces
-    rows = [(f"data/person_{p}/{i}.png", f"data/person_{q}/{j}.png", int(p == q))
-            for p, q, i, j in [(0, 0, 0, 1), (1, 1, 0, 2), (2, 2, 1, 3), (3, 3, 0, 4), (0, 1, 0, 0), (2, 3, 1, 1),
-                               (4, 5, 0, 0), (6, 7, 2, 2)]]
+    rows = [
+        (f"data/person_{p}/{i}.png", f"data/person_{q}/{j}.png", int(p == q))
+        for p, q, i, j in [
+            (0, 0, 0, 1),
+            (1, 1, 0, 2),
+            (2, 2, 1, 3),
+            (3, 3, 0, 4),
+            (0, 1, 0, 0),
+            (2, 3, 1, 1),
+            (4, 5, 0, 0),
+            (6, 7, 2, 2),
+        ]
+    ]
     csv_path = data.parent / "pairs.csv"
     csv_path.write_text("image1,image2,same\n" + "".join(f"{a},{b},{s}\n" for a, b, s in rows))
     result = calibrate(csv_path, path, detector="none")
@@ -168,8 +203,19 @@ def test_calibrate_from_csv(tiny_faces, tmp_path):
 # --- CLI ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [["verify"], ["faces"], ["faces", "enroll"], ["faces", "identify"],
-                                  ["faces", "calibrate"], ["train", "faces"], ["eval", "faces"], ["webcam", "faces"]])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ["verify"],
+        ["faces"],
+        ["faces", "enroll"],
+        ["faces", "identify"],
+        ["faces", "calibrate"],
+        ["train", "faces"],
+        ["eval", "faces"],
+        ["webcam", "faces"],
+    ],
+)
 def test_face_commands_have_help(path):
     result = CliRunner().invoke(cli, [*path, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -202,8 +248,9 @@ def test_cli_enroll_identify_webcam(tiny_faces, tmp_path):
     common = ["--db", db, "--model", str(path), "--detector", "none"]
     result = CliRunner().invoke(cli, ["faces", "enroll", "Person Zero", str(data / "person_0" / "0.png"), *common])
     assert result.exit_code == 0 and "enrolled Person_Zero" in result.output, result.output
-    result = CliRunner().invoke(cli, ["faces", "identify", str(data / "person_0" / "0.png"), *common,
-                                      "--threshold", "0.001", "--json", "-"])
+    result = CliRunner().invoke(
+        cli, ["faces", "identify", str(data / "person_0" / "0.png"), *common, "--threshold", "0.001", "--json", "-"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["results"][0]["name"] == "Person_Zero"
     video = tmp_path / "clip.avi"
@@ -211,16 +258,20 @@ def test_cli_enroll_identify_webcam(tiny_faces, tmp_path):
     for _ in range(3):
         writer.write(pattern(0, 0)[..., ::-1])
     writer.release()
-    result = CliRunner().invoke(cli, ["webcam", "faces", "--source", str(video), "--no-show", "--max-frames", "3",
-                                      *common, "--threshold", "0.001"])
+    result = CliRunner().invoke(
+        cli,
+        ["webcam", "faces", "--source", str(video), "--no-show", "--max-frames", "3", *common, "--threshold", "0.001"],
+    )
     assert result.exit_code == 0 and "3 faces seen, 3 named" in result.output, result.output
 
 
 def test_cli_eval_holdout_and_calibrate(tiny_faces, tmp_path):
     path, data, _ = tiny_faces
     report_path = tmp_path / "report.json"
-    result = CliRunner().invoke(cli, ["eval", "faces", str(data), "--model", str(path), "--holdout", "0.25",
-                                      "--json", str(report_path), "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        ["eval", "faces", str(data), "--model", str(path), "--holdout", "0.25", "--json", str(report_path), "--quiet"],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert report["task"] == "faces" and report["num_images"] == 10  # 2 of 8 people x 5 photos
@@ -262,7 +313,9 @@ def test_shipped_model_verifies_held_out_people(real_data):
     card = shipped_faces()
     lfw = real_data / "lfw"
     encoder = FaceEncoder("faces", detector="haar")
-    pairs = [(a, b, True) for a, b in card["examples"]["same"]] + [(a, b, False) for a, b in card["examples"]["different"]]
+    pairs = [(a, b, True) for a, b in card["examples"]["same"]] + [
+        (a, b, False) for a, b in card["examples"]["different"]
+    ]
     right = sum(verify(lfw / a, lfw / b, encoder).verified is expected for a, b, expected in pairs)
     assert right >= len(pairs) - 1, f"{right} of {len(pairs)} right"
     for a, b, expected in (pairs[0], pairs[-1]):

@@ -193,7 +193,12 @@ def test_any_input_size_keeps_exact_strides():
 
     backbone = Backbone(family="efficientnet_lite0")
     outputs = backbone.predict_on_batch(np.zeros((1, 96, 160, 3), np.float32))
-    assert {k: v.shape[1:3] for k, v in outputs.items()} == {"P2": (24, 40), "P3": (12, 20), "P4": (6, 10), "P5": (3, 5)}
+    assert {k: v.shape[1:3] for k, v in outputs.items()} == {
+        "P2": (24, 40),
+        "P3": (12, 20),
+        "P4": (6, 10),
+        "P5": (3, 5),
+    }
 
 
 def test_imagenet_weights_arrive_converted_from_the_dependency(tmp_path, monkeypatch):
@@ -205,10 +210,13 @@ def test_imagenet_weights_arrive_converted_from_the_dependency(tmp_path, monkeyp
     backbone = build_backbone("efficientnet_lite0", image_size=64, weights="imagenet")
     state = read_state_dict(weights_file())
     # conv OIHW -> HWIO; depthwise (C, 1, kh, kw) -> (kh, kw, C, 1); batch norm moving variance as is
-    np.testing.assert_array_equal(backbone.get_layer("stem_conv").get_weights()[0],
-                                  state["_conv_stem.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(backbone.get_layer("P3_b3_depthwise").get_weights()[0],
-                                  state["_blocks.3._depthwise_conv.weight"].transpose(2, 3, 0, 1))
+    np.testing.assert_array_equal(
+        backbone.get_layer("stem_conv").get_weights()[0], state["_conv_stem.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        backbone.get_layer("P3_b3_depthwise").get_weights()[0],
+        state["_blocks.3._depthwise_conv.weight"].transpose(2, 3, 0, 1),
+    )
     np.testing.assert_array_equal(backbone.get_layer("P5_head_conv_bn").get_weights()[3], state["_bn1.running_var"])
     assert list(tmp_path.glob("efficientnet_lite0_imagenet-*.npz"))  # converted once, cached
 
@@ -315,8 +323,20 @@ def test_cli_classify_flags_and_their_errors(tiny_classifier, tmp_path):
     photo = tmp_path / "grey.png"
     Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(photo)
     records = tmp_path / "r.jsonl"
-    run = CliRunner().invoke(cli, ["classify", str(photo), "--model", str(tiny_classifier), "--min-confidence", "1",
-                                   "--json", str(records), "--quiet"])
+    run = CliRunner().invoke(
+        cli,
+        [
+            "classify",
+            str(photo),
+            "--model",
+            str(tiny_classifier),
+            "--min-confidence",
+            "1",
+            "--json",
+            str(records),
+            "--quiet",
+        ],
+    )
     assert run.exit_code == 0, run.output
     assert "unknown; " in run.output and json.loads(records.read_text())["label"] == "unknown"
     grouped = CliRunner().invoke(cli, ["classify", str(photo), "--model", str(tiny_classifier), "--group"])

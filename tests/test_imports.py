@@ -7,19 +7,37 @@ import numpy as np
 import pytest
 
 
-@pytest.mark.parametrize("module", ["cvapps.classification", "cvapps.detection", "cvapps.segmentation", "cvapps.faces",
-                                    "cvapps.style", "cvapps.explain", "cvapps.visualise", "cvapps.kernels", "cvapps.cli",
-                                    "cvapps.imagenet", "cvapps.efficientnet_lite", "cvapps.torch_weights"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "cvapps.classification",
+        "cvapps.detection",
+        "cvapps.segmentation",
+        "cvapps.faces",
+        "cvapps.style",
+        "cvapps.explain",
+        "cvapps.visualise",
+        "cvapps.kernels",
+        "cvapps.cli",
+        "cvapps.imagenet",
+        "cvapps.efficientnet_lite",
+        "cvapps.torch_weights",
+    ],
+)
 def test_importing_an_app_module_does_not_import_tensorflow(module):
-    code = (f"import sys, {module}; bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')); "
-            "assert not bad, bad[:3]")
+    code = (
+        f"import sys, {module}; bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')); "
+        "assert not bad, bad[:3]"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def _run_cli_without_tensorflow(args):
-    code = ("import sys; from click.testing import CliRunner; from cvapps.cli import cli; "
-            f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; print(r.output); "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    code = (
+        "import sys; from click.testing import CliRunner; from cvapps.cli import cli; "
+        f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; print(r.output); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
     return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
 
 

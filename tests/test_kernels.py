@@ -24,7 +24,7 @@ def reference_correlation(gray, kernel):
     out = np.zeros(gray.shape)
     for y in range(gray.shape[0]):
         for x in range(gray.shape[1]):
-            out[y, x] = np.sum(kernel * padded[y: y + kh, x: x + kw])
+            out[y, x] = np.sum(kernel * padded[y : y + kh, x : x + kw])
     return out
 
 
@@ -81,15 +81,18 @@ def test_named_kernels_equal_opencv_operators():
         "gaussian-blur": cv2.GaussianBlur(gray, (3, 3), 0),
     }
     for name, expected in cases.items():
-        np.testing.assert_allclose(apply_kernel(gray, name, padding="reflect"), expected, rtol=1e-5, atol=1e-3,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            apply_kernel(gray, name, padding="reflect"), expected, rtol=1e-5, atol=1e-3, err_msg=name
+        )
 
 
 def test_luminance_of_rgb_and_gray():
     # 0.299 * 100 + 0.587 * 50 + 0.114 * 200 = 29.9 + 29.35 + 22.8 = 82.05
     assert luminance(np.array([[[100, 50, 200]]], np.uint8))[0, 0] == pytest.approx(82.05, abs=1e-4)
     assert luminance(np.full((2, 2, 1), 7, np.uint8)).tolist() == [[7, 7], [7, 7]]
-    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) RGB or \(H, W\) gray image; received shape \(2, 2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"expected an \(H, W, 3\) RGB or \(H, W\) gray image; received shape \(2, 2, 4\)"
+    ):
         luminance(np.zeros((2, 2, 4)))
 
 
@@ -139,7 +142,9 @@ def test_fixed_conv2d_equals_apply_kernel_and_does_not_train():
         assert output.shape == expected.shape == ((2, 9, 11, 13) if padding == "same" else (2, 7, 9, 13))
         np.testing.assert_allclose(output, expected, rtol=1e-4, atol=1e-2)
     assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 1
-    model = keras.Sequential([keras.Input((9, 11, 3)), layer, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((9, 11, 3)), layer, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)]
+    )
     assert len(model.trainable_weights) == 2  # the Dense kernel and bias only
     gray = FixedConv2D([[[0, 0, 0], [0, 2, 0], [0, 0, 0]]])  # a custom array: doubles a gray image
     assert np.asarray(gray(np.ones((1, 3, 3, 1), np.float32))).ravel().tolist() == [2.0] * 9
@@ -148,7 +153,9 @@ def test_fixed_conv2d_equals_apply_kernel_and_does_not_train():
         FixedConv2D(["sobel-x", np.ones((5, 5))])
     with pytest.raises(ValueError, match=r"unknown kernel 'edge'"):
         FixedConv2D(["edge"])
-    with pytest.raises(ValueError, match=r"FixedConv2D takes RGB \(3 channels\) or gray \(1 channel\) images; received 4"):
+    with pytest.raises(
+        ValueError, match=r"FixedConv2D takes RGB \(3 channels\) or gray \(1 channel\) images; received 4"
+    ):
         FixedConv2D()(np.zeros((1, 4, 4, 4), np.float32))
 
 

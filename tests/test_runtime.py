@@ -73,7 +73,8 @@ def test_onnx_without_cvapps_metadata_is_refused(tmp_path):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])], "g",
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
@@ -124,8 +125,9 @@ def test_shipped_models_match_their_onnx():
         keras_model = open_model(keras_path, runtime="keras")
         inputs = sample_inputs(keras_model.info.image_size)
         tolerance = ONNX_TOLERANCE.get(keras_model.info.task, 1e-4)
-        np.testing.assert_allclose(onnx_model.predict(inputs), keras_model.predict(inputs), atol=tolerance,
-                                   err_msg=str(keras_path))
+        np.testing.assert_allclose(
+            onnx_model.predict(inputs), keras_model.predict(inputs), atol=tolerance, err_msg=str(keras_path)
+        )
         assert onnx_model.info.class_names == keras_model.info.class_names
 
 

@@ -61,8 +61,21 @@ def tiny_segmenter(tmp_path_factory):
     root = tmp_path_factory.mktemp("seg")
     data_dir = make_pairs(root / "data", count=4)
     data = load_segmentation(data_dir)
-    result = train_segmenter(data, root / "tiny.keras", family="unet", filters=8, depth=2, image_size=32, epochs=3, repeats=10,
-                             batch_size=4, learning_rate=1e-2, augment=False, checkpoint_dir=root / "run", verbose=0)
+    result = train_segmenter(
+        data,
+        root / "tiny.keras",
+        family="unet",
+        filters=8,
+        depth=2,
+        image_size=32,
+        epochs=3,
+        repeats=10,
+        batch_size=4,
+        learning_rate=1e-2,
+        augment=False,
+        checkpoint_dir=root / "run",
+        verbose=0,
+    )
     return result.model_path, data_dir
 
 
@@ -294,17 +307,53 @@ def test_cli_segment_and_eval(tiny_segmenter, tmp_path):
         (folder / name).write_bytes((data_dir / "image" / name).read_bytes())
     (folder / "broken.png").write_bytes(b"nope")
     runner = CliRunner()
-    result = runner.invoke(cli, ["segment", str(folder), "--model", str(model_path), "--output", str(tmp_path / "out"),
-                                 "--json", str(tmp_path / "r.jsonl"), "--quiet"])
+    result = runner.invoke(
+        cli,
+        [
+            "segment",
+            str(folder),
+            "--model",
+            str(model_path),
+            "--output",
+            str(tmp_path / "out"),
+            "--json",
+            str(tmp_path / "r.jsonl"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 1, result.output  # the broken file fails, the others are written
     assert len(list((tmp_path / "out").iterdir())) == 2
     assert "broken.png" in result.output
-    result = runner.invoke(cli, ["segment", str(folder / "00.png"), "--model", str(model_path), "--cutout",
-                                 "--output", str(tmp_path / "cut.png"), "--quiet"])
+    result = runner.invoke(
+        cli,
+        [
+            "segment",
+            str(folder / "00.png"),
+            "--model",
+            str(model_path),
+            "--cutout",
+            "--output",
+            str(tmp_path / "cut.png"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = tmp_path / "eval.json"
-    result = runner.invoke(cli, ["eval", "segment", str(data_dir), "--model", str(model_path), "--holdout", "0.5",
-                                 "--json", str(report), "--quiet"])
+    result = runner.invoke(
+        cli,
+        [
+            "eval",
+            "segment",
+            str(data_dir),
+            "--model",
+            str(model_path),
+            "--holdout",
+            "0.5",
+            "--json",
+            str(report),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert data["task"] == "segment" and data["num_images"] == 2
@@ -344,8 +393,22 @@ def test_webcam_blur_on_a_real_video(real_data, tiny_segmenter, tmp_path):
 
     model_path, _ = tiny_segmenter
     output = tmp_path / "x.mp4"
-    result = CliRunner().invoke(cli, ["webcam", "segment", "--model", str(model_path), "--blur", "--source",
-                                      str(real_data / "style" / "videos" / "fox.mp4"), "--no-show", "--output",
-                                      str(output), "--max-frames", "5"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "webcam",
+            "segment",
+            "--model",
+            str(model_path),
+            "--blur",
+            "--source",
+            str(real_data / "style" / "videos" / "fox.mp4"),
+            "--no-show",
+            "--output",
+            str(output),
+            "--max-frames",
+            "5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert output.stat().st_size > 0

@@ -60,7 +60,7 @@ def test_write_image_atomic_and_refusing(tmp_path):
         write_image(path, image())
     with pytest.raises(ValueError, match="needs an image suffix"):
         write_image(tmp_path / "a.txt", image())
-    with pytest.raises(ValueError, match="expected an \(H, W, 3\) uint8 RGB image"):
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 RGB image"):
         write_image(tmp_path / "b.jpg", np.zeros((4, 4, 3), np.float64))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]  # no temporary files left
 

@@ -9,9 +9,9 @@ from PIL import Image
 
 from cvapps.sources import (
     Frame,
-    open_source,
     is_image_path,
     iter_frames,
+    open_source,
     read_image,
     resize_square,
     resolve_source,
@@ -139,9 +139,7 @@ def test_folder_recursive_and_sorted(tmp_path):
             rgb_image(4, 4).save(path, format="PNG")
     kind, paths = resolve_source(tmp_path)
     assert kind == "images"
-    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
-        "a.PNG", "b.png", "sub/a.png", "sub/deeper/a.png"
-    ]
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["a.PNG", "b.png", "sub/a.png", "sub/deeper/a.png"]
     assert open_source(tmp_path).count() == 4
     assert len(list(iter_frames(tmp_path, prefetch=0))) == 4
 

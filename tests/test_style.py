@@ -125,9 +125,21 @@ def tiny_style(tmp_path_factory):
     for i in range(4):
         Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / "photos" / f"{i}.png")
     Image.fromarray(np.tile(np.array([[[255, 200, 0]], [[0, 0, 128]]], np.uint8), (16, 32, 1))).save(root / "paint.png")
-    result = train_style(root / "paint.png", [root / "photos"], root / "tiny.keras", image_size=32, batch_size=2,
-                         epochs=2, steps_per_epoch=2, style_size=32, loss_network=_tiny_network(), width=4,
-                         residual_blocks=1, checkpoint_dir=root / "run", verbose=0)
+    result = train_style(
+        root / "paint.png",
+        [root / "photos"],
+        root / "tiny.keras",
+        image_size=32,
+        batch_size=2,
+        epochs=2,
+        steps_per_epoch=2,
+        style_size=32,
+        loss_network=_tiny_network(),
+        width=4,
+        residual_blocks=1,
+        checkpoint_dir=root / "run",
+        verbose=0,
+    )
     return result, root
 
 
@@ -193,12 +205,25 @@ def test_cli_stylize_and_eval_on_a_folder(tiny_style, tmp_path):
     folder.mkdir()
     Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(folder / "a.png")
     (folder / "broken.jpg").write_bytes(b"not an image")
-    run = CliRunner().invoke(cli, ["stylize", str(folder), "--style", str(result.model_path), "--output",
-                                   str(tmp_path / "out"), "--strength", "0.5", "--quiet"])
+    run = CliRunner().invoke(
+        cli,
+        [
+            "stylize",
+            str(folder),
+            "--style",
+            str(result.model_path),
+            "--output",
+            str(tmp_path / "out"),
+            "--strength",
+            "0.5",
+            "--quiet",
+        ],
+    )
     assert run.exit_code == 1 and "broken.jpg" in run.output  # the bad file named, the rest written
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
-    bad = CliRunner().invoke(cli, ["stylize", str(folder / "a.png"), "--style", str(root / "paint.png"),
-                                   "--method", "fast"])
+    bad = CliRunner().invoke(
+        cli, ["stylize", str(folder / "a.png"), "--style", str(root / "paint.png"), "--method", "fast"]
+    )
     assert bad.exit_code == 2 and "method 'optimize'" in bad.output
 
 
@@ -211,9 +236,24 @@ def test_webcam_style_headless_on_a_video(tiny_style, tmp_path):
     for i in range(5):
         writer.write(np.full((30, 40, 3), 40 * i, np.uint8))
     writer.release()
-    run = CliRunner().invoke(cli, ["webcam", "style", "--style", str(result.model_path), "--source", str(video),
-                                   "--no-show", "--output", str(tmp_path / "out.avi"), "--max-frames", "3",
-                                   "--size", "32"])
+    run = CliRunner().invoke(
+        cli,
+        [
+            "webcam",
+            "style",
+            "--style",
+            str(result.model_path),
+            "--source",
+            str(video),
+            "--no-show",
+            "--output",
+            str(tmp_path / "out.avi"),
+            "--max-frames",
+            "3",
+            "--size",
+            "32",
+        ],
+    )
     assert run.exit_code == 0, run.output
     assert "3 frames" in run.output and (tmp_path / "out.avi").is_file()
 
@@ -227,8 +267,23 @@ def test_eval_style_report_on_a_folder(tiny_style, tmp_path):
     for i in range(2):
         Image.fromarray(np.full((24, 32, 3), 60 + 100 * i, np.uint8)).save(folder / f"{i}.png")
     report = tmp_path / "eval.json"
-    run = CliRunner().invoke(cli, ["eval", "style", str(folder), "--style", str(result.model_path), "--size", "32",
-                                   "--loss-network", "cifar10", "--json", str(report), "--quiet"])
+    run = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "style",
+            str(folder),
+            "--style",
+            str(result.model_path),
+            "--size",
+            "32",
+            "--loss-network",
+            "cifar10",
+            "--json",
+            str(report),
+            "--quiet",
+        ],
+    )
     assert run.exit_code == 0, run.output
     data = json.loads(report.read_text())
     assert data["task"] == "style" and data["num_images"] == 2

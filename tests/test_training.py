@@ -33,7 +33,10 @@ def test_a_finished_phase_is_reused_not_retrained(tmp_path):
     model = _tiny(keras)
     first = fit_resumable(model, _batches(keras), run, epochs=2, verbose=0)
     assert not first.reused and len(first.history["loss"]) == 2
-    assert sorted(p.name for p in run.iterdir()) == ["main_done.weights.h5", "main_log.csv"]  # backup removed at the end
+    assert sorted(p.name for p in run.iterdir()) == [
+        "main_done.weights.h5",
+        "main_log.csv",
+    ]  # backup removed at the end
     again = _tiny(keras)
     second = fit_resumable(again, _batches(keras), run, epochs=2, verbose=0)
     assert second.reused and second.history["loss"] == pytest.approx(first.history["loss"])

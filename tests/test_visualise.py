@@ -48,7 +48,7 @@ def cli():
 
 def square_image(side, top, left, square, brightness):
     image = np.zeros((side, side, 3), np.uint8)
-    image[top: top + square, left: left + square] = brightness
+    image[top : top + square, left : left + square] = brightness
     return image
 
 
@@ -230,7 +230,9 @@ def test_top_patches_with_the_receptive_field_of_the_backbone(classifier, tmp_pa
 
 def test_top_patches_errors(classifier, tmp_path):
     images = [np.zeros((32, 32, 3), np.uint8)]
-    with pytest.raises(ValueError, match=r"units must be channel indices in 0..63 of P4 \(64 channels\); received \[64\]"):
+    with pytest.raises(
+        ValueError, match=r"units must be channel indices in 0..63 of P4 \(64 channels\); received \[64\]"
+    ):
         top_patches(classifier, images, level="P4", units=[64], geometry=(3, 1, 0))
     with pytest.raises(ValueError, match=r"unknown level 'P1'; this backbone has: P2, P3, P4, P5"):
         top_patches(classifier, images, level="P1", geometry=(3, 1, 0))
@@ -278,7 +280,9 @@ def test_cli_filter_folder_reports_a_corrupt_file(cli, tmp_path):
     folder.mkdir()
     Image.fromarray(np.full((8, 8, 3), 50, np.uint8)).save(folder / "a.png")
     (folder / "b.jpg").write_bytes(b"\xff\xd8 truncated")
-    result = CliRunner().invoke(cli, ["filter", str(folder), "--kernel", "laplacian", "--output", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli, ["filter", str(folder), "--kernel", "laplacian", "--output", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     assert "b.jpg" in result.output and (tmp_path / "out" / "a.png").is_file()
 
@@ -292,12 +296,14 @@ def test_cli_filters_and_features(cli, classifier_path, tmp_path):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 36, 3), np.uint8)).save(photo)
     maps = tmp_path / "maps.png"
-    result = CliRunner().invoke(cli, ["features", str(classifier_path), str(photo), "--level", "P2", "--level", "P3",
-                                      "--output", str(maps)])
+    result = CliRunner().invoke(
+        cli, ["features", str(classifier_path), str(photo), "--level", "P2", "--level", "P3", "--output", str(maps)]
+    )
     assert result.exit_code == 0, result.output
     assert "P2: 8x8x16, 16 channels drawn" in result.output and maps.is_file()
-    bad = CliRunner().invoke(cli, ["features", str(classifier_path), str(photo), "--level", "P7",
-                                   "--output", str(tmp_path / "x.png")])
+    bad = CliRunner().invoke(
+        cli, ["features", str(classifier_path), str(photo), "--level", "P7", "--output", str(tmp_path / "x.png")]
+    )
     assert bad.exit_code == 2 and "unknown level 'P7'; this backbone has: P2, P3, P4, P5" in bad.output
     assert not (tmp_path / "x.png").exists()
 
@@ -305,12 +311,27 @@ def test_cli_filters_and_features(cli, classifier_path, tmp_path):
 def test_cli_patches(cli, classifier_path, tmp_path):
     folder = square_photos(tmp_path / "photos", 40, 5, 10, 12)
     out = tmp_path / "patches.png"
-    result = CliRunner().invoke(cli, ["patches", str(classifier_path), str(folder), "--level", "P3",
-                                      "--units", "0,3", "--top", "2", "--output", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "patches",
+            str(classifier_path),
+            str(folder),
+            "--level",
+            "P3",
+            "--units",
+            "0,3",
+            "--top",
+            "2",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 1  # one file could not be read: reported, the rest processed
     assert "corrupt.jpg" in result.output and "units 0, 3" in result.output and out.is_file()
-    bad = CliRunner().invoke(cli, ["patches", str(classifier_path), str(folder), "--units", "a,b",
-                                   "--output", str(tmp_path / "y.png")])
+    bad = CliRunner().invoke(
+        cli, ["patches", str(classifier_path), str(folder), "--units", "a,b", "--output", str(tmp_path / "y.png")]
+    )
     assert bad.exit_code == 2 and "--units must be comma-separated channel numbers" in bad.output
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -322,8 +343,10 @@ def test_cli_help_imports_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, cvapps.cli_visualise; "
-            "print([m for m in ('numpy', 'cv2', 'keras', 'tensorflow') if m in sys.modules])")
+    code = (
+        "import sys, cvapps.cli_visualise; "
+        "print([m for m in ('numpy', 'cv2', 'keras', 'tensorflow') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
