@@ -129,7 +129,7 @@ def main():
 
     from skimage import data as samples
 
-    from cvapps.sinks import write_image
+    from cvapps.core.sinks import write_image
 
     cores = os.cpu_count()
     with tempfile.TemporaryDirectory() as folder:
@@ -190,7 +190,7 @@ def main():
         return
     from cvapps.classification import predict_probabilities
     from cvapps.commands import ClassifyOptions, run_classify, run_webcam_classify
-    from cvapps.sources import read_image, resize_square
+    from cvapps.core.sources import read_image, resize_square
 
     per_class = max(1, args.images // 10)
     files = sorted(Path(data, "cifar10", "test").glob("*/*.jpg"))

@@ -43,10 +43,10 @@ def pixels(size, seed=0):
 
 def ours(size, folder, photo):
     """{"keras", "onnx", "detect"} milliseconds of our detector at ``size``."""
-    from cvapps.backbone import build_backbone
     from cvapps.detection import build_detector, detect
     from cvapps.export import export_model
     from cvapps.models import load_model, model_info, save_model
+    from cvapps.nn.backbone import build_backbone
     from cvapps.runtime import open_model
 
     shipped = load_model("person", task="detect")
@@ -130,10 +130,10 @@ def ultralytics_peer(python, photo):
 
 
 def webcam_fps(video, frames=150):
-    from cvapps.annotate import draw_detections
+    from cvapps.core.annotate import draw_detections
+    from cvapps.core.webcam import run_loop
     from cvapps.detection import detect
     from cvapps.runtime import open_model
-    from cvapps.webcam import run_loop
 
     out = {}
     for runtime in ("onnx", "keras"):

@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def photos(count):
     folder = Path(os.environ.get("CVAPPS_DATA", "")) / "lfw"
     if folder.is_dir():
-        from cvapps.sources import read_image
+        from cvapps.core.sources import read_image
 
         paths = sorted(folder.glob("*/*.jpg"))[:: max(1, 8800 // count)][:count]
         return [read_image(p) for p in paths], f"{len(paths)} LFW photos (112x112)"
@@ -65,7 +65,7 @@ def main():
 
     from cvapps._keras import import_keras
     from cvapps.faces import FaceEncoder
-    from cvapps.layers import Metadata
+    from cvapps.nn.layers import Metadata
 
     keras = import_keras()
     ours = FaceEncoder(args.model, detector="haar", runtime="keras")

@@ -1,4 +1,4 @@
-"""Greedy NMS speed: cvapps.boxes.nms beside tf.image.non_max_suppression and cv2.dnn.NMSBoxes.
+"""Greedy NMS speed: cvapps.core.boxes.nms beside tf.image.non_max_suppression and cv2.dnn.NMSBoxes.
 
     python benchmarks/bench_nms.py [--sizes 1000 10000 50000] [--repeats 7] [--image-side 640]
 
@@ -55,13 +55,13 @@ def contenders(boxes, scores):
     import cv2
     import tensorflow as tf
 
-    from cvapps.boxes import nms
+    from cvapps.core.boxes import nms
 
     yxyx, tf_scores = tf.constant(boxes[:, [1, 0, 3, 2]]), tf.constant(scores)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64).tolist()
     score_list = scores.tolist()
     return {
-        "cvapps.boxes.nms": lambda: nms(boxes, scores, IOU_THRESHOLD),
+        "cvapps.core.boxes.nms": lambda: nms(boxes, scores, IOU_THRESHOLD),
         "tf.image.non_max_suppression": lambda: tf.image.non_max_suppression(
             yxyx, tf_scores, len(boxes), IOU_THRESHOLD
         ).numpy(),

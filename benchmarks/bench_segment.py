@@ -113,8 +113,8 @@ def main():
     if not video or not os.path.isfile(video) or person is None:
         print("\n(webcam FPS skipped: set CVAPPS_DATA and ship person_seg)")
         return
+    from cvapps.core.webcam import run_loop
     from cvapps.segmentation import blur_background, segment
-    from cvapps.webcam import run_loop
 
     print(f"\n### `cvapps webcam segment --model {person} --blur` on fox.mp4, headless, {args.frames} frames\n")
     print("| runtime | FPS |")

@@ -27,8 +27,8 @@ _EXPORTS = {
     "Detections": "cvapps.detection",
     "load_model": "cvapps.models",
     "open_model": "cvapps.runtime",
-    "build_backbone": "cvapps.backbone",
-    "Backbone": "cvapps.backbone",
+    "build_backbone": "cvapps.nn.backbone",
+    "Backbone": "cvapps.nn.backbone",
     "build_classifier": "cvapps.classification",
     "train_classifier": "cvapps.classification",
     "evaluate_classifier": "cvapps.classification",
@@ -42,7 +42,7 @@ _EXPORTS = {
     "enroll": "cvapps.faces",
     "calibrate": "cvapps.faces",
     "stylize": "cvapps.style",
-    "build_architecture": "cvapps.architectures",
+    "build_architecture": "cvapps.nn.architectures",
 }
 
 __all__ = sorted(_EXPORTS)

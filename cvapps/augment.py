@@ -126,7 +126,7 @@ def letterbox_boxes(boxes, scale, pad):
 def unletterbox_boxes(boxes, scale, pad):
     """(N, 4) xyxy letterboxed boxes (e.g. predictions) -> original pixels: ``(b - pad) / scale``; float32.
 
-    Clip the result to the original image with :func:`cvapps.boxes.clip_boxes` if needed.
+    Clip the result to the original image with :func:`cvapps.core.boxes.clip_boxes` if needed.
     """
     offset = np.array([pad[0], pad[1], pad[0], pad[1]], np.float64)
     return ((np.asarray(boxes, np.float64).reshape(-1, 4) - offset) / scale).astype(np.float32)

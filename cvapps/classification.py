@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from cvapps.models import ModelInfo
+from cvapps.nn.training import TrainResult, read_history  # noqa: F401  (the result type; read_history as before)
 from cvapps.runtime import open_model
-from cvapps.training import TrainResult, read_history  # noqa: F401  (the result type; read_history as before)
 
 DEFAULT_MODEL = "imagenet"  # EfficientNet-Lite0, ImageNet-1k (cvapps.imagenet): built into the cache on first use
 UNKNOWN = "unknown"  # the label when the top probability is below min_confidence
@@ -89,13 +89,13 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
     family's own head.
 
     Args:
-        backbone: a :class:`cvapps.backbone.Backbone` (its input size is the model's).
+        backbone: a :class:`cvapps.nn.backbone.Backbone` (its input size is the model's).
         num_classes: number of classes (at least 2).
         class_names: names stored in the model; defaults to "0", "1", ...
         dropout: dropout rate before the dense layer (``head="pool"``).
         level: pyramid key to pool; default the deepest (P5; P2 for LeNet-5).
         head: ``"pool"``, or ``"original"`` for a classic family's own classifier (LeNet-5's C5-F6,
-            AlexNet's and VGG's two 4096 layers, ...; see :func:`cvapps.architectures.classic_head`).
+            AlexNet's and VGG's two 4096 layers, ...; see :func:`cvapps.nn.architectures.classic_head`).
 
     Returns:
         A ``keras.Model``: (batch, S, S, 3) pixels in [0, 255] -> (batch, num_classes)
@@ -103,7 +103,7 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
     """
     import keras
 
-    from cvapps.layers import Metadata
+    from cvapps.nn.layers import Metadata
 
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer of at least 2, received {num_classes!r}.")
@@ -117,7 +117,7 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
         raise ValueError(f"head must be 'pool' or 'original', received {head!r}.")
     inputs = keras.Input(backbone.input_shape[1:], name="images")
     if head == "original":
-        from cvapps.architectures import ARCHITECTURES, classic_head
+        from cvapps.nn.architectures import ARCHITECTURES, classic_head
 
         if backbone.family not in ARCHITECTURES:
             raise ValueError(
@@ -153,7 +153,7 @@ def with_flip_averaging(model):
     """
     import keras
 
-    from cvapps.layers import HorizontalFlip, Metadata
+    from cvapps.nn.layers import HorizontalFlip, Metadata
 
     meta = model.get_layer("cvapps_metadata")
     if meta.settings.get("tta"):
@@ -206,7 +206,7 @@ def train_classifier(
         output: where the final ``.keras`` model is written (atomically).
         validation: a validation folder; default: ``DATA/val`` if present, else ``val_fraction``
             of the training images carved out (stratified).
-        family, size, alpha, weights: backbone (see :func:`cvapps.backbone.build_backbone`);
+        family, size, alpha, weights: backbone (see :func:`cvapps.nn.backbone.build_backbone`);
             ``weights="imagenet"`` with ``family="mobilenetv2"`` for transfer learning.
         epochs: epochs of the main phase (head only when ``freeze_backbone``).
         fine_tune_epochs: after the main phase, epochs fine-tuning the backbone's top levels
@@ -230,16 +230,16 @@ def train_classifier(
     from cvapps._keras import import_keras
 
     keras = import_keras()
-    from cvapps.backbone import build_backbone, train_top_levels
     from cvapps.datasets import (
         ClassificationBatches,
         load_class_folders,
         load_classification,
         split_off,
     )
-    from cvapps.layers import OneCycle
     from cvapps.models import keras_output_path, save_model
-    from cvapps.training import fit_resumable, run_folder
+    from cvapps.nn.backbone import build_backbone, train_top_levels
+    from cvapps.nn.layers import OneCycle
+    from cvapps.nn.training import fit_resumable, run_folder
 
     started = time.time()
     output = keras_output_path(output)
@@ -259,7 +259,7 @@ def train_classifier(
 
     keras.utils.set_random_seed(seed)
     backbone = build_backbone(family=family, size=size, alpha=alpha, image_size=image_size, weights=weights)
-    from cvapps.architectures import ARCHITECTURES
+    from cvapps.nn.architectures import ARCHITECTURES
 
     head = head or ("original" if family in ARCHITECTURES else "pool")
     model = build_classifier(backbone, len(train.class_names), train.class_names, dropout=dropout, head=head)
@@ -425,7 +425,7 @@ def predict_probabilities(model, images, batch_size=64, progress=None):
 
 def prepare(images, info: ModelInfo):
     """Images (paths, arrays or a mix) -> (N, S, S, 3) uint8 batch at the model's input size."""
-    from cvapps.sources import read_image, resize_square
+    from cvapps.core.sources import read_image, resize_square
 
     if isinstance(images, (str, Path, np.ndarray)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
         images = [images]

@@ -63,7 +63,7 @@ def webcam_options(function):
     return function
 
 
-# = cvapps.backbone.FAMILIES (a test keeps them equal); spelled out so --help imports no Keras.
+# = cvapps.nn.backbone.FAMILIES (a test keeps them equal); spelled out so --help imports no Keras.
 BACKBONE_FAMILIES = (
     "compact",
     "mobilenetv2",

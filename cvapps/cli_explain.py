@@ -14,7 +14,7 @@ import click
 
 from cvapps.cli_common import fail_on_value_error
 
-# = cvapps.architectures.ARCHITECTURES (a test keeps them equal).
+# = cvapps.nn.architectures.ARCHITECTURES (a test keeps them equal).
 ARCHITECTURE_NAMES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet", "airbench")
 
 
@@ -46,8 +46,8 @@ def explain_command(model, input_size, channels, num_classes, no_top, json_path)
     ):  # a backbone family of its own (random weights; cvapps explain imagenet for the trained one)
         if channels:
             raise click.UsageError("--channels: EfficientNet-Lite0 reads 3 channels.")
-        from cvapps.backbone import Backbone
         from cvapps.classification import build_classifier
+        from cvapps.nn.backbone import Backbone
 
         height, width = input_size or (224, 224)
         backbone = Backbone(family=model, image_size=height if height == width else None)
@@ -58,7 +58,7 @@ def explain_command(model, input_size, channels, num_classes, no_top, json_path)
         network = keras.Model(inputs, network(inputs), name=model)
         report = explain(network, name=model)
     elif model in ARCHITECTURE_NAMES:
-        from cvapps.architectures import NATIVE_INPUT, build_architecture
+        from cvapps.nn.architectures import NATIVE_INPUT, build_architecture
 
         height, width, native_channels = NATIVE_INPUT[model]
         if input_size:
@@ -86,7 +86,7 @@ def explain_command(model, input_size, channels, num_classes, no_top, json_path)
     if json_path:
         import json
 
-        from cvapps.sinks import write_json
+        from cvapps.core.sinks import write_json
 
         if json_path == "-":
             click.echo(json.dumps(report.to_dict(), indent=1))

@@ -18,7 +18,7 @@ import click
 
 from cvapps.cli_common import UserError, fail_on_value_error, warn
 
-# The names of cvapps.kernels.KERNELS, repeated here so that --help needs no numpy
+# The names of cvapps.core.kernels.KERNELS, repeated here so that --help needs no numpy
 # (tests/test_kernels.py checks the two lists are the same).
 KERNEL_NAMES = (
     "sobel-x",
@@ -43,8 +43,8 @@ _overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an e
 
 def _check_output(output, overwrite):
     """Fail before any work when the picture could not be written."""
-    from cvapps.sinks import refuse_existing
-    from cvapps.sources import is_image_path
+    from cvapps.core.sinks import refuse_existing
+    from cvapps.core.sources import is_image_path
 
     if not is_image_path(output):
         raise ValueError(f"{output}: the output picture needs an image suffix such as .png or .jpg.")
@@ -64,7 +64,7 @@ def _done(path, started, quiet):
     "--kernel",
     type=click.Choice(KERNEL_NAMES),
     required=True,
-    help="Hand-made 3x3 kernel (see cvapps.kernels: sobel-x finds vertical edges, brighter to the right).",
+    help="Hand-made 3x3 kernel (see cvapps.core.kernels: sobel-x finds vertical edges, brighter to the right).",
 )
 @click.option("--output", type=click.Path(), required=True, help="Picture file for one image, or a folder for several.")
 @click.option(
@@ -97,9 +97,9 @@ def filter_command(image, kernel, output, mode, padding, saturate, overwrite, qu
     """Apply a classic hand-made filter (Sobel, Scharr, Laplacian, line detectors, ...) to the
     luminance of IMAGE (a file, folder or glob) and save the response as a gray picture:
     what a CNN's first layer learns to do, written by hand."""
-    from cvapps.kernels import filter_image
-    from cvapps.sinks import ImageSink
-    from cvapps.sources import open_source
+    from cvapps.core.kernels import filter_image
+    from cvapps.core.sinks import ImageSink
+    from cvapps.core.sources import open_source
 
     started = time.time()
     source = open_source(image)
@@ -134,7 +134,7 @@ def filter_command(image, kernel, output, mode, padding, saturate, overwrite, qu
 def filters_command(model, output, tile, overwrite, quiet):
     """Draw the first convolution layer's learned filters of MODEL (a shipped name such as
     hymenoptera, or a .keras file) as a grid picture, each filter normalised on its own."""
-    from cvapps.sinks import write_image
+    from cvapps.core.sinks import write_image
     from cvapps.visualise import first_layer_filters
 
     started = time.time()
@@ -169,7 +169,7 @@ def filters_command(model, output, tile, overwrite, quiet):
 def features_command(model, image, levels, max_channels, colours, output, overwrite, quiet):
     """Draw the feature maps of IMAGE at the chosen backbone levels of MODEL, one small picture
     per channel, each normalised on its own."""
-    from cvapps.sinks import write_image
+    from cvapps.core.sinks import write_image
     from cvapps.visualise import feature_maps
 
     started = time.time()
@@ -213,7 +213,7 @@ def _parse_units(text):
 def patches_command(model, folder, level, units, top, patch_size, batch_size, output, overwrite, quiet):
     """For units of one backbone level of MODEL, the patches of the images in FOLDER (or a glob)
     that activate each unit most (Zeiler & Fergus 2014): a row per unit, strongest first."""
-    from cvapps.sinks import write_image
+    from cvapps.core.sinks import write_image
     from cvapps.visualise import top_patches
 
     started = time.time()

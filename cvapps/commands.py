@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cvapps.sinks import ImageSink, JsonLinesSink, VideoSink, write_image, write_json
-from cvapps.sources import VIDEO_SUFFIXES, open_source
+from cvapps.core.sinks import ImageSink, JsonLinesSink, VideoSink, write_image, write_json
+from cvapps.core.sources import VIDEO_SUFFIXES, open_source
 
 
 def batched(iterable, size):
@@ -119,9 +119,9 @@ def run_classify(
     source, model_name, options: ClassifyOptions, output, overwrite, json_path, batch_size, quiet, runtime="auto"
 ):
     """``cvapps classify``: returns the number of inputs that failed."""
-    from cvapps.annotate import draw_text_lines
+    from cvapps.core.annotate import draw_text_lines
+    from cvapps.core.sources import resize_square
     from cvapps.runtime import open_model
-    from cvapps.sources import resize_square
 
     source = open_source(source)
     outputs = Outputs(source, output, json_path, overwrite)
@@ -206,7 +206,7 @@ class DetectOptions:
 
 def run_detect(source, model_name, options, output, overwrite, json_path, quiet, runtime="auto", save_crops=None):
     """``cvapps detect``: returns the number of inputs that failed."""
-    from cvapps.annotate import draw_detections
+    from cvapps.core.annotate import draw_detections
     from cvapps.runtime import open_model
 
     source = open_source(source)
@@ -287,9 +287,9 @@ def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, q
     """``cvapps eval classify``: print and save the report. ``holdout`` scores only the
     stratified split that training carved out with the same fraction and seed."""
     from cvapps.classification import evaluate_classifier
+    from cvapps.core.plots import confusion_matrix_image
     from cvapps.datasets import load_classification, split_off
     from cvapps.models import load_model, model_info
-    from cvapps.plots import confusion_matrix_image
 
     started = time.time()
     model = load_model(model_name, task="classify")
@@ -388,8 +388,8 @@ DEMO_MIN_CONFIDENCE = 0.15  # the demo's "none of these": ImageNet has no astron
 
 def _demo_classify(photos, model_name):
     """(name, file name, picture, record, printed line) per photo."""
-    from cvapps.annotate import draw_text_lines
     from cvapps.classification import classify
+    from cvapps.core.annotate import draw_text_lines
     from cvapps.runtime import open_model
 
     model = open_model(model_name, task="classify")
@@ -409,7 +409,7 @@ def _demo_classify(photos, model_name):
 
 
 def _demo_detect(photos, model_name):
-    from cvapps.annotate import draw_detections
+    from cvapps.core.annotate import draw_detections
     from cvapps.detection import detect
     from cvapps.runtime import open_model
 
@@ -443,7 +443,7 @@ def _demo_segment(photos, model_name):
 
 def _demo_faces(photos, model_name):
     """Faces found in each photo, and the astronaut verified against her mirror image."""
-    from cvapps.annotate import draw_text_lines
+    from cvapps.core.annotate import draw_text_lines
     from cvapps.faces import FaceEncoder, verify
 
     encoder = FaceEncoder(model_name)
@@ -492,10 +492,10 @@ def run_webcam_classify(
     source, model_name, options: ClassifyOptions, show, output, overwrite, max_frames, quiet, runtime="auto"
 ):
     """``cvapps webcam classify``: live top-k labels over a camera or video."""
-    from cvapps.annotate import draw_text_lines
+    from cvapps.core.annotate import draw_text_lines
+    from cvapps.core.sources import resize_square
+    from cvapps.core.webcam import run_loop
     from cvapps.runtime import open_model
-    from cvapps.sources import resize_square
-    from cvapps.webcam import run_loop
 
     model = open_model(model_name, task="classify", runtime=runtime)
     info = model.info
@@ -565,8 +565,8 @@ def run_train_detect(data, output, classes, val_fraction, seed, quiet, options):
 
 def run_eval_detect(data, model_name, classes, holdout, seed, json_path, quiet, pr_curve=None):
     """``cvapps eval detect``: print and save the report (and the PR curves as a PNG)."""
+    from cvapps.core.plots import pr_curve_image
     from cvapps.detection import evaluate_detector
-    from cvapps.plots import pr_curve_image
 
     started = time.time()
     everything, held_out = _detection_sets(data, classes, holdout, seed)
@@ -591,9 +591,9 @@ def run_eval_detect(data, model_name, classes, holdout, seed, json_path, quiet, 
 
 def run_webcam_detect(source, model_name, options, show, output, overwrite, max_frames, quiet, runtime="auto"):
     """``cvapps webcam detect``: live boxes over a camera or video; ``options`` a DetectOptions."""
-    from cvapps.annotate import draw_detections
+    from cvapps.core.annotate import draw_detections
+    from cvapps.core.webcam import run_loop
     from cvapps.runtime import open_model
-    from cvapps.webcam import run_loop
 
     model = open_model(model_name, task="detect", runtime=runtime)
     options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before opening the camera

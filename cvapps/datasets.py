@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.sources import IMAGE_SUFFIXES, read_image, resize_square
+from cvapps.core.sources import IMAGE_SUFFIXES, read_image, resize_square
 
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 

@@ -20,12 +20,12 @@ With a trained model (``cvapps train detect`` or a shipped one)::
     [found] = detect("street.jpg", model="person", confidence_threshold=0.3)
     found.xyxy, found.confidence, found.class_name
 
-Boxes are xyxy pixels of the original image (see :mod:`cvapps.boxes` for other formats).
+Boxes are xyxy pixels of the original image (see :mod:`cvapps.core.boxes` for other formats).
 
 The model (YOLOv5-style, anchor based): the shared backbone's P3-P5, an FPN top-down and PAN
 bottom-up neck, and a 1x1 head per level predicting, for every cell and anchor, box offsets
 (t_x, t_y, t_w, t_h), an objectness logit and one logit per class. The model outputs these raw
-values, (batch, slots, 5 + num_classes); decoding (:func:`cvapps.boxes.decode`) and NMS happen
+values, (batch, slots, 5 + num_classes); decoding (:func:`cvapps.core.boxes.decode`) and NMS happen
 outside it, the same for the Keras and ONNX runtimes. Training targets are assigned in NumPy
 (:func:`assign_targets`), so the data path needs no TensorFlow; the loss is pure ``keras.ops``.
 """
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.boxes import box_iou
+from cvapps.core.boxes import box_iou
 
 COCO_IOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)  # 0.50, 0.55, ..., 0.95
 LEVELS = ("P3", "P4", "P5")
@@ -80,7 +80,9 @@ class Detections:
             raise ValueError(f"class_id must hold integers; received {class_id[:5]}.")
         class_id = class_id.astype(np.int64)
         if not np.all(np.isfinite(xyxy)) or np.any(xyxy[:, 2:] < xyxy[:, :2]):
-            raise ValueError("boxes must be finite xyxy with x1 <= x2 and y1 <= y2; convert with cvapps.boxes.to_xyxy.")
+            raise ValueError(
+                "boxes must be finite xyxy with x1 <= x2 and y1 <= y2; convert with cvapps.core.boxes.to_xyxy."
+            )
         if np.any((confidence < 0) | (confidence > 1)):
             raise ValueError("confidence must be in [0, 1].")
         if self.class_names and len(class_id) and (class_id.min() < 0 or class_id.max() >= len(self.class_names)):
@@ -149,7 +151,7 @@ class SlotGeometry:
     @classmethod
     def build(cls, image_size, anchors, strides=STRIDES):
         """Geometry for a square ``image_size`` and ``anchors`` (levels, A, 2) in pixels."""
-        from cvapps.boxes import cell_grid, feature_size
+        from cvapps.core.boxes import cell_grid, feature_size
 
         anchors = _check_anchors(anchors, len(strides))
         grids, sizes, steps, offsets, shapes, start = [], [], [], [], [], 0
@@ -183,7 +185,7 @@ def _check_anchors(anchors, levels):
     if anchors.ndim != 3 or anchors.shape[0] != levels or anchors.shape[2] != 2 or np.any(anchors <= 0):
         raise ValueError(
             f"anchors must be positive (width, height) pairs shaped ({levels} levels, A, 2); received shape "
-            f"{anchors.shape}. Fit them with cvapps.boxes.kmeans_anchors and sort by area into levels."
+            f"{anchors.shape}. Fit them with cvapps.core.boxes.kmeans_anchors and sort by area into levels."
         )
     return anchors
 
@@ -192,7 +194,7 @@ def build_detector(backbone, num_classes, anchors, class_names=None, width=64):
     """Backbone P3-P5 -> FPN + PAN neck -> a 1x1 anchor head per level.
 
     Args:
-        backbone: a :class:`cvapps.backbone.Backbone` with a square ``image_size`` divisible by 32.
+        backbone: a :class:`cvapps.nn.backbone.Backbone` with a square ``image_size`` divisible by 32.
         num_classes: number of object classes (at least 1).
         anchors: (3, A, 2) anchor (width, height) in input pixels, for strides 8, 16, 32.
         class_names: names stored in the model (default "0", "1", ...).
@@ -204,12 +206,12 @@ def build_detector(backbone, num_classes, anchors, class_names=None, width=64):
         :class:`SlotGeometry`. Anchors and strides are stored in the model's metadata.
     """
     from cvapps._keras import import_keras
-    from cvapps.backbone import conv_bn_relu
-    from cvapps.layers import Metadata
+    from cvapps.nn.backbone import conv_bn_relu
+    from cvapps.nn.layers import Metadata
 
     keras = import_keras()
     size = backbone.image_size
-    from cvapps.architectures import ARCHITECTURES, EXACT_STRIDES
+    from cvapps.nn.architectures import ARCHITECTURES, EXACT_STRIDES
 
     if backbone.family in ARCHITECTURES and backbone.family not in EXACT_STRIDES:
         raise ValueError(
@@ -321,7 +323,7 @@ def complete_iou(a, b):
     CIoU = IoU - rho^2 / c^2 - alpha v, rho the distance between centres, c the diagonal of the
     smallest enclosing box, v = 4 / pi^2 (atan(w_b / h_b) - atan(w_a / h_a))^2 and
     alpha = v / (1 - IoU + v) (held constant, as in Zheng et al.). Same values as
-    :func:`cvapps.boxes.complete_box_iou` with ``aligned=True``.
+    :func:`cvapps.core.boxes.complete_box_iou` with ``aligned=True``.
     """
     from keras import ops
 
@@ -345,7 +347,7 @@ def complete_iou(a, b):
 
 def decode_slots(raw, geometry):
     """(..., slots, 4) raw offsets -> (..., slots, 4) xyxy pixels, in ``keras.ops``; the same
-    formula as :func:`cvapps.boxes.decode` (YOLOv5)."""
+    formula as :func:`cvapps.core.boxes.decode` (YOLOv5)."""
     from keras import ops
 
     centre = (2 * ops.sigmoid(raw[..., :2]) - 0.5 + geometry.grid) * geometry.strides
@@ -394,7 +396,7 @@ def fit_anchors(data, image_size, per_level=3, seed=0):
     """Anchors for :func:`build_detector` fitted to a data set's boxes as the model will see
     them (letterboxed to ``image_size``): k-means with 1 - IoU distance, 3 x ``per_level``
     clusters sorted by area, the smallest to P3. Returns ((3, per_level, 2), mean best IoU)."""
-    from cvapps.boxes import kmeans_anchors
+    from cvapps.core.boxes import kmeans_anchors
 
     sizes = []
     for sample in data.samples:
@@ -438,23 +440,23 @@ def train_detector(
     Args:
         data, validation: training and (optional) validation data.
         anchors: (3, A, 2) pixels at ``image_size``; default fitted to ``data`` (:func:`fit_anchors`).
-        family, size, alpha, weights: the backbone (see :func:`cvapps.backbone.build_backbone`).
+        family, size, alpha, weights: the backbone (see :func:`cvapps.nn.backbone.build_backbone`).
         epochs, batch_size, learning_rate, weight_decay: AdamW with a one-cycle schedule.
         augment, mosaic: flip, scale/translate, HSV and mosaic augmentation (cvapps.augment).
         checkpoint_dir: resumable state; rerunning the same command resumes. Default
             ``runs/<output stem>``.
 
     Returns:
-        :class:`cvapps.training.TrainResult` (the model is saved to ``output``).
+        :class:`cvapps.nn.training.TrainResult` (the model is saved to ``output``).
     """
     from cvapps._keras import import_keras
 
     keras = import_keras()
-    from cvapps.backbone import build_backbone
     from cvapps.detection_data import DetectionBatches
-    from cvapps.layers import OneCycle
     from cvapps.models import save_model
-    from cvapps.training import TrainResult, fit_resumable, run_folder
+    from cvapps.nn.backbone import build_backbone
+    from cvapps.nn.layers import OneCycle
+    from cvapps.nn.training import TrainResult, fit_resumable, run_folder
 
     started = time.time()
 
@@ -548,9 +550,9 @@ def detect(
         list of :class:`Detections`, one per image.
     """
     from cvapps.augment import letterbox, unletterbox_boxes
-    from cvapps.boxes import clip_boxes, nms
+    from cvapps.core.boxes import clip_boxes, nms
+    from cvapps.core.sources import read_image
     from cvapps.runtime import open_model
-    from cvapps.sources import read_image
 
     if not 0 <= iou_threshold <= 1:
         raise ValueError(f"iou_threshold must be in [0, 1]; received {iou_threshold}.")
@@ -770,7 +772,7 @@ def evaluate_detector(model, data, confidence_threshold=0.001, iou_threshold=0.6
     Returns:
         dict from :func:`mean_average_precision` (``map50``, ``map50_95``, ``per_class``), with
         ``per_class`` keyed by class name. With ``with_curves``, also ``pr_curves``:
-        {class name: (recall, precision) arrays at IoU 0.5} for :func:`cvapps.plots.pr_curve_image`
+        {class name: (recall, precision) arrays at IoU 0.5} for :func:`cvapps.core.plots.pr_curve_image`
         (not JSON; take it out before writing the report).
     """
     from cvapps.runtime import open_model

@@ -2,7 +2,7 @@
 
 One loader, :func:`cvapps.detection_formats.load_detection`, recognises the layout and returns a :class:`DetectionData`:
 image paths with their boxes (**xyxy float32 (N, 4) in the pixels of the original image**, as
-:func:`cvapps.sources.read_image` returns it) and class ids (int64 (N,)), the class names, and
+:func:`cvapps.core.sources.read_image` returns it) and class ids (int64 (N,)), the class names, and
 ``problems``, one line ``path:line: reason`` for each label that was skipped or clipped. Images
 are not decoded at load time, only their headers are read for the size.
 
@@ -65,8 +65,8 @@ from cvapps.augment import (
     mosaic,
     random_affine,
 )
+from cvapps.core.sources import read_image
 from cvapps.datasets import split_by_image
-from cvapps.sources import read_image
 
 _EMPTY_BOXES = np.zeros((0, 4), np.float32)
 _EMPTY_IDS = np.zeros((0,), np.int64)

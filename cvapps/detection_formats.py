@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.boxes import parse_yolo_labels
+from cvapps.core.boxes import parse_yolo_labels
+from cvapps.core.sources import IMAGE_SUFFIXES
 from cvapps.detection_data import DetectionData, DetectionSample
-from cvapps.sources import IMAGE_SUFFIXES
 
 
 def image_size(path) -> tuple:

@@ -4,7 +4,7 @@
     cvapps explain lenet5 --input-size 32 32 --channels 3
     cvapps explain cifar10 --json cifar10.json   # a shipped or saved model
 
-    >>> from cvapps.architectures import build_architecture
+    >>> from cvapps.nn.architectures import build_architecture
     >>> report = explain(build_architecture("lenet5"))
     >>> [(row.name, row.output_shape, row.params) for row in report.rows[:2]]
     [('c1', (28, 28, 6), 156), ('s2', (14, 14, 6), 0)]
@@ -430,12 +430,12 @@ def level_geometry(backbone, level, image_size=None):
     """:class:`Geometry` of a backbone level: where each of its positions looks in the input.
 
     Args:
-        backbone: a :class:`cvapps.backbone.Backbone` (or any model with ``pyramid_outputs``).
+        backbone: a :class:`cvapps.nn.backbone.Backbone` (or any model with ``pyramid_outputs``).
         level: a key of ``backbone.pyramid_outputs``.
         image_size: input side used for "same" padding offsets when the backbone takes any size
             (default the backbone's own, else 224).
 
-    >>> from cvapps.backbone import Backbone
+    >>> from cvapps.nn.backbone import Backbone
     >>> level_geometry(Backbone(family="vgg16", image_size=64), "P2")   # 7 3x3 convs, 2 pools
     Geometry(size=40.0, jump=4.0, start=1.5)
     """

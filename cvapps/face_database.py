@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.sources import IMAGE_SUFFIXES
+from cvapps.core.sources import IMAGE_SUFFIXES
 
 UNKNOWN = "unknown"
 CACHE = ".cache"
@@ -116,8 +116,8 @@ class FaceDatabase:
         Raises:
             ValueError: no image given, or none of them had a face (nothing is added then).
         """
-        from cvapps.sinks import write_image
-        from cvapps.sources import read_image
+        from cvapps.core.sinks import write_image
+        from cvapps.core.sources import read_image
 
         images = (
             [images]
@@ -230,7 +230,7 @@ class FaceDatabase:
             return {}  # a damaged cache is rebuilt
 
     def _write_cache(self, path, entries):
-        from cvapps.sinks import atomic_path
+        from cvapps.core.sinks import atomic_path
 
         path.parent.mkdir(parents=True, exist_ok=True)
         dim = int(self.encoder.info.settings.get("embedding_dim", 128))

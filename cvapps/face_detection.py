@@ -90,7 +90,7 @@ def download_yunet(destination, timeout=15):
     """Download OpenCV Zoo's YuNet to ``destination`` (only when asked; fails fast offline)."""
     import urllib.request
 
-    from cvapps.sinks import atomic_path
+    from cvapps.core.sinks import atomic_path
 
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +223,7 @@ class FaceDetector:
         import cv2
 
         if self.kind == "none":  # the image is the crop: resized as in training (load_faces), no margin
-            from cvapps.sources import resize_square
+            from cvapps.core.sources import resize_square
 
             return resize_square(np.asarray(image), image_size)
         matrix = alignment_matrix(face, image_size, use_eye_scale=self.kind == "yunet")

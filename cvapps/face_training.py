@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.sources import IMAGE_SUFFIXES
-from cvapps.training import TrainResult, fit_resumable, run_folder
+from cvapps.core.sources import IMAGE_SUFFIXES
+from cvapps.nn.training import TrainResult, fit_resumable, run_folder
 
 
 @dataclass
@@ -90,9 +90,9 @@ def load_faces(roots, image_size, detector="none", workers=4, progress=None, hol
     ``skipped``; the rest are kept. With ``holdout``, only the identities that
     ``split_identities(..., holdout, seed)`` would hold out are read (the same people, faster).
     """
+    from cvapps.core.sources import read_image
     from cvapps.face_detection import FaceDetector
     from cvapps.faces import face_pixels
-    from cvapps.sources import read_image
 
     people = list_identity_folders(roots)
     wanted = held_out_identities(len(people), holdout, seed) if holdout else np.ones(len(people), bool)
@@ -265,7 +265,7 @@ def train_faces(
         val_fraction: identities held out (by :func:`split_identities` with ``seed``) to choose
             the threshold and report pair accuracy after every epoch.
         detector: ``"none"`` when the images are face crops, else ``"haar"``/``"yunet"``.
-        family, size, alpha, weights, image_size: the backbone (:func:`cvapps.backbone.build_backbone`).
+        family, size, alpha, weights, image_size: the backbone (:func:`cvapps.nn.backbone.build_backbone`).
         epochs, steps_per_epoch: training length; a batch is identities_per_batch x
             images_per_identity faces.
         checkpoint_dir: resumable state (default ``runs/<output stem>``); rerunning the same
@@ -273,17 +273,17 @@ def train_faces(
         log: optional callable(str) for one-line progress messages (the CLI prints them).
 
     Returns:
-        :class:`cvapps.training.TrainResult` (``metrics``: held-out pair metrics); the model's Metadata settings hold the threshold that maximised
+        :class:`cvapps.nn.training.TrainResult` (``metrics``: held-out pair metrics); the model's Metadata settings hold the threshold that maximised
         pair accuracy on the held-out identities.
     """
     from cvapps._keras import import_keras
 
     keras = import_keras()
-    from cvapps.backbone import build_backbone
     from cvapps.face_losses import PairLogits, PairLoss, TripletLoss
     from cvapps.faces import build_face_model, embed_faces, pair_metrics, sample_pairs
-    from cvapps.layers import OneCycle
     from cvapps.models import keras_output_path, save_model
+    from cvapps.nn.backbone import build_backbone
+    from cvapps.nn.layers import OneCycle
 
     started = time.time()
     log = log or (lambda message: None)

@@ -79,7 +79,7 @@ def build_face_model(backbone, embedding_dim=128, settings=None, level=None):
     """
     import keras
 
-    from cvapps.layers import Metadata
+    from cvapps.nn.layers import Metadata
 
     if not isinstance(embedding_dim, int) or embedding_dim < 2:
         raise ValueError(f"embedding_dim must be an integer of at least 2, received {embedding_dim!r}.")
@@ -283,7 +283,7 @@ class FaceEncoder:
 
 
 def _as_image(image):
-    from cvapps.sources import read_image
+    from cvapps.core.sources import read_image
 
     if isinstance(image, (str, Path)):
         return read_image(image)

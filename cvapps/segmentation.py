@@ -152,7 +152,7 @@ def _encoder_from_backbone(backbone):
     """A functional model: pixels -> {"P1": stride 2, "P2".."P5": strides 4..32} features."""
     import keras
 
-    from cvapps.architectures import ARCHITECTURES, EXACT_STRIDES, STRIDE2_LAYER
+    from cvapps.nn.architectures import ARCHITECTURES, EXACT_STRIDES, STRIDE2_LAYER
 
     if backbone.family in ARCHITECTURES:
         if backbone.family not in EXACT_STRIDES:
@@ -186,7 +186,7 @@ def _classic_encoder(image_size, filters, depth):
     filters f, 2f, 4f, ... -> {"P0": stride 1, ..., "P{depth}": stride 2**depth}."""
     import keras
 
-    from cvapps.backbone import conv_bn_relu
+    from cvapps.nn.backbone import conv_bn_relu
 
     shape = (image_size, image_size, 3) if image_size else (None, None, 3)
     inputs = keras.Input(shape, name="images")
@@ -226,7 +226,7 @@ def build_unet(
         family: ``"unet"`` (classic from-scratch encoder, ``filters`` and ``depth``),
             ``"compact"``, ``"mobilenetv2"``, ``"efficientnet_lite0"`` or a classic network with exact strides (vgg16,
             resnet50, googlenet, mobilenet) (the shared backbone: P1 stem and P2..P5 skips,
-            stride 32; ``size``, ``alpha`` and ``weights`` as in :func:`cvapps.backbone.build_backbone`).
+            stride 32; ``size``, ``alpha`` and ``weights`` as in :func:`cvapps.nn.backbone.build_backbone`).
         decoder_filters: filters of the decoder blocks, deepest first; default: the encoder's
             widths mirrored (classic), or (128, 64, 48, 32, 16) for a backbone.
         upsample: ``"transpose"`` (2x2 transposed convolution, stride 2) or ``"resize"``
@@ -244,8 +244,8 @@ def build_unet(
     """
     import keras
 
-    from cvapps.backbone import build_backbone, conv_bn_relu
-    from cvapps.layers import Metadata
+    from cvapps.nn.backbone import build_backbone, conv_bn_relu
+    from cvapps.nn.layers import Metadata
 
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, received {family!r}.")
@@ -438,15 +438,15 @@ def train_segmenter(
         checkpoint_dir: resumable state; rerunning the same command resumes (default runs/<stem>).
 
     Returns:
-        :class:`cvapps.training.TrainResult`.
+        :class:`cvapps.nn.training.TrainResult`.
     """
     from cvapps._keras import import_keras
+    from cvapps.nn.training import TrainResult, fit_resumable, run_folder
     from cvapps.segmentation_losses import MeanIoU, SegmentationLoss
-    from cvapps.training import TrainResult, fit_resumable, run_folder
 
     keras = import_keras()
-    from cvapps.layers import OneCycle
     from cvapps.models import keras_output_path, save_model
+    from cvapps.nn.layers import OneCycle
     from cvapps.segmentation_data import SegmentationBatches, load_segmentation
 
     started = time.time()
@@ -649,7 +649,7 @@ def segment(images, model=None, *, tile="auto", runtime="auto"):
         ValueError: an unreadable file (named), an array that is not (H, W, 3), or a model
             that is not a segmentation model.
     """
-    from cvapps.sources import read_image
+    from cvapps.core.sources import read_image
 
     model = open_model(DEFAULT_MODEL if model is None else model, task="segment", runtime=runtime)
     if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
@@ -668,8 +668,8 @@ def segment(images, model=None, *, tile="auto", runtime="auto"):
 
 def colour_labels(labels, num_classes=None):
     """(H, W) class indices -> (H, W, 3) uint8 RGB: background black, class k in
-    :func:`cvapps.annotate.class_colour` (k - 1)."""
-    from cvapps.annotate import class_colour
+    :func:`cvapps.core.annotate.class_colour` (k - 1)."""
+    from cvapps.core.annotate import class_colour
 
     count = int(num_classes or (labels.max() + 1 if labels.size else 1))
     palette = np.array([(0, 0, 0)] + [class_colour(k - 1) for k in range(1, max(count, 1))], np.uint8)
@@ -733,7 +733,7 @@ def comparison_figure(rows, class_names, height=160):
     the image, the truth and the prediction side by side (each scaled to ``height``)."""
     import cv2
 
-    from cvapps.annotate import draw_text_lines
+    from cvapps.core.annotate import draw_text_lines
 
     lines = []
     for image, truth, predicted in rows:
@@ -766,7 +766,7 @@ def evaluate_segmenter(model, data, tile="auto", progress=None, samples=4):
         (metrics, figure): metrics from :func:`segmentation_metrics` plus ``problems`` (files
         that could not be read); figure an RGB image (see :func:`comparison_figure`) or None.
     """
-    from cvapps.sources import read_image
+    from cvapps.core.sources import read_image
 
     model = open_model(model, task="segment")
     names = tuple(model.info.class_names)

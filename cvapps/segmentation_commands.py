@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from cvapps.commands import Outputs, bar, eval_report
-from cvapps.sinks import write_image, write_json
-from cvapps.sources import open_source
+from cvapps.core.sinks import write_image, write_json
+from cvapps.core.sources import open_source
 
 VIEWS = ("overlay", "mask", "cutout", "blur")
 
@@ -161,9 +161,9 @@ def run_webcam_segment(
     source, model_name, blur, alpha, strength, show, output, overwrite, max_frames, quiet, runtime="auto"
 ):
     """``cvapps webcam segment``: live overlay or background blur over a camera or video."""
+    from cvapps.core.webcam import run_loop
     from cvapps.runtime import open_model
     from cvapps.segmentation import segment
-    from cvapps.webcam import run_loop
 
     model = open_model(model_name, task="segment", runtime=runtime)
     view = "blur" if blur else "overlay"

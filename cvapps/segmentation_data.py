@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cvapps.core.sources import list_images, read_image
 from cvapps.datasets import split_by_image
-from cvapps.sources import list_images, read_image
 
 # COCO's 80 "thing" names in data.yaml order and their panoptic/instance category ids.
 COCO_THING_IDS = (

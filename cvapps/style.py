@@ -27,7 +27,7 @@ as relative errors (0 = identical, about 1 = nothing in common); lambda_l are th
 weights, normalised to sum to 1. TV is the mean squared difference between neighbouring pixels
 (pixels scaled to [0, 1]).
 
-The loss network is a :class:`cvapps.backbone.Backbone` whose levels are taken by pyramid key
+The loss network is a :class:`cvapps.nn.backbone.Backbone` whose levels are taken by pyramid key
 (P2..P5), never by layer name: ImageNet MobileNetV2 alpha 0.35 where its weights are on the
 machine, else the backbone of our shipped CIFAR-10 classifier (see :func:`build_loss_network`).
 
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.sources import IMAGE_SUFFIXES
+from cvapps.core.sources import IMAGE_SUFFIXES
 
 LEVELS = ("P2", "P3", "P4", "P5")
 DEFAULT_CONTENT_LEVEL = "P3"
@@ -174,7 +174,7 @@ def build_loss_network(name="auto", content_level=DEFAULT_CONTENT_LEVEL, style_l
     from cvapps._keras import import_keras
 
     import_keras()
-    from cvapps.backbone import build_backbone, find_imagenet_weights
+    from cvapps.nn.backbone import build_backbone, find_imagenet_weights
 
     if isinstance(name, LossNetwork):
         return name
@@ -193,8 +193,8 @@ def build_loss_network(name="auto", content_level=DEFAULT_CONTENT_LEVEL, style_l
             )
         backbone = build_backbone("mobilenetv2", alpha=0.35, weights="imagenet")
         return LossNetwork(backbone, "mobilenetv2_0.35_imagenet", content_level, style_levels)
-    from cvapps.backbone import Backbone
     from cvapps.models import load_model
+    from cvapps.nn.backbone import Backbone
 
     trained = load_model("cifar10", task="classify").get_layer("backbone")
     config = {**trained.get_config(), "image_size": None}  # the same weights, any input size
@@ -357,8 +357,8 @@ def build_transformer(width=16, residual_blocks=4, downsamples=2, separable=True
     from cvapps._keras import import_keras
 
     keras = import_keras()
-    from cvapps.layers import Metadata
-    from cvapps.style_layers import InstanceNormalization
+    from cvapps.nn.layers import Metadata
+    from cvapps.nn.style_layers import InstanceNormalization
 
     layers = keras.layers
 
@@ -500,7 +500,7 @@ def _trainer_class():
 def _samples_callback(transformer, photos, folder, every):
     import keras
 
-    from cvapps.sinks import write_image
+    from cvapps.core.sinks import write_image
 
     class Samples(keras.callbacks.Callback):
         """Every ``every`` epochs, stylise the sample photos and save them side by side."""
@@ -516,7 +516,7 @@ def _samples_callback(transformer, photos, folder, every):
 
 def read_style_image(style_image, side=256):
     """A painting as (H, W, 3) uint8 RGB with its shorter side resized to ``side`` (None: as is)."""
-    from cvapps.sources import read_image
+    from cvapps.core.sources import read_image
 
     image = read_image(style_image) if isinstance(style_image, (str, Path)) else _check_array(style_image)
     return _resize_short(image, side) if side else image
@@ -568,14 +568,14 @@ def train_style(
     Besides ``output`` it writes ``<output stem>.style.jpg``, the painting at ``style_size``.
 
     Returns:
-        :class:`cvapps.training.TrainResult` (``history["main"]``: loss, content_loss, style_loss, tv_loss per epoch).
+        :class:`cvapps.nn.training.TrainResult` (``history["main"]``: loss, content_loss, style_loss, tv_loss per epoch).
     """
     from cvapps._keras import import_keras
 
     keras = import_keras()
-    from cvapps.layers import OneCycle
     from cvapps.models import keras_output_path, save_model
-    from cvapps.training import TrainResult, fit_resumable, read_history, run_folder
+    from cvapps.nn.layers import OneCycle
+    from cvapps.nn.training import TrainResult, fit_resumable, read_history, run_folder
 
     started = time.time()
     output = keras_output_path(output)
@@ -625,7 +625,7 @@ def train_style(
         callbacks=[_samples_callback(transformer, sample_photos, run_dir / "samples", sample_every)],
     )
     save_model(transformer, output)
-    from cvapps.sinks import write_image
+    from cvapps.core.sinks import write_image
 
     # The painting travels with the model (eval and --method optimize with this style use it).
     write_image(output.with_suffix(".style.jpg"), painting, overwrite=True)
@@ -908,7 +908,7 @@ def stylize(
         raise ValueError(f"strength must be between 0 and 1, received {strength!r}.")
     source = str(content) if isinstance(content, (str, Path)) else "array"
     if isinstance(content, (str, Path)):
-        from cvapps.sources import read_image
+        from cvapps.core.sources import read_image
 
         content = read_image(content)
     content = resize_long(_check_array(content), size)
@@ -961,7 +961,7 @@ def evaluate_style(
         photo, resp. the painting), ``loss_network``, ``method``, ``style``, ``size``,
         ``seconds_per_image``; skipped lists "path: reason" of unreadable photos.
     """
-    from cvapps.sources import read_image
+    from cvapps.core.sources import read_image
 
     runner = StyleRunner(style, method, runtime, loss_network=loss_network, steps=steps, style_size=style_size)
     painting = read_style_image(style, style_size) if is_style_image(style) else _painting_of_model(style, style_size)

@@ -8,8 +8,8 @@ import time
 import click
 
 from cvapps.commands import Outputs, eval_report, progress
-from cvapps.sinks import write_json
-from cvapps.sources import open_source
+from cvapps.core.sinks import write_json
+from cvapps.core.sources import open_source
 
 OPTIMIZE_SIZE = 384  # default longer side for --method optimize (its cost grows with the pixels)
 
@@ -132,8 +132,8 @@ def run_webcam_style(
     quiet,
 ):
     """``cvapps webcam style``: a fast style live over a camera or a video file."""
+    from cvapps.core.webcam import run_loop
     from cvapps.style import is_style_image, stylize
-    from cvapps.webcam import run_loop
 
     if is_style_image(style) or (blend_style is not None and is_style_image(blend_style)):
         raise ValueError(

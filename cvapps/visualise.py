@@ -5,7 +5,7 @@ understanding convolutional networks"):
 
 - :func:`first_layer_filters`: the kernels of the first convolution, drawn as small pictures.
   A trained first layer holds edge, line and colour-blob detectors, the learned counterparts of
-  the hand-made kernels in :mod:`cvapps.kernels`.
+  the hand-made kernels in :mod:`cvapps.core.kernels`.
 - :func:`feature_maps`: the backbone's feature maps (``P2`` .. ``P5``) for one image, one small
   picture per channel.
 - :func:`top_patches`: for chosen units (channels) of a level, the image patches, over a folder,
@@ -69,7 +69,7 @@ def _walk(layer):
 
 def first_conv_layer(model):
     """The first 2-D convolution of ``model`` (a ``Conv2D``, ``DepthwiseConv2D`` or
-    :class:`cvapps.kernel_layers.FixedConv2D`), searching nested models (a classifier's
+    :class:`cvapps.nn.kernel_layers.FixedConv2D`), searching nested models (a classifier's
     ``backbone``, MobileNetV2 inside it) in layer order.
 
     Raises:
@@ -77,7 +77,7 @@ def first_conv_layer(model):
     """
     keras = _keras()
 
-    from cvapps.kernel_layers import FixedConv2D
+    from cvapps.nn.kernel_layers import FixedConv2D
 
     kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, FixedConv2D)
     for layer in _walk(_load(model)):
@@ -107,7 +107,7 @@ def _is_pyramid(output):
 
 def find_backbone(model):
     """The cvapps backbone of ``model``, in layer order: the model itself when it has
-    ``pyramid_outputs`` (a :class:`cvapps.backbone.Backbone`), else the first nested layer that
+    ``pyramid_outputs`` (a :class:`cvapps.nn.backbone.Backbone`), else the first nested layer that
     has them (the ``"backbone"`` layer of classifiers, detectors and face models), else the first
     nested functional model whose output is a dict of levels ``{"P1": ..., "P5": ...}`` (the
     ``"encoder"`` of a cvapps U-Net).
@@ -163,9 +163,9 @@ def _input_size(model, backbone):
 
 
 def _fit(image, size, max_side=MAX_SIDE):
-    """Resize like the model expects: a square ``size`` (as :func:`cvapps.sources.resize_square`),
+    """Resize like the model expects: a square ``size`` (as :func:`cvapps.core.sources.resize_square`),
     or, for an any-size model (``size`` None), the image itself shrunk to ``max_side`` at most."""
-    from cvapps.sources import resize_square
+    from cvapps.core.sources import resize_square
 
     if size is not None:
         return resize_square(image, size)
@@ -181,7 +181,7 @@ def _fit(image, size, max_side=MAX_SIDE):
 
 
 def _as_image(image):
-    from cvapps.sources import read_image
+    from cvapps.core.sources import read_image
 
     if isinstance(image, (str, Path)):
         return read_image(image)
@@ -482,7 +482,7 @@ def _geometry(backbone, level, geometry, image_size):
 
 def _frames(images):
     """(source name, image or None, error or None) for a source or a list of arrays/paths."""
-    from cvapps.sources import Source, open_source, read_image
+    from cvapps.core.sources import Source, open_source, read_image
 
     if isinstance(images, np.ndarray) and images.ndim == 4:
         images = list(images)
@@ -557,7 +557,7 @@ def top_patches(
 
     Args:
         model: a shipped name, a ``.keras`` path or a ``keras.Model`` built on a cvapps backbone.
-        images: a folder, glob or image path (anything :func:`cvapps.sources.open_source` takes
+        images: a folder, glob or image path (anything :func:`cvapps.core.sources.open_source` takes
             that holds still images), or a list of (H, W, 3) arrays or paths.
         level: the pyramid level to search.
         units: channel indices to draw, or None: the 8 units with the highest maximum
@@ -645,7 +645,7 @@ def top_patches(
             f"received {list(units)}."
         )
 
-    from cvapps.sources import read_image
+    from cvapps.core.sources import read_image
 
     rows, records = [], []
     for unit in units:

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from cvapps.architectures import (
+from cvapps.nn.architectures import (
     ARCHITECTURES,
     EXACT_STRIDES,
     NATIVE_INPUT,
     PARAMETERS,
     build_architecture,
 )
-from cvapps.backbone import FAMILIES, Backbone, train_top_levels
-from cvapps.layers import LocalResponseNormalization
+from cvapps.nn.backbone import FAMILIES, Backbone, train_top_levels
+from cvapps.nn.layers import LocalResponseNormalization
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -268,7 +268,7 @@ def test_grouped_conv_equals_keras_grouped_conv():
     """GroupedConv2D (g separate convolutions, exportable) computes what Conv2D(groups=g) does."""
     import keras
 
-    from cvapps.layers import GroupedConv2D
+    from cvapps.nn.layers import GroupedConv2D
 
     x = np.random.default_rng(0).normal(size=(2, 9, 9, 8)).astype("float32")
     ours = GroupedConv2D(6, 3, groups=2, strides=2, padding="same")

@@ -8,7 +8,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cvapps.backbone import COMPACT_SIZES, LEVELS, Backbone, build_backbone  # noqa: E402
+from cvapps.nn.backbone import COMPACT_SIZES, LEVELS, Backbone, build_backbone  # noqa: E402
 
 
 @pytest.mark.parametrize("block", ["residual", "inverted"])
@@ -103,7 +103,7 @@ def test_imagenet_weights_load_from_the_local_file(real_data, monkeypatch):
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_backbone_builds_and_runs_under_jax():
     code = (
-        "import numpy as np; from cvapps.backbone import Backbone; "
+        "import numpy as np; from cvapps.nn.backbone import Backbone; "
         "b = Backbone(family='compact', size='xs', image_size=64); "
         "out = b.predict_on_batch(np.zeros((1, 64, 64, 3), 'float32')); print(out['P5'].shape)"
     )

@@ -1,4 +1,4 @@
-"""cvapps.boxes: formats, YOLO label lines, IoU family, NMS (exactly TensorFlow's), anchors."""
+"""cvapps.core.boxes: formats, YOLO label lines, IoU family, NMS (exactly TensorFlow's), anchors."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cvapps import boxes as B
+from cvapps.core import boxes as B
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -341,7 +341,7 @@ def test_nms_equals_tensorflow_on_hypothesis_sets(tf, detection, iou_threshold):
 
 
 def test_embedded_nms_graph_is_the_documented_one():
-    """The serialised graph in cvapps.boxes is exactly what this onnx.helper code builds."""
+    """The serialised graph in cvapps.core.boxes is exactly what this onnx.helper code builds."""
     import base64
 
     onnx = pytest.importorskip("onnx", reason="the onnx package (test extra) builds the reference graph")

@@ -43,9 +43,9 @@ def test_classification_validates_its_fields():
 
 
 def test_build_classifier_stores_class_names_and_checks_them():
-    from cvapps.backbone import Backbone
     from cvapps.classification import build_classifier
     from cvapps.models import model_info
+    from cvapps.nn.backbone import Backbone
 
     backbone = Backbone(family="compact", size="xs", image_size=32)
     model = build_classifier(backbone, 3, ["a", "b", "c"])
@@ -173,10 +173,10 @@ def test_rerun_skips_finished_phases(tmp_path):
 
 
 def test_flip_averaging_is_the_mean_of_both_views(tmp_path):
-    from cvapps.backbone import Backbone
     from cvapps.classification import build_classifier, with_flip_averaging
     from cvapps.explain import explain
     from cvapps.models import load_model, model_info, save_model
+    from cvapps.nn.backbone import Backbone
 
     model = build_classifier(Backbone(family="compact", size="xs", image_size=32), 3, ["a", "b", "c"])
     averaged = with_flip_averaging(model)

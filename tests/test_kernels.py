@@ -1,4 +1,4 @@
-"""Hand-made kernels (cvapps.kernels) and their Keras layer (cvapps.kernel_layers.FixedConv2D)."""
+"""Hand-made kernels (cvapps.core.kernels) and their Keras layer (cvapps.nn.kernel_layers.FixedConv2D)."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cvapps.kernels import (
+from cvapps.core.kernels import (
     KERNELS,
     apply_kernel,
     default_mode,
@@ -131,7 +131,7 @@ def test_cli_kernel_names_are_the_library_names():
 def test_fixed_conv2d_equals_apply_kernel_and_does_not_train():
     import keras
 
-    from cvapps.kernels import FixedConv2D  # the lazy attribute
+    from cvapps.nn.kernel_layers import FixedConv2D
 
     images = np.random.default_rng(3).integers(0, 256, (2, 9, 11, 3)).astype(np.float32)
     names = list(KERNELS)
@@ -162,9 +162,9 @@ def test_fixed_conv2d_equals_apply_kernel_and_does_not_train():
 def test_fixed_conv2d_survives_save_and_safe_load(tmp_path):
     import keras
 
-    from cvapps.kernel_layers import FixedConv2D
-    from cvapps.layers import Metadata
     from cvapps.models import save_model
+    from cvapps.nn.kernel_layers import FixedConv2D
+    from cvapps.nn.layers import Metadata
 
     inputs = keras.Input((None, None, 3), name="images")
     edges = FixedConv2D(["sobel-x", "laplacian", [[0, 0, 0], [0, 1, 0], [0, 0, 0]]], name="edges")(inputs)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cvapps.sinks import ImageSink, JsonLinesSink, VideoSink, write_image, write_json
+from cvapps.core.sinks import ImageSink, JsonLinesSink, VideoSink, write_image, write_json
 
 
 def image(height=24, width=32, rgb=(200, 40, 10)):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvapps.sources import (
+from cvapps.core.sources import (
     Frame,
     is_image_path,
     iter_frames,
@@ -203,7 +203,7 @@ def test_resize_square():
 def test_decompression_bomb_is_reported_not_raised(tmp_path, monkeypatch):
     from PIL import Image
 
-    from cvapps.sources import iter_frames
+    from cvapps.core.sources import iter_frames
 
     Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
     Image.new("RGB", (4, 4)).save(tmp_path / "small.png")

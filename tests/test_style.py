@@ -55,14 +55,14 @@ def test_total_variation_hand_computed():
 
 
 def _tiny_network():
-    from cvapps.backbone import Backbone
+    from cvapps.nn.backbone import Backbone
     from cvapps.style import LossNetwork
 
     return LossNetwork(Backbone(family="compact", size="xs"), "random_compact_xs", "P3", {"P2": 1, "P3": 1})
 
 
 def test_loss_network_levels_by_pyramid_key():
-    from cvapps.backbone import Backbone
+    from cvapps.nn.backbone import Backbone
     from cvapps.style import LossNetwork
 
     network = _tiny_network()

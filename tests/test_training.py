@@ -26,7 +26,7 @@ def _batches(keras):
 
 def test_a_finished_phase_is_reused_not_retrained(tmp_path):
     from cvapps._keras import import_keras
-    from cvapps.training import fit_resumable, run_folder
+    from cvapps.nn.training import fit_resumable, run_folder
 
     keras = import_keras()
     run = run_folder(tmp_path / "run", "m.keras")
@@ -45,7 +45,7 @@ def test_a_finished_phase_is_reused_not_retrained(tmp_path):
 
 def test_old_run_folders_are_renamed_and_damaged_done_files_named(tmp_path):
     from cvapps._keras import import_keras
-    from cvapps.training import fit_resumable, run_folder
+    from cvapps.nn.training import fit_resumable, run_folder
 
     keras = import_keras()
     old = tmp_path / "old"
@@ -59,7 +59,7 @@ def test_old_run_folders_are_renamed_and_damaged_done_files_named(tmp_path):
 
 
 def test_an_unwritable_run_folder_is_one_line(tmp_path):
-    from cvapps.training import run_folder
+    from cvapps.nn.training import run_folder
 
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -21,8 +21,8 @@ from cvapps.visualise import (
 @pytest.fixture(scope="module")
 def classifier():
     """An untrained compact-xs classifier on 32x32 inputs (the filters are its random init)."""
-    from cvapps.backbone import Backbone
     from cvapps.classification import build_classifier
+    from cvapps.nn.backbone import Backbone
 
     return build_classifier(Backbone(family="compact", size="xs", image_size=32), 3)
 
@@ -91,7 +91,7 @@ def test_first_layer_filters_of_a_compact_classifier(classifier):
 def test_first_layer_filters_of_fixed_and_depthwise_layers():
     import keras
 
-    from cvapps.kernel_layers import FixedConv2D
+    from cvapps.nn.kernel_layers import FixedConv2D
 
     fixed = keras.Sequential([keras.Input((8, 8, 3)), FixedConv2D(["sobel-x", "laplacian"])])
     picture = first_layer_filters(fixed, tile=3, title=False)  # 2 gray filters, 2 columns, no upscaling
@@ -117,7 +117,7 @@ def test_feature_maps_draws_the_chosen_levels(classifier):
     # The 4 most active P2 channels, computed independently through the backbone.
     import keras
 
-    from cvapps.sources import resize_square
+    from cvapps.core.sources import resize_square
 
     backbone = classifier.get_layer("backbone")
     probe = keras.Model(backbone.input, backbone.pyramid_outputs["P2"])
@@ -161,7 +161,7 @@ def blur_model():
     is inside the brightest square."""
     import keras
 
-    from cvapps.kernel_layers import FixedConv2D
+    from cvapps.nn.kernel_layers import FixedConv2D
 
     inputs = keras.Input((32, 32, 3))
     level = FixedConv2D(["box-blur"])(inputs)
@@ -201,7 +201,7 @@ def test_top_patches_positions_are_the_activation_maxima(classifier):
     assert len(result.units) == 8 and len(result.patches) == 8  # None -> the 8 most strongly activated units
     backbone = classifier.get_layer("backbone")
     probe = keras.Model(backbone.input, backbone.pyramid_outputs["P3"])
-    from cvapps.sources import resize_square
+    from cvapps.core.sources import resize_square
 
     maps = np.asarray(probe.predict_on_batch(np.stack([resize_square(i, 32) for i in images]).astype(np.float32)))
     strongest = maps.max(axis=(1, 2)).max(axis=0)  # (C,) each unit's maximum over all images

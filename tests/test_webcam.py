@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cvapps.annotate import draw_text_lines
-from cvapps.webcam import LatestFrameReader, LoopStats, _Latest, draw_fps, run_loop
+from cvapps.core.annotate import draw_text_lines
+from cvapps.core.webcam import LatestFrameReader, LoopStats, _Latest, draw_fps, run_loop
 
 WIDTH, HEIGHT = 64, 48
 
@@ -149,7 +149,7 @@ def test_undecodable_video(tmp_path):
 
 
 def test_no_tensorflow_import():
-    code = "import sys, cvapps.webcam, cvapps.annotate; sys.exit('tensorflow' in sys.modules)"
+    code = "import sys, cvapps.core.webcam, cvapps.core.annotate; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 

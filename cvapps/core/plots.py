@@ -81,7 +81,7 @@ def pr_curve_image(curves, size=480) -> np.ndarray:
     """
     import cv2
 
-    from cvapps.annotate import class_colour
+    from cvapps.core.annotate import class_colour
 
     margin, top = 48, 24
     image = np.full((size + margin + top, size + margin + 12, 3), 255, np.uint8)

@@ -2,7 +2,7 @@
 
 Before networks learned their filters, edges and lines were found with fixed kernels. A CNN's
 first layer learns filters much like these; this module applies them to a photo (numpy/OpenCV,
-no TensorFlow) and, as :class:`FixedConv2D` (in :mod:`cvapps.kernel_layers`, imported lazily),
+no TensorFlow) and, as :class:`FixedConv2D` (in :mod:`cvapps.nn.kernel_layers`, imported lazily),
 puts them inside a Keras model as non-trainable weights.
 
 Convention: like every deep-learning "convolution" (``keras.layers.Conv2D``, ``cv2.filter2D``),
@@ -224,13 +224,3 @@ def filter_image(image, kernel, mode="auto", padding="reflect", saturate=1.0) ->
         raise ValueError(f"mode must be one of {', '.join(MODES)}; received {mode!r}.")
     mode = default_mode(kernel) if mode == "auto" else mode
     return response_image(apply_kernel(image, kernel, padding), mode, saturate)
-
-
-def __getattr__(name):
-    # FixedConv2D needs Keras (and TensorFlow); import it only when asked for, so the numpy path
-    # above starts fast.
-    if name == "FixedConv2D":
-        from cvapps.kernel_layers import FixedConv2D
-
-        return FixedConv2D
-    raise AttributeError(f"module 'cvapps.kernels' has no attribute {name!r}")

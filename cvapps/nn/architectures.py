@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import keras
 
-from cvapps.layers import GELU, GroupedConv2D, LocalResponseNormalization
+from cvapps.nn.layers import GELU, GroupedConv2D, LocalResponseNormalization
 
 ARCHITECTURES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet", "airbench")
 

@@ -1,6 +1,6 @@
 """Sources: one iterator of RGB frames over an image, a folder, a glob, a video or a webcam.
 
-    >>> from cvapps.sources import iter_frames
+    >>> from cvapps.core.sources import iter_frames
     >>> for frame in iter_frames("photos/"):          # doctest: +SKIP
     ...     if frame.error:                            # a corrupt file: reported, not raised
     ...         print(frame.error); continue

@@ -8,7 +8,7 @@ One internal format everywhere: **xyxy in pixels, float32, shape (N, 4)** with `
 This module imports NumPy only, so it works without TensorFlow.
 
     >>> import numpy as np
-    >>> from cvapps import boxes
+    >>> from cvapps.core import boxes
     >>> text = "0 0.5 0.5 0.5 0.5\\n1 0.52 0.5 0.5 0.5\\n2 0.5 0.5 -1 0.2\\n"
     >>> xyxy, class_ids, problems = boxes.parse_yolo_labels(text, image_width=200, image_height=100)
     >>> xyxy.tolist(), class_ids.tolist()

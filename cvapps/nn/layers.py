@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from cvapps.models import TASKS
+from cvapps.nn import TASKS
 
 
 @keras.saving.register_keras_serializable(package="cvapps")

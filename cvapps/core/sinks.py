@@ -1,6 +1,6 @@
 """Sinks: where results go. Annotated images, videos and JSON Lines records.
 
-    >>> from cvapps.sinks import ImageSink, JsonLinesSink
+    >>> from cvapps.core.sinks import ImageSink, JsonLinesSink
     >>> images = ImageSink("out/", multiple=True)              # doctest: +SKIP
     >>> images.write(annotated_rgb, source="photos/cat.jpg")   # -> out/cat.jpg  # doctest: +SKIP
     >>> with JsonLinesSink("-") as records:                    # doctest: +SKIP
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from cvapps.core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 
 def atomic_path(path):

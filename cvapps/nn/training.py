@@ -1,6 +1,6 @@
 """One resumable fit for every trainer: checkpoint, resume, CSV log, and the result type.
 
-    >>> from cvapps.training import fit_resumable
+    >>> from cvapps.nn.training import fit_resumable
     >>> phase = fit_resumable(model, batches, "runs/mine", epochs=20)    # doctest: +SKIP
     >>> phase.reused, phase.history["loss"][-1]                           # doctest: +SKIP
     (False, 0.41)

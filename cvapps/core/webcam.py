@@ -1,6 +1,6 @@
 """One webcam / video loop for every app: read, process, overlay FPS, show, record.
 
-    >>> from cvapps.webcam import run_loop
+    >>> from cvapps.core.webcam import run_loop
     >>> stats = run_loop(0, lambda rgb: rgb)   # q or Esc quits  # doctest: +SKIP
     >>> stats = run_loop("clip.mp4", model_fn, show=False,     # doctest: +SKIP
     ...                  output="annotated.mp4", realtime=False)
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cvapps.annotate import draw_text_lines
-from cvapps.sinks import VideoSink
-from cvapps.sources import Frame, open_video, resolve_source
+from cvapps.core.annotate import draw_text_lines
+from cvapps.core.sinks import VideoSink
+from cvapps.core.sources import Frame, open_video, resolve_source
 
 DEFAULT_FPS = 25.0
 QUEUE_SIZE = 4  # frames a non-realtime reader may decode ahead of the consumer
@@ -186,7 +186,7 @@ class LatestFrameReader:
             buffer.end(error)
 
     def read(self, timeout: float = 5.0) -> Frame | None:
-        """The next :class:`~cvapps.sources.Frame` ((H, W, 3) uint8 RGB, ``source`` = the file path or
+        """The next :class:`~cvapps.core.sources.Frame` ((H, W, 3) uint8 RGB, ``source`` = the file path or
         ``"camera:N"``, ``index`` = position in the stream, so drops show as gaps); None at the end.
 
         Raises:

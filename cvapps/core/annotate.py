@@ -1,7 +1,7 @@
 """Text on frames: readable lines of white text on a dark box, for every app's overlays.
 
 >>> import numpy as np
->>> from cvapps.annotate import draw_text_lines
+>>> from cvapps.core.annotate import draw_text_lines
 >>> image = np.zeros((120, 160, 3), np.uint8)
 >>> out = draw_text_lines(image, ["cat 0.93", "dog 0.04"])
 >>> out.shape, out.dtype, int(image.max())     # a copy; the input is untouched
