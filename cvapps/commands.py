@@ -264,8 +264,15 @@ class CropSink:
 
 
 def _safe_name(name):
-    """A class name usable as a folder name ("traffic light" stays; "a/b" becomes "a_b")."""
-    return "".join(c if c.isalnum() or c in " -_." else "_" for c in name).strip() or "unnamed"
+    """A class name usable as one folder name inside the crops folder: "traffic light" stays, "a/b"
+    becomes "a_b", and names of dots only ("..", ".") or with leading dots lose them, so a class name
+    from a model or data file never points outside the folder.
+
+    >>> [_safe_name(n) for n in ("traffic light", "a/b", "..", "../x", ".hidden")]
+    ['traffic light', 'a_b', 'unnamed', '_x', 'hidden']
+    """
+    safe = "".join(c if c.isalnum() or c in " -_." else "_" for c in str(name)).strip()
+    return safe.lstrip(".").strip() or "unnamed"
 
 
 def eval_report(task, model_name, data, holdout, seed, num_images, started, metrics):

@@ -15,6 +15,7 @@ NumPy, so training runs on any Keras backend (JAX on a GPU machine) without Tens
 
 from __future__ import annotations
 
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,18 @@ def load_npz(path, image_size, split="train") -> ClassificationData:
     if split == "val":
         return None
     key = "train" if split == "train" else "test"
+    try:
+        return _read_npz(path, image_size, key)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(
+            f"{path}: not a readable .npz ({type(error).__name__}: {str(error)[:120]}); the file is "
+            "truncated or not a NumPy archive."
+        ) from None
+
+
+def _read_npz(path, image_size, key) -> ClassificationData:
     with np.load(path) as arrays:
         missing = {f"x_{key}", f"y_{key}"} - set(arrays.files)
         if missing:

@@ -77,6 +77,8 @@ def load_detection(path, split=None) -> DetectionData:
     annotations = path / "annotations"
     if annotations.is_dir() and any(annotations.glob("*.xml")):
         return load_voc(path, split)
+    if (path / "annots").is_dir() and any((path / "annots").glob("*.xml")):  # a common VOC-format layout
+        return load_voc(path, split, annotations="annots")
     if annotations.is_dir() and any(annotations.glob("*.txt")):
         _no_split(path, split, "Penn-Fudan")
         return load_pennfudan(path)
@@ -92,7 +94,7 @@ def load_detection(path, split=None) -> DetectionData:
         return load_coco((preferred or jsons)[0])
     raise ValueError(
         f"{path}: not a detection layout this loader knows. Expected images/ + labels/ (YOLO), "
-        "images/ + annotations/*.xml or JPEGImages/ + Annotations/ (Pascal VOC), a COCO .json, "
+        "images/ + annotations/*.xml (or annots/*.xml) or JPEGImages/ + Annotations/ (Pascal VOC), a COCO .json, "
         "or images/ + annotations/*.txt (Penn-Fudan)."
     )
 
@@ -418,6 +420,17 @@ def load_coco(json_path, image_dir=None) -> DetectionData:
         isinstance(content.get(k), list) for k in ("images", "annotations", "categories")
     ):
         raise ValueError(f"{json_path}: expected a COCO json with 'images', 'annotations' and 'categories' lists.")
+    for what, entries, keys in (
+        ("category", content["categories"], ("id", "name")),
+        ("image", content["images"], ("file_name",)),
+    ):
+        for k, entry in enumerate(entries):
+            missing = [key for key in keys if not isinstance(entry, dict) or key not in entry]
+            if missing:
+                raise ValueError(
+                    f"{json_path}: {what} {k} has no {' or '.join(map(repr, missing))}; every COCO "
+                    f"{what} needs {', '.join(map(repr, keys))}."
+                )
     categories = sorted(content["categories"], key=lambda c: c["id"])
     class_names = tuple(str(c["name"]) for c in categories)
     category_index = {c["id"]: k for k, c in enumerate(categories)}

@@ -82,6 +82,11 @@ def export_model(model, format="onnx", output=None, tolerance=1e-4, overwrite=Fa
     keras_model = load_model(source)
     info = model_info(keras_model, source)
     output = Path(output) if output else source.with_suffix(FORMATS[format])
+    if output.suffix != FORMATS[format]:
+        wanted = f"end in {FORMATS[format]}" if FORMATS[format] else "be a folder name without a suffix"
+        raise ValueError(
+            f"--output {output} for format {format!r} must {wanted} (received {output.suffix or 'no suffix'})."
+        )
     if output.exists() and not overwrite:
         raise ValueError(f"{output} already exists; pass --overwrite (overwrite=True) to replace it.")
     inputs = sample_inputs(info.image_size)

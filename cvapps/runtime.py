@@ -153,7 +153,19 @@ def _open_path(path, runtime):
             f"{onnx_path}: no such file. Make it with 'cvapps export {keras_path} --format onnx', "
             "or pass --runtime keras."
         )
-    opened = OnnxModel(onnx_path)
+    try:
+        opened = OnnxModel(onnx_path)
+    except ValueError as error:
+        if runtime == "onnx" or not keras_path.is_file():
+            raise
+        warnings.warn(  # a damaged or foreign .onnx beside a good .keras: say which file, use the .keras
+            f"{error} Using the keras runtime with {keras_path.name}; re-export with 'cvapps export {keras_path} "
+            "--format onnx --overwrite' to get the fast path back.",
+            stacklevel=3,
+        )
+        from cvapps.models import load_model
+
+        return KerasModel(load_model(keras_path), keras_path)
     if keras_path.is_file() and opened.metadata.get("keras_sha256") != file_sha256(keras_path):
         if runtime == "onnx":
             raise ValueError(

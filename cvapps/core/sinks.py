@@ -30,8 +30,16 @@ from cvapps.core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 def atomic_path(path):
     """A temporary path beside ``path`` (same folder, same suffix) for an atomic write."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; name a file to write (e.g. {path / 'out'}{path.suffix or '.json'}).")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    except OSError as error:
+        raise ValueError(
+            f"cannot write {path}: {error.strerror or error} ({error.filename or path.parent}); "
+            "choose a writable place."
+        ) from None
     os.close(handle)
     # mkstemp makes the file 0600 and os.replace keeps that; give it the mode open() would (0666 - umask).
     umask = os.umask(0o022)
@@ -75,6 +83,9 @@ def write_image(path, image, overwrite=False):
 
 
 def refuse_existing(path, overwrite):
+    """Raise ValueError when the file ``path`` exists (unless ``overwrite``) or is a folder."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a folder; name a file to write.")
     if Path(path).exists() and not overwrite:
         raise ValueError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it.")
 
