@@ -20,7 +20,9 @@ def test_crops_never_leave_their_folder(tmp_path):
 
 
 def test_export_refuses_an_output_with_the_wrong_suffix(tiny_classifier, tmp_path):
-    run = CliRunner().invoke(cli, ["export", str(tiny_classifier), "--format", "onnx", "--output", str(tmp_path / "x.txt")])
+    run = CliRunner().invoke(
+        cli, ["export", str(tiny_classifier), "--format", "onnx", "--output", str(tmp_path / "x.txt")]
+    )
     assert run.exit_code == 2 and "must end in .onnx" in run.output
     assert not (tmp_path / "x.txt").exists()
 
@@ -36,8 +38,9 @@ def test_json_to_a_folder_or_under_a_file_is_one_line(tiny_classifier, tmp_path)
     assert run.exit_code == 2 and f"{folder} is a folder" in run.output and ".d." not in run.output
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    run = CliRunner().invoke(cli, ["classify", str(photo), "--model", str(tiny_classifier), "--json",
-                                   str(blocker / "r.jsonl")])
+    run = CliRunner().invoke(
+        cli, ["classify", str(photo), "--model", str(tiny_classifier), "--json", str(blocker / "r.jsonl")]
+    )
     assert run.exit_code == 2 and "cannot write" in run.output and "Traceback" not in run.output
 
 
@@ -58,8 +61,9 @@ def test_coco_json_without_ids_names_the_entry(tmp_path):
     from cvapps.detection_formats import load_coco
 
     path = tmp_path / "coco.json"
-    path.write_text(json.dumps({"images": [{"file_name": "a.jpg", "id": 1}], "annotations": [],
-                                "categories": [{"name": "person"}]}))
+    path.write_text(
+        json.dumps({"images": [{"file_name": "a.jpg", "id": 1}], "annotations": [], "categories": [{"name": "person"}]})
+    )
     with pytest.raises(ValueError, match=r"coco.json: category 0 has no 'id'"):
         load_coco(path)
 

@@ -1,0 +1,152 @@
+"""Training a classifier: the recipe of ``cvapps train classify``."""
+
+from __future__ import annotations
+
+import time
+
+from cvapps.classification.model import build_classifier, with_flip_averaging
+from cvapps.nn.training import TrainResult
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def train_classifier(
+    data,
+    output,
+    *,
+    validation=None,
+    val_fraction=0.05,
+    family="compact",
+    size="s",
+    alpha=0.35,
+    image_size=64,
+    weights=None,
+    epochs=20,
+    fine_tune_epochs=0,
+    fine_tune_from="P4",
+    freeze_backbone=False,
+    batch_size=128,
+    optimizer="sgd",
+    learning_rate=0.2,
+    fine_tune_learning_rate=None,
+    weight_decay=5e-4,
+    label_smoothing=0.1,
+    flip=True,
+    translate=0.125,
+    dropout=0.0,
+    head=None,
+    tta=False,
+    patience=None,
+    checkpoint_dir=None,
+    seed=0,
+    verbose=1,
+):
+    """Train a classifier on a folder-per-class data set or an ``.npz``; save it to ``output``.
+
+    Args:
+        data: folder (``<class>/*`` or ``train/<class>/*``) or keras.datasets-style ``.npz``.
+        output: where the final ``.keras`` model is written (atomically).
+        validation: a validation folder; default: ``DATA/val`` if present, else ``val_fraction``
+            of the training images carved out (stratified).
+        family, size, alpha, weights: backbone (see :func:`cvapps.nn.backbone.build_backbone`);
+            ``weights="imagenet"`` with ``family="mobilenetv2"`` for transfer learning.
+        epochs: epochs of the main phase (head only when ``freeze_backbone``).
+        fine_tune_epochs: after the main phase, epochs fine-tuning the backbone's top levels
+            (``fine_tune_from`` and deeper; batch norm stays frozen) with the head, at lr / 10.
+        checkpoint_dir: where the resumable state lives; rerunning the same command resumes
+            from the last finished epoch (and skips finished phases). Default:
+            ``runs/<output stem>``.
+        optimizer: ``"sgd"`` (Nesterov momentum 0.9; training from scratch) or ``"adam"``
+            (AdamW; transfer learning on small data, e.g. learning_rate=1e-3).
+        learning_rate: peak of the one-cycle schedule of the main phase.
+        fine_tune_learning_rate: peak for the fine-tuning phase; default learning_rate / 10.
+        head: ``"pool"`` or ``"original"`` (see :func:`build_classifier`); default ``"original"`` for
+            the classic families (``family="lenet5"`` trains LeNet-5 itself), ``"pool"`` otherwise.
+        tta: save the model averaged over each photo and its mirror (:func:`with_flip_averaging`);
+            rerunning a finished run with ``tta=True`` only re-saves it.
+        patience: stop when validation accuracy has not improved for this many epochs.
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    from cvapps._keras import import_keras
+
+    keras = import_keras()
+    from cvapps.datasets import (
+        ClassificationBatches,
+        load_class_folders,
+        load_classification,
+        split_off,
+    )
+    from cvapps.models import keras_output_path, save_model
+    from cvapps.nn.backbone import build_backbone, train_top_levels
+    from cvapps.nn.layers import OneCycle
+    from cvapps.nn.training import fit_resumable, run_folder
+
+    started = time.time()
+    output = keras_output_path(output)
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, received {epochs}.")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', received {optimizer!r}.")
+    train = load_classification(data, image_size, "train")
+    if len(train) == 0:
+        raise ValueError(f"{data}: no readable training images.")
+    skipped = list(train.skipped)
+    val = load_class_folders(validation, image_size) if validation else load_classification(data, image_size, "val")
+    if val is None:
+        train, val = split_off(train, val_fraction, seed)
+    elif tuple(val.class_names) != tuple(train.class_names):
+        raise ValueError(f"validation classes {val.class_names} differ from training classes {train.class_names}.")
+
+    keras.utils.set_random_seed(seed)
+    backbone = build_backbone(family=family, size=size, alpha=alpha, image_size=image_size, weights=weights)
+    from cvapps.nn.architectures import ARCHITECTURES
+
+    head = head or ("original" if family in ARCHITECTURES else "pool")
+    model = build_classifier(backbone, len(train.class_names), train.class_names, dropout=dropout, head=head)
+    train_batches = ClassificationBatches(train, batch_size, augment=True, flip=flip, translate=translate, seed=seed)
+    val_batches = ClassificationBatches(val, batch_size)
+
+    run_dir = run_folder(checkpoint_dir, output)
+    history, reused = {}, []
+    phases = [("main", epochs, learning_rate)]
+    if fine_tune_epochs:
+        phases.append(("fine_tune", fine_tune_epochs, fine_tune_learning_rate or learning_rate / 10))
+    for phase, phase_epochs, peak in phases:
+        if phase == "fine_tune":
+            train_top_levels(backbone, fine_tune_from)
+        else:
+            backbone.trainable = not freeze_backbone
+        steps = phase_epochs * len(train_batches)
+        if optimizer == "sgd":
+            update = keras.optimizers.SGD(OneCycle(peak, steps), momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        else:
+            update = keras.optimizers.AdamW(OneCycle(peak, steps), weight_decay=weight_decay)
+        update.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+        model.compile(
+            optimizer=update,
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        callbacks = []
+        if patience:
+            callbacks.append(
+                keras.callbacks.EarlyStopping("val_accuracy", patience=patience, restore_best_weights=True)
+            )
+        done = fit_resumable(
+            model,
+            train_batches,
+            run_dir,
+            epochs=phase_epochs,
+            phase=phase,
+            validation=val_batches,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        history[phase] = done.history
+        if done.reused:
+            reused.append(phase)
+    backbone.trainable = True
+    save_model(with_flip_averaging(model) if tta else model, output)
+    return TrainResult(output, history, time.time() - started, skipped, tuple(reused))
