@@ -163,32 +163,6 @@ def _read_npz(path, image_size, key) -> ClassificationData:
     return ClassificationData(x, y, names)
 
 
-def split_by_image(data, fraction, seed=0):
-    """Split any data set with ``len()`` and ``subset(indices)`` by image into ``(train, held_out)``;
-    ``held_out`` has round(fraction * N) images (at least 1, at most N - 1).
-
-    Deterministic for ``seed`` (a permutation from ``numpy.random.default_rng(seed)``); both parts
-    keep the original order. Detection and segmentation use it, so ``train --val-fraction F --seed S``
-    and ``eval --holdout F --seed S`` always name the same images.
-
-    >>> class Items(list):
-    ...     def subset(self, indices):
-    ...         return Items(self[i] for i in indices)
-    >>> train, held = split_by_image(Items("abcdefghij"), 0.2, seed=0)
-    >>> len(train), len(held), sorted(set(train) & set(held))
-    (8, 2, [])
-    """
-    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"fraction must be a number in (0, 1), received {fraction!r}; e.g. 0.2 holds out a fifth.")
-    if len(data) < 2:
-        raise ValueError(f"cannot split {len(data)} image(s); a split needs at least 2.")
-    count = min(max(1, round(len(data) * fraction)), len(data) - 1)
-    order = np.random.default_rng(seed).permutation(len(data))
-    held = np.zeros(len(data), bool)
-    held[order[:count]] = True
-    return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
-
-
 def split_off(data: ClassificationData, fraction, seed=0):
     """Carve a stratified validation split off ``data``: returns (train, val)."""
     if not 0 < fraction < 1:

@@ -65,8 +65,8 @@ from cvapps.augment import (
     mosaic,
     random_affine,
 )
+from cvapps.core.data import split_by_image
 from cvapps.core.sources import read_image
-from cvapps.datasets import split_by_image
 
 _EMPTY_BOXES = np.zeros((0, 4), np.float32)
 _EMPTY_IDS = np.zeros((0,), np.int64)

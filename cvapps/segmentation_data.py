@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cvapps.core.data import split_by_image
 from cvapps.core.sources import list_images, read_image
-from cvapps.datasets import split_by_image
 
 # COCO's 80 "thing" names in data.yaml order and their panoptic/instance category ids.
 COCO_THING_IDS = (
@@ -347,7 +347,7 @@ def _load_pennfudan(root, classes, problems, progress):
 
 
 def _coco_names(root):
-    from cvapps.detection_formats import read_yaml_names
+    from cvapps.core.data import read_yaml_names
 
     yaml = root / "data.yaml"
     names = read_yaml_names(yaml) if yaml.is_file() else None
