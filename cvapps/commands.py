@@ -534,8 +534,8 @@ def bar(quiet, desc, unit):
 
 def _detection_sets(data, classes, holdout, seed):
     """Load and merge DATA folders; with ``holdout``, the (train, held_out) split, else (all, None)."""
-    from cvapps.detection_data import split_detection
-    from cvapps.detection_formats import load_detection_sets
+    from cvapps.detection.data import split_detection
+    from cvapps.detection.formats import load_detection_sets
 
     names = [c.strip() for c in classes.split(",")] if classes else None
     merged = load_detection_sets(list(data), names)

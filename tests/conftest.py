@@ -103,7 +103,7 @@ def make_squares_dataset(root):
 def tiny_detector(tmp_path_factory):
     """(model path, data folder, truths) of a detector trained to find the squares it was shown."""
     from cvapps.detection import train_detector
-    from cvapps.detection_formats import load_detection
+    from cvapps.detection.formats import load_detection
 
     root, truths = make_squares_dataset(tmp_path_factory.mktemp("detector") / "squares")
     anchors = [[[12, 12], [18, 18], [24, 24]], [[24, 24], [30, 30], [36, 36]], [[36, 36], [48, 48], [64, 64]]]

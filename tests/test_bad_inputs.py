@@ -58,7 +58,7 @@ def test_a_truncated_npz_is_one_line(tmp_path):
 
 
 def test_coco_json_without_ids_names_the_entry(tmp_path):
-    from cvapps.detection_formats import load_coco
+    from cvapps.detection.formats import load_coco
 
     path = tmp_path / "coco.json"
     path.write_text(
@@ -71,7 +71,7 @@ def test_coco_json_without_ids_names_the_entry(tmp_path):
 def test_voc_folders_named_annots_are_read(tmp_path):
     from PIL import Image
 
-    from cvapps.detection_formats import load_detection
+    from cvapps.detection.formats import load_detection
 
     (tmp_path / "images").mkdir()
     (tmp_path / "annots").mkdir()

@@ -228,7 +228,7 @@ def test_detector_builds_and_keeps_its_anchors_through_save_and_load(tmp_path):
 def test_tiny_detector_overfits_a_handful_of_images_to_map_1(tiny_detector):
     """Model, assignment, loss, decoding and NMS working together: train on 4 images, find them all."""
     from cvapps.detection import detect, mean_average_precision
-    from cvapps.detection_formats import load_detection
+    from cvapps.detection.formats import load_detection
 
     model_path, root, truths = tiny_detector
     data = load_detection(root)
@@ -241,8 +241,8 @@ def test_tiny_detector_overfits_a_handful_of_images_to_map_1(tiny_detector):
 def test_person_detector_reaches_its_card_map(real_data):
     """The shipped person detector on the 60 images its training held out, as its card states."""
     from cvapps.detection import evaluate_detector
-    from cvapps.detection_data import split_detection
-    from cvapps.detection_formats import load_detection_sets
+    from cvapps.detection.data import split_detection
+    from cvapps.detection.formats import load_detection_sets
     from cvapps.models import model_card, shipped_models
 
     if "person" not in shipped_models():
@@ -259,8 +259,8 @@ def test_person_detector_reaches_its_card_map(real_data):
 def test_raccoon_detector_reaches_its_card_map(real_data):
     """The shipped raccoon detector (trained on a Pascal VOC folder) on the 40 images it never saw."""
     from cvapps.detection import evaluate_detector
-    from cvapps.detection_data import split_detection
-    from cvapps.detection_formats import load_detection
+    from cvapps.detection.data import split_detection
+    from cvapps.detection.formats import load_detection
     from cvapps.models import model_card, shipped_models
 
     if "raccoon" not in shipped_models():

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cvapps.augment import (
+from cvapps.detection.augment import (
     filter_boxes,
     hflip,
     hsv_jitter,
@@ -15,8 +15,8 @@ from cvapps.augment import (
     random_affine,
     unletterbox_boxes,
 )
-from cvapps.detection_data import DetectionBatches, DetectionData, DetectionSample, split_detection
-from cvapps.detection_formats import load_detection, read_yaml_names
+from cvapps.detection.data import DetectionBatches, DetectionData, DetectionSample, split_detection
+from cvapps.detection.formats import load_detection, read_yaml_names
 
 
 def write_image(path, width, height, value=128):

@@ -3,9 +3,9 @@
 :func:`load_detection` recognises the layout; :func:`load_detection_sets` loads and merges several
 (keeping named classes). Boxes come back as xyxy float32 pixels of the original image; every
 label that was skipped or clipped is one ``path:line: reason`` line in ``DetectionData.problems``.
-The layouts and their conventions are described in :mod:`cvapps.detection_data`.
+The layouts and their conventions are described in :mod:`cvapps.detection.data`.
 
-    >>> from cvapps.detection_formats import load_detection_sets
+    >>> from cvapps.detection.formats import load_detection_sets
     >>> people = load_detection_sets(["../shared/data/coco128", "../shared/data/pennfudan"], ["person"])  # doctest: +SKIP
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from cvapps.core.boxes import parse_yolo_labels
 from cvapps.core.data import read_yaml_names
 from cvapps.core.sources import IMAGE_SUFFIXES
-from cvapps.detection_data import DetectionData, DetectionSample
+from cvapps.detection.data import DetectionData, DetectionSample
 
 
 def image_size(path) -> tuple:

@@ -1,13 +1,13 @@
 """Detection data: boxed images from YOLO, Pascal VOC, COCO and Penn-Fudan folders, augmented in NumPy.
 
-One loader, :func:`cvapps.detection_formats.load_detection`, recognises the layout and returns a :class:`DetectionData`:
+One loader, :func:`cvapps.detection.formats.load_detection`, recognises the layout and returns a :class:`DetectionData`:
 image paths with their boxes (**xyxy float32 (N, 4) in the pixels of the original image**, as
 :func:`cvapps.core.sources.read_image` returns it) and class ids (int64 (N,)), the class names, and
 ``problems``, one line ``path:line: reason`` for each label that was skipped or clipped. Images
 are not decoded at load time, only their headers are read for the size.
 
-    >>> from cvapps.detection_data import DetectionBatches, split_detection
-    >>> from cvapps.detection_formats import load_detection
+    >>> from cvapps.detection.data import DetectionBatches, split_detection
+    >>> from cvapps.detection.formats import load_detection
     >>> coco = load_detection("../shared/data/coco128")                    # doctest: +SKIP
     >>> persons = coco.select_classes(["person"])                           # doctest: +SKIP
     >>> people = persons.merge(load_detection("../shared/data/pennfudan"))   # doctest: +SKIP
@@ -16,7 +16,7 @@ are not decoded at load time, only their headers are read for the size.
     >>> images, targets = batches[0]        # (8, 320, 320, 3) float32 in [0, 255], (8, M, 5)  # doctest: +SKIP
 
 Augmentation that moves boxes with the pixels (flip, scale and translate, HSV, mosaic,
-letterbox) lives in :mod:`cvapps.augment`; :class:`DetectionBatches` applies it.
+letterbox) lives in :mod:`cvapps.detection.augment`; :class:`DetectionBatches` applies it.
 
 Layouts (``load_detection`` picks by what the folder holds):
 
@@ -56,7 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cvapps.augment import (
+from cvapps.core.data import split_by_image
+from cvapps.core.sources import read_image
+from cvapps.detection.augment import (
     filter_boxes,
     hflip,
     hsv_jitter,
@@ -65,8 +67,6 @@ from cvapps.augment import (
     mosaic,
     random_affine,
 )
-from cvapps.core.data import split_by_image
-from cvapps.core.sources import read_image
 
 _EMPTY_BOXES = np.zeros((0, 4), np.float32)
 _EMPTY_IDS = np.zeros((0,), np.int64)

@@ -5,7 +5,7 @@ every geometric change boxes are clipped to the canvas and remnants too thin or 
 dropped together with their class ids (:func:`filter_boxes`).
 
     >>> import numpy as np
-    >>> from cvapps.augment import hflip, letterbox, letterbox_boxes, unletterbox_boxes
+    >>> from cvapps.detection.augment import hflip, letterbox, letterbox_boxes, unletterbox_boxes
     >>> image = np.zeros((40, 100, 3), np.uint8)
     >>> boxes = np.array([[10, 5, 30, 25]], np.float32)
     >>> hflip(image, boxes)[1].tolist()                     # x1' = W - x2, x2' = W - x1

@@ -1,0 +1,160 @@
+"""COCO-style mAP of a detector."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cvapps.core.boxes import box_iou
+from cvapps.detection import COCO_IOU_THRESHOLDS
+from cvapps.detection.predict import detect
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+def match_predictions(pred_xyxy, pred_scores, true_xyxy, iou_thresholds=COCO_IOU_THRESHOLDS):
+    """COCO matching in one image for one class: which predictions are true positives.
+
+    Predictions are taken in descending score order; each is matched to the unmatched truth box
+    it overlaps most, if that IoU >= the threshold. Done for every threshold at once.
+
+    Args:
+        pred_xyxy: (P, 4) predicted boxes; pred_scores: (P,).
+        true_xyxy: (T, 4) truth boxes.
+        iou_thresholds: (K,) IoU thresholds.
+
+    Returns:
+        (P, K) bool: true positive at each threshold, rows in the input order.
+    """
+    pred_count, thresholds = len(pred_xyxy), np.asarray(iou_thresholds)
+    hits = np.zeros((pred_count, len(thresholds)), bool)
+    if pred_count == 0 or len(true_xyxy) == 0:
+        return hits
+    iou = box_iou(pred_xyxy, true_xyxy)  # (P, T)
+    for k, threshold in enumerate(thresholds):
+        taken = np.zeros(len(true_xyxy), bool)
+        for p in np.argsort(-np.asarray(pred_scores), kind="stable"):
+            candidates = np.where(taken, -1.0, iou[p])
+            best = int(np.argmax(candidates))
+            if candidates[best] >= threshold:
+                taken[best] = True
+                hits[p, k] = True
+    return hits
+
+
+def average_precision(tp, scores, num_true):
+    """COCO's 101-point interpolated average precision for one class.
+
+    Args:
+        tp: (P,) bool true-positive flags of all predictions of the class over the data set.
+        scores: (P,) their confidences.
+        num_true: number of truth boxes of the class.
+
+    precision(r) is made monotone (the envelope max over r' >= r), then averaged at
+    r = 0, 0.01, ..., 1; recall levels never reached count as precision 0.
+    """
+    if num_true == 0:
+        return float("nan")
+    if len(tp) == 0:
+        return 0.0
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    hits = np.asarray(tp, np.float64)[order]
+    true_positives = np.cumsum(hits)
+    recall = true_positives / num_true
+    precision = true_positives / np.arange(1, len(hits) + 1)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    levels = np.linspace(0, 1, 101)
+    where = np.searchsorted(recall, levels, side="left")  # first rank reaching each recall level
+    sampled = np.where(where < len(envelope), envelope[np.minimum(where, len(envelope) - 1)], 0.0)  # unreached: 0
+    return float(sampled.mean())
+
+
+def mean_average_precision(predictions, truths, num_classes, confidence_threshold=0.25):
+    """COCO-style mAP over a data set.
+
+    Args:
+        predictions: one :class:`Detections` per image (predict with a low confidence threshold,
+            e.g. 0.001, for mAP).
+        truths: one (boxes (T, 4) xyxy, class_ids (T,)) pair per image, same order.
+        num_classes: number of classes (class ids 0 .. num_classes - 1 in both).
+        confidence_threshold: where the per-class ``precision`` and ``recall`` (at IoU 0.5) are
+            read off; mAP itself uses every prediction.
+
+    Returns:
+        dict: ``map50`` and ``map50_95`` (means over classes that have truth boxes), and
+        ``per_class``: a list of dicts with ``ap50``, ``ap50_95``, ``precision``, ``recall``,
+        ``num_true``, and ``pr_curve`` (recall, precision arrays at IoU 0.5) per class.
+    """
+    if len(predictions) != len(truths):
+        raise ValueError(f"{len(predictions)} prediction sets for {len(truths)} images; they must match.")
+    hits, scores, labels, num_true = [], [], [], np.zeros(num_classes, np.int64)
+    for found, (true_xyxy, true_ids) in zip(predictions, truths):
+        true_xyxy = np.asarray(true_xyxy, np.float32).reshape(-1, 4)
+        true_ids = np.asarray(true_ids, np.int64).reshape(-1)
+        num_true += np.bincount(true_ids, minlength=num_classes)[:num_classes]
+        for c in np.unique(found.class_id):
+            mine = found.class_id == c
+            hits.append(match_predictions(found.xyxy[mine], found.confidence[mine], true_xyxy[true_ids == c]))
+            scores.append(found.confidence[mine])
+            labels.append(np.full(int(mine.sum()), c))
+    hits = np.concatenate(hits) if hits else np.zeros((0, len(COCO_IOU_THRESHOLDS)), bool)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    per_class = []
+    for c in range(num_classes):
+        mine = labels == c
+        aps = [average_precision(hits[mine, k], scores[mine], num_true[c]) for k in range(hits.shape[1])]
+        kept = mine & (scores >= confidence_threshold)
+        found_true = hits[kept, 0].sum()
+        order = np.argsort(-scores[mine], kind="stable")
+        cumulative = np.cumsum(hits[mine, 0][order])
+        per_class.append(
+            {
+                "ap50": aps[0],
+                "ap50_95": float(np.mean(aps)),
+                "precision": float(found_true / kept.sum()) if kept.sum() else 0.0,
+                "recall": float(found_true / num_true[c]) if num_true[c] else float("nan"),
+                "num_true": int(num_true[c]),
+                "pr_curve": (cumulative / max(num_true[c], 1), cumulative / np.arange(1, len(order) + 1)),
+            }
+        )
+    scored = [row for row in per_class if row["num_true"] > 0]
+    return {
+        "map50": float(np.mean([r["ap50"] for r in scored])) if scored else float("nan"),
+        "map50_95": float(np.mean([r["ap50_95"] for r in scored])) if scored else float("nan"),
+        "per_class": per_class,
+    }
+
+
+def evaluate_detector(model, data, confidence_threshold=0.001, iou_threshold=0.6, progress=None, with_curves=False):
+    """COCO-style mAP of a detector on a :class:`cvapps.detection.data.DetectionData`.
+
+    The model's classes are matched to the data's by name: boxes of classes the model does not
+    know are left out, so a person detector can be scored on the persons of a multi-class set.
+
+    Returns:
+        dict from :func:`mean_average_precision` (``map50``, ``map50_95``, ``per_class``), with
+        ``per_class`` keyed by class name. With ``with_curves``, also ``pr_curves``:
+        {class name: (recall, precision) arrays at IoU 0.5} for :func:`cvapps.core.plots.pr_curve_image`
+        (not JSON; take it out before writing the report).
+    """
+    from cvapps.runtime import open_model
+
+    model = open_model(model, task="detect", runtime="keras")
+    names = model.info.class_names
+    to_model = np.array([names.index(n) if n in names else -1 for n in data.class_names], np.int64)
+    truths = []
+    for sample in data.samples:
+        ids = to_model[sample.class_ids] if len(sample.class_ids) else np.zeros(0, np.int64)
+        truths.append((sample.boxes[ids >= 0], ids[ids >= 0]))
+    paths = [str(p) for p in data.paths]
+    found = [
+        detect(path, model, confidence_threshold=confidence_threshold, iou_threshold=iou_threshold)[0]
+        for path in (progress(paths, len(paths)) if progress else paths)
+    ]
+    metrics = mean_average_precision(found, truths, len(names))
+    if with_curves:
+        metrics["pr_curves"] = {name: row["pr_curve"] for name, row in zip(names, metrics["per_class"])}
+    metrics["per_class"] = {
+        name: {k: v for k, v in row.items() if k != "pr_curve"} for name, row in zip(names, metrics["per_class"])
+    }
+    return metrics

@@ -1,0 +1,129 @@
+"""Training a detector: cvapps train detect's recipe, anchors fitted by k-means."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cvapps.detection import LEVELS
+from cvapps.detection.model import SlotGeometry, assign_targets, build_detector, detection_loss
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def fit_anchors(data, image_size, per_level=3, seed=0):
+    """Anchors for :func:`build_detector` fitted to a data set's boxes as the model will see
+    them (letterboxed to ``image_size``): k-means with 1 - IoU distance, 3 x ``per_level``
+    clusters sorted by area, the smallest to P3. Returns ((3, per_level, 2), mean best IoU)."""
+    from cvapps.core.boxes import kmeans_anchors
+
+    sizes = []
+    for sample in data.samples:
+        scale = image_size / max(sample.width, sample.height)
+        if len(sample.boxes):
+            sizes.append((sample.boxes[:, 2:] - sample.boxes[:, :2]) * scale)
+    sizes = np.concatenate(sizes) if sizes else np.zeros((0, 2))
+    count = len(LEVELS) * per_level
+    if len(sizes) < count:
+        raise ValueError(
+            f"fitting {count} anchors needs at least {count} boxes; the data has {len(sizes)}. Pass anchors=."
+        )
+    anchors, mean_best_iou = kmeans_anchors(np.maximum(sizes, 1.0), count, seed=seed)
+    return np.asarray(anchors, np.float32).reshape(len(LEVELS), per_level, 2), float(mean_best_iou)
+
+
+def train_detector(
+    data,
+    output,
+    *,
+    validation=None,
+    image_size=320,
+    family="compact",
+    size="s",
+    alpha=0.35,
+    weights=None,
+    anchors=None,
+    width=64,
+    epochs=50,
+    batch_size=16,
+    learning_rate=1e-3,
+    weight_decay=5e-4,
+    augment=True,
+    mosaic=0.5,
+    checkpoint_dir=None,
+    seed=0,
+    verbose=1,
+):
+    """Train a detector on a :class:`cvapps.detection.data.DetectionData`; save it to ``output``.
+
+    Args:
+        data, validation: training and (optional) validation data.
+        anchors: (3, A, 2) pixels at ``image_size``; default fitted to ``data`` (:func:`fit_anchors`).
+        family, size, alpha, weights: the backbone (see :func:`cvapps.nn.backbone.build_backbone`).
+        epochs, batch_size, learning_rate, weight_decay: AdamW with a one-cycle schedule.
+        augment, mosaic: flip, scale/translate, HSV and mosaic augmentation (cvapps.detection.augment).
+        checkpoint_dir: resumable state; rerunning the same command resumes. Default
+            ``runs/<output stem>``.
+
+    Returns:
+        :class:`cvapps.nn.training.TrainResult` (the model is saved to ``output``).
+    """
+    from cvapps._keras import import_keras
+
+    keras = import_keras()
+    from cvapps.detection.data import DetectionBatches
+    from cvapps.models import save_model
+    from cvapps.nn.backbone import build_backbone
+    from cvapps.nn.layers import OneCycle
+    from cvapps.nn.training import TrainResult, fit_resumable, run_folder
+
+    started = time.time()
+
+    if anchors is None:
+        anchors, _ = fit_anchors(data, image_size, seed=seed)
+    keras.utils.set_random_seed(seed)
+    backbone = build_backbone(family=family, size=size, alpha=alpha, image_size=image_size, weights=weights)
+    model = build_detector(backbone, len(data.class_names), anchors, data.class_names, width=width)
+    geometry = SlotGeometry.build(image_size, anchors)
+
+    class AssignedBatches(keras.utils.PyDataset):
+        """DetectionBatches with per-slot targets from :func:`assign_targets`."""
+
+        def __init__(self, batches):
+            super().__init__(workers=2, use_multiprocessing=False)
+            self.batches = batches
+
+        def __len__(self):
+            return len(self.batches)
+
+        def __getitem__(self, index):
+            images, boxes = self.batches[index]
+            return images, np.stack([_slot_targets(rows, geometry) for rows in boxes])
+
+        def on_epoch_end(self):
+            self.batches.on_epoch_end()
+
+    train = AssignedBatches(DetectionBatches(data, image_size, batch_size, augment=augment, mosaic=mosaic, seed=seed))
+    val = AssignedBatches(DetectionBatches(validation, image_size, batch_size)) if validation is not None else None
+    run_dir = run_folder(checkpoint_dir, output)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(OneCycle(learning_rate, epochs * len(train)), weight_decay=weight_decay),
+        loss=detection_loss(geometry, len(data.class_names)),
+    )
+    done = fit_resumable(model, train, run_dir, epochs=epochs, validation=val, verbose=verbose)
+    save_model(model, output)
+    return TrainResult(
+        Path(output),
+        {"main": done.history},
+        time.time() - started,
+        list(data.problems),
+        ("main",) if done.reused else (),
+    )
+
+
+def _slot_targets(rows, geometry):
+    """(max_boxes, 5) [class, x1, y1, x2, y2] rows (class -1 = padding) -> (slots, 6) targets."""
+    real = rows[:, 0] >= 0
+    return assign_targets(rows[real, 1:5], rows[real, 0], geometry)
