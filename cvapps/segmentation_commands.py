@@ -84,7 +84,7 @@ def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_p
 
 def _segmentation_sets(data, classes, holdout, seed, quiet):
     """Load and merge DATA folders; with ``holdout``, the (train, held_out) split, else (all, None)."""
-    from cvapps.segmentation_data import load_segmentation_sets, split_segmentation
+    from cvapps.segmentation.data import load_segmentation_sets, split_segmentation
 
     names = [c.strip() for c in classes.split(",")] if classes else None
     merged = load_segmentation_sets(list(data), names, progress=bar(quiet, "reading masks", "mask"))

@@ -21,7 +21,7 @@ from cvapps.segmentation import (
     segment,
     segmentation_metrics,
 )
-from cvapps.segmentation_data import (
+from cvapps.segmentation.data import (
     SegmentationBatches,
     augment_pair,
     border_weights,
@@ -248,7 +248,7 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
 def _tiny_data(folder):
     from PIL import Image
 
-    from cvapps.segmentation_data import SegmentationData
+    from cvapps.segmentation.data import SegmentationData
 
     mask = np.zeros((40, 40), np.uint8)
     mask[5:15, 5:15], mask[5:15, 17:30] = 1, 1

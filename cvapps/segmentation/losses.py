@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from cvapps._keras import import_keras
-from cvapps.segmentation import parse_loss
+from cvapps.segmentation.metrics import parse_loss
 
 keras = import_keras()
 

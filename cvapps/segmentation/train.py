@@ -1,0 +1,140 @@
+"""Training a segmenter: cvapps train segment's recipe."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cvapps.segmentation.metrics import parse_loss
+from cvapps.segmentation.model import build_unet
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def train_segmenter(
+    data,
+    output,
+    *,
+    validation=None,
+    family="unet",
+    size="s",
+    alpha=0.35,
+    weights=None,
+    filters=32,
+    depth=4,
+    decoder_filters=None,
+    upsample="transpose",
+    image_size=256,
+    fit=False,
+    epochs=20,
+    repeats=1,
+    batch_size=8,
+    learning_rate=1e-3,
+    weight_decay=1e-4,
+    loss="ce+dice",
+    border_weight=0.0,
+    augment=True,
+    elastic=0.0,
+    rotate=15.0,
+    scale=(0.75, 1.25),
+    vflip=False,
+    max_side=None,
+    checkpoint_dir=None,
+    seed=0,
+    verbose=1,
+):
+    """Train a U-Net on a :class:`cvapps.segmentation.data.SegmentationData`; save it to ``output``.
+
+    Args:
+        data: training pairs (a :class:`SegmentationData`, or a folder :func:`load_segmentation` reads).
+        validation: held-out pairs scored each epoch (loss, ``miou``), or None.
+        family ... upsample: see :func:`build_unet`.
+        image_size: the training tile side (a multiple of the stride).
+        fit: whole-scene data (photos): each image is scaled so its longer side is the tile
+            before the random zoom, and inference does the same (``settings["scale_to"]``).
+            False: native resolution crops, overlap-tile inference on larger images.
+        epochs, repeats: epochs of ``repeats`` passes over the data (random crops each time).
+        loss: terms joined by + (``ce``, ``dice``, ``focal``), see :class:`SegmentationLoss`.
+        border_weight: w0 of the paper's border-weight map (0 = off).
+        augment, elastic, rotate, scale, vflip: augmentation (flips, rotations up to ``rotate``
+            degrees, zoom in ``scale``, colour jitter, elastic deformation with probability
+            ``elastic``), identical for image and mask.
+        max_side: shrink cached images larger than this once (speed).
+        checkpoint_dir: resumable state; rerunning the same command resumes (default runs/<stem>).
+
+    Returns:
+        :class:`cvapps.nn.training.TrainResult`.
+    """
+    from cvapps._keras import import_keras
+    from cvapps.nn.training import TrainResult, fit_resumable, run_folder
+    from cvapps.segmentation.losses import MeanIoU, SegmentationLoss
+
+    keras = import_keras()
+    from cvapps.models import keras_output_path, save_model
+    from cvapps.nn.layers import OneCycle
+    from cvapps.segmentation.data import SegmentationBatches, load_segmentation
+
+    started = time.time()
+    output = keras_output_path(output)
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, received {epochs}.")
+    if isinstance(data, (str, Path)):
+        data = load_segmentation(data)
+    if len(data) == 0:
+        raise ValueError("no readable training pairs; see the loader's problems list.")
+    stride = 2**depth if family == "unet" else 32
+    if image_size % stride:
+        raise ValueError(f"image_size {image_size} must be a multiple of the network's stride {stride}.")
+    terms = parse_loss(loss)
+    keras.utils.set_random_seed(seed)
+    num_classes = len(data.class_names)
+    model = build_unet(
+        num_classes,
+        data.class_names,
+        family=family,
+        size=size,
+        alpha=alpha,
+        weights=weights,
+        filters=filters,
+        depth=depth,
+        decoder_filters=decoder_filters,
+        upsample=upsample,
+        tile=image_size,
+        scale_to=image_size if fit else None,
+    )
+    border = "constant" if fit else "reflect"
+    train_batches = SegmentationBatches(
+        data,
+        image_size,
+        batch_size,
+        augment=augment,
+        repeats=repeats,
+        border_weight=border_weight,
+        fit=fit,
+        seed=seed,
+        max_side=max_side,
+        elastic=elastic,
+        rotate=rotate,
+        scale=scale,
+        vflip=vflip,
+        border=border,
+    )
+    val_batches = None
+    if validation is not None and len(validation):
+        val_batches = SegmentationBatches(
+            validation, image_size, batch_size, border_weight=border_weight, fit=fit, max_side=max_side
+        )
+    run_dir = run_folder(checkpoint_dir, output)
+    steps = epochs * len(train_batches)
+    optimizer = keras.optimizers.AdamW(OneCycle(learning_rate, steps, warmup=0.1), weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    model.compile(optimizer=optimizer, loss=SegmentationLoss(terms, num_classes), metrics=[MeanIoU(num_classes)])
+    done = fit_resumable(model, train_batches, run_dir, epochs=epochs, validation=val_batches, verbose=verbose)
+    save_model(model, output)
+    return TrainResult(
+        output,
+        {"main": done.history},
+        time.time() - started,
+        list(data.problems) + train_batches.errors,
+        ("main",) if done.reused else (),
+    )
