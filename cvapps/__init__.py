@@ -35,7 +35,7 @@ _EXPORTS = {
     "segment": "cvapps.segmentation",
     "Segmentation": "cvapps.segmentation",
     "Verification": "cvapps.faces",
-    "Identity": "cvapps.face_database",
+    "Identity": "cvapps.faces.database",
     "Stylized": "cvapps.style",
     "verify": "cvapps.faces",
     "identify": "cvapps.faces",

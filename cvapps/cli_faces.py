@@ -216,7 +216,7 @@ def train_faces_command(
 ):
     """Train a face embedding model on one or more DATA folders (one sub-folder per person),
     merged and split by identity. Rerun the same command to resume."""
-    from cvapps.face_training import train_faces
+    from cvapps.faces.train import train_faces
 
     echo = (lambda message: None) if quiet else (lambda message: click.echo(message))
     result = train_faces(

@@ -1,7 +1,7 @@
 """Bodies of the face commands (``cvapps verify``, ``cvapps faces ...``, ``train/eval/webcam faces``).
 
 The CLI layer: it prints, reads arguments from :mod:`cvapps.cli_faces`, and calls the library
-(:mod:`cvapps.faces`, :mod:`cvapps.face_database`, :mod:`cvapps.face_training`).
+(:mod:`cvapps.faces`, :mod:`cvapps.faces.database`, :mod:`cvapps.faces.train`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def run_verify(image1, image2, model, threshold, detector, detector_model, all_f
 def run_enroll(name, images, db, model, detector, detector_model, quiet):
     """``cvapps faces enroll``: returns the number of photos that could not be used."""
     from cvapps.core.sources import resolve_source
-    from cvapps.face_database import FaceDatabase
+    from cvapps.faces.database import FaceDatabase
 
     paths = []
     for pattern in images:
@@ -74,7 +74,7 @@ def run_enroll(name, images, db, model, detector, detector_model, quiet):
 
 def run_identify(source, db, model, threshold, detector, detector_model, output, overwrite, json_path, quiet):
     """``cvapps faces identify``: returns the number of inputs that failed to read."""
-    from cvapps.face_database import FaceDatabase
+    from cvapps.faces.database import FaceDatabase
 
     database = FaceDatabase(db, _encoder(model, detector, detector_model))
     if not database.people():
@@ -156,8 +156,8 @@ def run_calibrate(pairs, model, detector, detector_model, roc_path, json_path, q
 
 def run_eval_faces(data, model_name, json_path, roc_path, holdout, seed, num_pairs, detector, quiet):
     """``cvapps eval faces``: pair protocol on DATA (or its held-out identities)."""
-    from cvapps.face_training import load_faces
     from cvapps.faces import embed_faces, pair_metrics, sample_pairs
+    from cvapps.faces.train import load_faces
     from cvapps.runtime import open_model
 
     started = time.time()
@@ -232,7 +232,7 @@ def run_webcam_faces(
 ):
     """``cvapps webcam faces``: boxes with names from the database, live."""
     from cvapps.core.webcam import run_loop
-    from cvapps.face_database import FaceDatabase
+    from cvapps.faces.database import FaceDatabase
 
     database = FaceDatabase(db, _encoder(model, detector, detector_model))
     gallery = database.embeddings()

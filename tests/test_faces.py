@@ -5,15 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from cvapps.face_detection import Face, FaceDetector, alignment_matrix
-from cvapps.face_losses import (
+from cvapps.faces import best_threshold, roc_curve, sample_pairs, verification_metrics
+from cvapps.faces.detector import Face, FaceDetector, alignment_matrix
+from cvapps.faces.losses import (
     pair_loss,
     pairwise_squared_distances,
     semihard_negatives,
     triplet_loss,
 )
-from cvapps.face_training import FaceData, PKBatches, split_identities
-from cvapps.faces import best_threshold, roc_curve, sample_pairs, verification_metrics
+from cvapps.faces.train import FaceData, PKBatches, split_identities
 
 
 def unit(*rows):

@@ -39,7 +39,7 @@ def make_identities(root, people=8, per_person=5):
 @pytest.fixture(scope="session")
 def tiny_faces(tmp_path_factory):
     """(model path, data folder, train result) of a compact-xs face model trained a few seconds."""
-    from cvapps.face_training import train_faces
+    from cvapps.faces.train import train_faces
 
     root = tmp_path_factory.mktemp("faces")
     data = make_identities(root / "data")
@@ -64,8 +64,8 @@ def tiny_faces(tmp_path_factory):
 
 
 def test_tiny_training_separates_identities(tiny_faces):
-    from cvapps.face_training import load_faces
     from cvapps.faces import embed_faces, pair_metrics, sample_pairs
+    from cvapps.faces.train import load_faces
     from cvapps.models import load_model, model_info
 
     path, data, result = tiny_faces
@@ -82,7 +82,7 @@ def test_tiny_training_separates_identities(tiny_faces):
 
 
 def test_training_resumes_from_the_done_marker(tiny_faces, tmp_path):
-    from cvapps.face_training import train_faces
+    from cvapps.faces.train import train_faces
 
     path, data, _ = tiny_faces
     started = time.time()
@@ -127,8 +127,8 @@ def test_verify_same_and_missing_face(tiny_faces):
 
 
 def test_database_enroll_identify_and_refresh(tiny_faces, tmp_path):
-    from cvapps.face_database import FaceDatabase
     from cvapps.faces import FaceEncoder
+    from cvapps.faces.database import FaceDatabase
 
     path, data, _ = tiny_faces
     encoder = FaceEncoder(path, detector="none")
@@ -164,7 +164,7 @@ def test_database_enroll_identify_and_refresh(tiny_faces, tmp_path):
 
 
 def test_enroll_without_a_face_is_refused(tiny_faces, tmp_path):
-    from cvapps.face_database import FaceDatabase
+    from cvapps.faces.database import FaceDatabase
 
     db = FaceDatabase(tmp_path / "db", tiny_faces[0], detector="haar")
     with pytest.raises(ValueError, match="no face found in any photo"):
@@ -292,8 +292,8 @@ def shipped_faces():
 
 def test_shipped_model_reaches_its_card(real_data):
     """The card's held-out LFW accuracy, reproduced (same split, same pairs); about 15-30 s."""
-    from cvapps.face_training import load_faces
     from cvapps.faces import embed_faces, pair_metrics, sample_pairs
+    from cvapps.faces.train import load_faces
     from cvapps.runtime import open_model
 
     card = shipped_faces()

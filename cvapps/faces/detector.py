@@ -142,7 +142,7 @@ class FaceDetector:
             if not path.is_file():
                 raise ValueError(
                     f"YuNet model {path} not found. Put {YUNET_FILE} there (or pass --detector-model), "
-                    "download it on a connected machine with cvapps.face_detection.download_yunet(path), "
+                    "download it on a connected machine with cvapps.faces.detector.download_yunet(path), "
                     "or use --detector haar."
                 )
             self.yunet = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)

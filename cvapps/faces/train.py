@@ -91,8 +91,8 @@ def load_faces(roots, image_size, detector="none", workers=4, progress=None, hol
     ``split_identities(..., holdout, seed)`` would hold out are read (the same people, faster).
     """
     from cvapps.core.sources import read_image
-    from cvapps.face_detection import FaceDetector
     from cvapps.faces import face_pixels
+    from cvapps.faces.detector import FaceDetector
 
     people = list_identity_folders(roots)
     wanted = held_out_identities(len(people), holdout, seed) if holdout else np.ones(len(people), bool)
@@ -279,8 +279,8 @@ def train_faces(
     from cvapps._keras import import_keras
 
     keras = import_keras()
-    from cvapps.face_losses import PairLogits, PairLoss, TripletLoss
     from cvapps.faces import build_face_model, embed_faces, pair_metrics, sample_pairs
+    from cvapps.faces.losses import PairLogits, PairLoss, TripletLoss
     from cvapps.models import keras_output_path, save_model
     from cvapps.nn.backbone import build_backbone
     from cvapps.nn.layers import OneCycle

@@ -10,7 +10,7 @@ the file also records the model fingerprint and detector. :meth:`FaceDatabase.re
 exactly the photos that are new or changed, drops removed ones, and starts over when the model
 or detector differs. Adding a person is copying photos into a folder: no retraining.
 
-    >>> from cvapps.face_database import FaceDatabase                   # doctest: +SKIP
+    >>> from cvapps.faces.database import FaceDatabase                   # doctest: +SKIP
     >>> db = FaceDatabase("faces_db")                                   # shipped model, Haar  # doctest: +SKIP
     >>> db.enroll("Ada Lovelace", ["ada1.jpg"])                         # doctest: +SKIP
     >>> [(who.name, round(who.distance, 2)) for who in db.identify("group.jpg")]  # doctest: +SKIP
@@ -260,7 +260,7 @@ def match_faces(faces, codes, names, gallery, threshold):
     d(face, photo) = ||f - g||^2 over the (M, D) gallery; name = the closest photo's person
     when d <= threshold, else "unknown".
 
-    >>> from cvapps.face_detection import Face
+    >>> from cvapps.faces.detector import Face
     >>> gallery = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> found = match_faces([Face((0, 0, 9, 9)), Face((20, 0, 29, 9))], np.array([[0.96, 0.28], [-1.0, 0.0]]),
     ...                     ["ada", "alan"], gallery, threshold=0.5)

@@ -1,0 +1,159 @@
+"""Face pixels, the embedding model and FaceEncoder (detect, align, embed the faces of a photo)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from cvapps.faces import DEFAULT_MODEL, DEFAULT_THRESHOLD
+
+# --- pixels and model --------------------------------------------------------------------------
+
+
+def face_pixels(image, image_size):
+    """(H, W, 3) RGB or (H, W) gray uint8 face crop -> (S, S, 3) uint8 gray replicated to 3 channels.
+
+    Gray = 0.299 R + 0.587 G + 0.114 B (OpenCV's RGB2GRAY); area resize when shrinking.
+
+    >>> face_pixels(np.full((50, 40, 3), (255, 0, 0), np.uint8), 32)[0, 0].tolist()
+    [76, 76, 76]
+    """
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    elif image.ndim != 2:
+        raise ValueError(f"expected an (H, W, 3) RGB or (H, W) gray image, received shape {image.shape}.")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, received {image.dtype}.")
+    if image.shape != (image_size, image_size):
+        shrinking = image.shape[0] * image.shape[1] > image_size * image_size
+        image = cv2.resize(
+            image, (image_size, image_size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        )
+    return np.repeat(image[..., None], 3, axis=2)
+
+
+def build_face_model(backbone, embedding_dim=128, settings=None, level=None):
+    """Backbone -> global average pool of ``level`` (default the deepest: P5, P2 for LeNet-5) ->
+    dense ``embedding_dim`` -> L2 normalise.
+
+    Returns:
+        ``keras.Model``: (batch, S, S, 3) pixels in [0, 255] -> (batch, embedding_dim) unit
+        vectors, ending in a ``Metadata(task="faces")`` layer holding ``settings``.
+    """
+    import keras
+
+    from cvapps.nn.layers import Metadata
+
+    if not isinstance(embedding_dim, int) or embedding_dim < 2:
+        raise ValueError(f"embedding_dim must be an integer of at least 2, received {embedding_dim!r}.")
+    inputs = keras.Input(backbone.input_shape[1:], name="images")
+    level = level or max(backbone.pyramid_outputs)  # the deepest level
+    if level not in backbone.pyramid_outputs:
+        raise ValueError(f"level must be one of {list(backbone.pyramid_outputs)}, received {level!r}.")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs)[level])
+    x = keras.layers.Dropout(0.2, name="dropout")(x)
+    x = keras.layers.Dense(embedding_dim, name="embedding")(x)
+    x = keras.layers.UnitNormalization(axis=-1, name="l2_normalise")(x)
+    settings = {"embedding_dim": embedding_dim, "colour": "gray3", **(settings or {})}
+    outputs = Metadata(task="faces", settings=settings)(x)
+    return keras.Model(inputs, outputs, name="face_embedder")
+
+
+def embed_faces(model, faces, batch_size=64):
+    """(N, S, S) gray or (N, S, S, 3) pixels -> (N, D) float32 unit embeddings.
+
+    ``model``: an opened model (:func:`cvapps.runtime.open_model`) or a ``keras.Model``.
+    """
+    from cvapps.runtime import open_model
+
+    model = open_model(model)
+    faces = np.asarray(faces)
+    if faces.ndim == 3:
+        faces = np.repeat(faces[..., None], 3, axis=-1)
+    outputs = [model.predict(faces[i : i + batch_size].astype(np.float32)) for i in range(0, len(faces), batch_size)]
+    return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros((0, 0), np.float32)
+
+
+# --- encoding faces in photos ------------------------------------------------------------------
+
+
+class FaceEncoder:
+    """Detector + alignment + embedding model, for photos.
+
+    Args:
+        model: shipped name, ``.keras``/``.onnx`` path, ``keras.Model`` or opened model; default
+            the shipped ``"faces"``.
+        detector: ``"haar"``, ``"yunet"``, ``"none"`` or a :class:`cvapps.faces.detector.FaceDetector`.
+        detector_model: YuNet ``.onnx`` for ``detector="yunet"``.
+        runtime: ``"auto"``, ``"onnx"`` or ``"keras"`` (see :func:`cvapps.runtime.open_model`).
+
+    Attributes:
+        threshold: the model's verification threshold (squared distance), from its Metadata.
+        model_id: a short fingerprint of the model file (sha256 prefix) for embedding caches.
+    """
+
+    def __init__(self, model=None, detector="haar", detector_model=None, runtime="auto"):
+        from cvapps.faces.detector import FaceDetector
+        from cvapps.runtime import file_sha256, open_model
+
+        self.model = open_model(model if model is not None else DEFAULT_MODEL, task="faces", runtime=runtime)
+        self.info = self.model.info
+        if self.info.image_size is None:
+            raise ValueError("face models need a fixed input size; this one accepts any size.")
+        self.image_size = int(self.info.image_size)
+        self.detector = detector if isinstance(detector, FaceDetector) else FaceDetector(detector, detector_model)
+        self.threshold = float(self.info.settings.get("threshold", DEFAULT_THRESHOLD))
+        embed_faces(self.model, np.zeros((1, self.image_size, self.image_size, 3), np.uint8))  # compile once, here
+        # The .keras file's hash (an .onnx export records it), so both runtimes share a cache.
+        path = getattr(self.model, "path", None)
+        keras_sha = getattr(self.model, "metadata", {}).get("keras_sha256")
+        self.model_id = (keras_sha or (file_sha256(path) if path else f"memory-{id(self.model):x}"))[:16]
+
+    def encode(self, image):
+        """Detect, align and embed every face of one RGB image (or image path).
+
+        Returns:
+            (faces, embeddings): list of :class:`cvapps.faces.detector.Face`, largest first, and
+            (F, D) float32 unit embeddings in the same order.
+        """
+        image = _as_image(image)
+        faces = self.detector.detect(image)
+        if not faces:
+            return [], np.zeros((0, int(self.info.settings.get("embedding_dim", 128))), np.float32)
+        crops = np.stack([face_pixels(self.detector.align(image, f, self.image_size), self.image_size) for f in faces])
+        return faces, embed_faces(self.model, crops)
+
+
+def _as_image(image):
+    from cvapps.core.sources import read_image
+
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"expected an image path or an (H, W, 3) uint8 RGB array, received {image.dtype} {image.shape}."
+        )
+    return image
+
+
+def _encoder(model, detector, detector_model=None, runtime="auto"):
+    if isinstance(model, FaceEncoder):
+        return model
+    if isinstance(detector, str):  # a detector by name: opened once per process (cascade files never change)
+        detector = _named_detector(detector, None if detector_model is None else str(detector_model))
+    return FaceEncoder(model, detector, detector_model, runtime=runtime)
+
+
+@functools.lru_cache(maxsize=4)
+def _named_detector(name, detector_model):
+    from cvapps.faces.detector import FaceDetector
+
+    return FaceDetector(name, detector_model)
