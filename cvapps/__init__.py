@@ -6,7 +6,7 @@
     >>> [mask] = cvapps.segment("photo.jpg", model="person_seg")           # doctest: +SKIP
     >>> cvapps.verify("a.jpg", "b.jpg").verified                           # doctest: +SKIP
     >>> styled = cvapps.stylize("photo.jpg", style="starry_night")         # doctest: +SKIP
-    >>> from cvapps.explain import explain     # (the module's name: not a top-level attribute)
+    >>> from cvapps.toolbox.explain import explain     # (the module's name: not a top-level attribute)
     >>> print(explain(cvapps.build_architecture("resnet50")).table())      # doctest: +SKIP
     >>> model = cvapps.load_model("cifar10")                               # doctest: +SKIP
 

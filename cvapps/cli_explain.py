@@ -39,7 +39,7 @@ def explain_command(model, input_size, channels, num_classes, no_top, json_path)
     multiply-adds and receptive fields, each checked against what Keras builds, with totals and
     the lessons the network illustrates. MODEL: a network (lenet5, alexnet, vgg16, resnet50,
     googlenet, mobilenet, airbench, efficientnet_lite0), a shipped model name or a .keras file."""
-    from cvapps.explain import explain
+    from cvapps.toolbox.explain import explain
 
     if (
         model == "efficientnet_lite0"

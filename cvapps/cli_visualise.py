@@ -135,7 +135,7 @@ def filters_command(model, output, tile, overwrite, quiet):
     """Draw the first convolution layer's learned filters of MODEL (a shipped name such as
     hymenoptera, or a .keras file) as a grid picture, each filter normalised on its own."""
     from cvapps.core.sinks import write_image
-    from cvapps.visualise import first_layer_filters
+    from cvapps.toolbox.visualise import first_layer_filters
 
     started = time.time()
     _check_output(output, overwrite)
@@ -170,7 +170,7 @@ def features_command(model, image, levels, max_channels, colours, output, overwr
     """Draw the feature maps of IMAGE at the chosen backbone levels of MODEL, one small picture
     per channel, each normalised on its own."""
     from cvapps.core.sinks import write_image
-    from cvapps.visualise import feature_maps
+    from cvapps.toolbox.visualise import feature_maps
 
     started = time.time()
     _check_output(output, overwrite)
@@ -214,7 +214,7 @@ def patches_command(model, folder, level, units, top, patch_size, batch_size, ou
     """For units of one backbone level of MODEL, the patches of the images in FOLDER (or a glob)
     that activate each unit most (Zeiler & Fergus 2014): a row per unit, strongest first."""
     from cvapps.core.sinks import write_image
-    from cvapps.visualise import top_patches
+    from cvapps.toolbox.visualise import top_patches
 
     started = time.time()
     _check_output(output, overwrite)

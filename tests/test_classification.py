@@ -174,9 +174,9 @@ def test_rerun_skips_finished_phases(tmp_path):
 
 def test_flip_averaging_is_the_mean_of_both_views(tmp_path):
     from cvapps.classification import build_classifier, with_flip_averaging
-    from cvapps.explain import explain
     from cvapps.models import load_model, model_info, save_model
     from cvapps.nn.backbone import Backbone
+    from cvapps.toolbox.explain import explain
 
     model = build_classifier(Backbone(family="compact", size="xs", image_size=32), 3, ["a", "b", "c"])
     averaged = with_flip_averaging(model)

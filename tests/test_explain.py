@@ -9,15 +9,15 @@ from click.testing import CliRunner
 from cvapps.cli import cli
 from cvapps.cli_common import BACKBONE_FAMILIES
 from cvapps.cli_explain import ARCHITECTURE_NAMES
-from cvapps.explain import (
+from cvapps.nn.architectures import ARCHITECTURES, PARAMETERS, build_architecture
+from cvapps.nn.backbone import Backbone
+from cvapps.toolbox.explain import (
     conv_output_size,
     conv_params,
     explain,
     level_geometry,
     same_padding,
 )
-from cvapps.nn.architectures import ARCHITECTURES, PARAMETERS, build_architecture
-from cvapps.nn.backbone import Backbone
 
 
 def test_output_size_formula():

@@ -1,4 +1,4 @@
-"""Pictures of what layers learn (cvapps.visualise) and the four commands (cvapps.cli_visualise)."""
+"""Pictures of what layers learn (cvapps.toolbox.visualise) and the four commands (cvapps.cli_visualise)."""
 
 import math
 
@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cvapps.cli_visualise import register
-from cvapps.visualise import (
+from cvapps.toolbox.visualise import (
     feature_maps,
     filter_tiles,
     first_conv_layer,
@@ -217,7 +217,7 @@ def test_top_patches_positions_are_the_activation_maxima(classifier):
 
 
 def test_top_patches_with_the_receptive_field_of_the_backbone(classifier, tmp_path):
-    from cvapps.explain import level_geometry
+    from cvapps.toolbox.explain import level_geometry
 
     folder = square_photos(tmp_path / "photos", 32, 4, 8, 10)
     result = top_patches(classifier, folder, level="P4", units=[1, 5], top=4, cell=16)

@@ -13,7 +13,7 @@ understanding convolutional networks"):
 
 Python:
 
-    >>> from cvapps.visualise import first_layer_filters, feature_maps, top_patches
+    >>> from cvapps.toolbox.visualise import first_layer_filters, feature_maps, top_patches
     >>> picture = first_layer_filters("hymenoptera")                        # doctest: +SKIP
     >>> maps = feature_maps("hymenoptera", "ant.jpg", levels=("P2", "P4"))  # doctest: +SKIP
     >>> found = top_patches("hymenoptera", "photos/", level="P4", top=9)    # doctest: +SKIP
@@ -467,10 +467,10 @@ class TopPatches:
 
 
 def _geometry(backbone, level, geometry, image_size):
-    """(size, jump, start) of ``level``: the given override, else :func:`cvapps.explain.level_geometry`
+    """(size, jump, start) of ``level``: the given override, else :func:`cvapps.toolbox.explain.level_geometry`
     (``image_size``: the side fed to an any-size backbone, for its "same" padding offsets)."""
     if geometry is None:
-        from cvapps.explain import level_geometry
+        from cvapps.toolbox.explain import level_geometry
 
         geometry = level_geometry(backbone, level, image_size=image_size)
     if isinstance(geometry, (tuple, list)):
@@ -550,7 +550,7 @@ def top_patches(
     each unit (channel) and image, the ``per_image`` strongest positions are kept; the ``top``
     strongest of those over all images are the unit's patches. With ``per_image=1`` (default)
     a unit's patches come from ``top`` different images. A patch is the position's receptive
-    field (from :func:`cvapps.explain.level_geometry`, or ``patch_size`` input pixels around its
+    field (from :func:`cvapps.toolbox.explain.level_geometry`, or ``patch_size`` input pixels around its
     centre), cut from the ORIGINAL image (coordinates mapped back through the resize) and drawn
     in a ``cell`` x ``cell`` square; the part of the field outside the image is drawn gray,
     which is what the network's zero padding sees after its [-1, 1] scaling.
