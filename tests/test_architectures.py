@@ -147,7 +147,7 @@ def test_unet_on_a_classic_encoder():
 def test_shipped_lenet5_reaches_its_card_accuracy(real_data):
     """The shipped LeNet-5 on the 10,000 MNIST test digits, as its card states (the paper: ~99%)."""
     from cvapps.classification import evaluate_classifier
-    from cvapps.datasets import load_classification
+    from cvapps.classification.data import load_classification
     from cvapps.models import load_model, model_card, model_info
 
     model = load_model("mnist_lenet5")

@@ -45,7 +45,7 @@ def test_json_to_a_folder_or_under_a_file_is_one_line(tiny_classifier, tmp_path)
 
 
 def test_a_truncated_npz_is_one_line(tmp_path):
-    from cvapps.datasets import load_npz
+    from cvapps.classification.data import load_npz
 
     good = tmp_path / "good.npz"
     np.savez(good, x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.arange(4))

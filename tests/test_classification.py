@@ -87,7 +87,7 @@ def test_classify_rejects_bad_arguments(tiny_classifier):
 
 def test_evaluate_matches_classes_by_name_not_order(tiny_classifier):
     from cvapps.classification import evaluate_classifier
-    from cvapps.datasets import ClassificationData
+    from cvapps.classification.data import ClassificationData
     from cvapps.models import load_model
 
     model = load_model(tiny_classifier)
@@ -103,7 +103,7 @@ def test_evaluate_matches_classes_by_name_not_order(tiny_classifier):
 def test_cifar10_model_reaches_its_card_accuracy(real_data):
     """The shipped CIFAR-10 model on the 10,000 CIFAR-10 test images, as its card states."""
     from cvapps.classification import evaluate_classifier
-    from cvapps.datasets import load_classification
+    from cvapps.classification.data import load_classification
     from cvapps.models import load_model, model_card, model_info, shipped_models
 
     if "cifar10" not in shipped_models():
@@ -199,7 +199,7 @@ def test_flip_averaging_is_the_mean_of_both_views(tmp_path):
 def test_cifar10_airbench_reaches_its_card_accuracy(real_data):
     """The flip-averaged airbench model on the 10,000 CIFAR-10 test images, as its card states."""
     from cvapps.classification import evaluate_classifier
-    from cvapps.datasets import load_classification
+    from cvapps.classification.data import load_classification
     from cvapps.models import load_model, model_card, model_info
 
     model = load_model("cifar10_airbench")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import make_shapes_dataset
 
-from cvapps.datasets import ClassificationData, load_classification, random_flip_translate, split_off
+from cvapps.classification.data import ClassificationData, load_classification, random_flip_translate, split_off
 
 
 def test_folder_per_class_loads_sorted_classes_and_resizes(tmp_path):

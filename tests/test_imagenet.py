@@ -232,7 +232,7 @@ def test_other_weights_for_the_family_are_refused():
 
 
 def test_class_list_is_the_standard_imagenet_order():
-    from cvapps.imagenet import imagenet_classes
+    from cvapps.classification.imagenet import imagenet_classes
 
     classes = imagenet_classes()
     names = [name for _, name in classes]
@@ -242,7 +242,7 @@ def test_class_list_is_the_standard_imagenet_order():
 
 
 def test_groups_fold_members_and_keep_the_rest():
-    from cvapps.imagenet import GROUP_MEMBERS, fold_groups, imagenet_classes, imagenet_groups
+    from cvapps.classification.imagenet import GROUP_MEMBERS, fold_groups, imagenet_classes, imagenet_groups
 
     names = [name for _, name in imagenet_classes()]
     groups = imagenet_groups()
@@ -278,7 +278,7 @@ def test_the_default_classifier_names_everyday_photos(imagenet_cache):
     import skimage.data
 
     from cvapps.classification import classify
-    from cvapps.imagenet import is_built
+    from cvapps.classification.imagenet import is_built
     from cvapps.runtime import open_model
 
     results = classify([skimage.data.coffee(), skimage.data.chelsea()], top_k=3)
@@ -294,7 +294,7 @@ def test_the_default_classifier_names_everyday_photos(imagenet_cache):
 @pytest.mark.realdata
 def test_imagenet_model_names_imagenette_photos(real_data, imagenet_cache):
     from cvapps.classification import classify
-    from cvapps.imagenet import wnid_index
+    from cvapps.classification.imagenet import wnid_index
 
     folder = real_data / "imagenette" / "val"
     index = wnid_index()

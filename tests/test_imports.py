@@ -22,7 +22,7 @@ import pytest
         "cvapps.toolbox.visualise",
         "cvapps.core.kernels",
         "cvapps.cli",
-        "cvapps.imagenet",
+        "cvapps.classification.imagenet",
         "cvapps.nn.efficientnet_lite",
         "cvapps.core.torch_weights",
     ],

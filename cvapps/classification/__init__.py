@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from cvapps.core.lazy import lazy_exports
 
-DEFAULT_MODEL = "imagenet"  # EfficientNet-Lite0, ImageNet-1k (cvapps.imagenet): built into the cache on first use
+DEFAULT_MODEL = (
+    "imagenet"  # EfficientNet-Lite0, ImageNet-1k (cvapps.classification.imagenet): built into the cache on first use
+)
 UNKNOWN = "unknown"  # the label when the top probability is below min_confidence
 
 _EXPORTS = {

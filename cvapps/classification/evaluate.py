@@ -16,7 +16,7 @@ def evaluate_classifier(model, data, batch_size=256, progress=None):
 
     Args:
         model: a loaded classifier (Keras model, name or path; evaluation runs in Keras).
-        data: a :class:`cvapps.datasets.ClassificationData` whose class names all appear in the
+        data: a :class:`cvapps.classification.data.ClassificationData` whose class names all appear in the
             model (matched by name, so folder order does not matter).
         progress: optional ``progress(iterable, total) -> iterable`` around the batches.
 

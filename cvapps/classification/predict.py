@@ -129,8 +129,8 @@ def check_min_confidence(value):
 
 def group_classes(probabilities, class_names):
     """Fold ImageNet's fine classes into readable parents ("dog", "cat", "car", ...), see
-    :func:`cvapps.imagenet.fold_groups`; returns (probabilities, class names)."""
-    from cvapps.imagenet import fold_groups
+    :func:`cvapps.classification.imagenet.fold_groups`; returns (probabilities, class names)."""
+    from cvapps.classification.imagenet import fold_groups
 
     return fold_groups(probabilities, class_names)
 
@@ -160,7 +160,7 @@ def classify(
         min_confidence: "none of these": an image whose top probability is below this gets the
             label ``"unknown"`` (:attr:`Classification.label`); 0 (default) never.
         group: fold ImageNet's fine classes into parents ("English springer" -> "dog"; imagenet
-            model only; see :data:`cvapps.imagenet.GROUP_RANGES`) before taking the top k.
+            model only; see :data:`cvapps.classification.imagenet.GROUP_RANGES`) before taking the top k.
 
     Returns:
         list of :class:`Classification`, one per image, in input order.

@@ -72,7 +72,7 @@ def train_classifier(
     from cvapps._keras import import_keras
 
     keras = import_keras()
-    from cvapps.datasets import (
+    from cvapps.classification.data import (
         ClassificationBatches,
         load_class_folders,
         load_classification,

@@ -172,7 +172,7 @@ class SegmentationData:
 def split_segmentation(data, fraction, seed=0):
     """Split by image into ``(train, held_out)``; ``held_out`` has round(fraction * N) images (>= 1).
 
-    The rule of :func:`cvapps.datasets.split_by_image`: deterministic for ``seed``.
+    The rule of :func:`cvapps.classification.data.split_by_image`: deterministic for ``seed``.
 
     >>> data = SegmentationData([f"{i}.png" for i in range(10)], [np.zeros((2, 2), np.uint8)] * 10, ("bg", "fg"))
     >>> train, held = split_segmentation(data, 0.2)

@@ -189,6 +189,9 @@ class _lock:
         return False
 
 
+ensure_model = ensure_imagenet_model  # the name cvapps.models.BUILT_MODELS calls
+
+
 def wnid_index() -> dict[str, int]:
     """wnid -> class index (0..999)."""
     return {wnid: i for i, (wnid, _) in enumerate(imagenet_classes())}
