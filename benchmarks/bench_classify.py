@@ -189,7 +189,7 @@ def main():
         print("\nCVAPPS_DATA not set: skipping the folder and webcam measurements.")
         return
     from cvapps.classification import predict_probabilities
-    from cvapps.commands import ClassifyOptions, run_classify, run_webcam_classify
+    from cvapps.cli.commands import ClassifyOptions, run_classify, run_webcam_classify
     from cvapps.core.sources import read_image, resize_square
 
     per_class = max(1, args.images // 10)

@@ -112,7 +112,7 @@ def main():
     if video.is_file():
         import tempfile
 
-        from cvapps.faces_commands import run_webcam_faces
+        from cvapps.cli.faces import run_webcam_faces
 
         with tempfile.TemporaryDirectory() as folder:
             stats, counts = run_webcam_faces(

@@ -97,7 +97,7 @@ def main():
     h, w = result.image.shape[:2]
     print(f"| {w}x{h} | {args.steps} | {seconds:.1f} | {seconds / args.steps * 1000:.0f} |")
 
-    from cvapps.style_commands import run_webcam_style
+    from cvapps.cli.style import run_webcam_style
 
     video = Path(data, "style", "videos", "fox.mp4")
     print(f"\n### `cvapps webcam style --style {args.style} --size 256` on {video.name}, headless, {cores} cores\n")

@@ -282,7 +282,7 @@ def test_grouped_conv_equals_keras_grouped_conv():
 
 
 def test_faces_train_takes_imagenet_weights_only_for_mobilenetv2():
-    from cvapps.cli_faces import _default_weights
+    from cvapps.cli.faces import _default_weights
 
     assert _default_weights(None, "mobilenetv2") == "imagenet"
     assert _default_weights(None, "resnet50") is None

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from cvapps.cli import cli
-from cvapps.cli_common import BACKBONE_FAMILIES
-from cvapps.cli_explain import ARCHITECTURE_NAMES
+from cvapps.cli.common import BACKBONE_FAMILIES
+from cvapps.cli.explain import ARCHITECTURE_NAMES
 from cvapps.nn.architectures import ARCHITECTURES, PARAMETERS, build_architecture
 from cvapps.nn.backbone import Backbone
 from cvapps.toolbox.explain import (

@@ -123,7 +123,7 @@ def test_errors_name_what_was_wrong():
 
 
 def test_cli_kernel_names_are_the_library_names():
-    from cvapps.cli_visualise import KERNEL_NAMES
+    from cvapps.cli.visualise import KERNEL_NAMES
 
     assert KERNEL_NAMES == tuple(KERNELS)
 

@@ -1,4 +1,4 @@
-"""Pictures of what layers learn (cvapps.toolbox.visualise) and the four commands (cvapps.cli_visualise)."""
+"""Pictures of what layers learn (cvapps.toolbox.visualise) and the four commands (cvapps.cli.visualise)."""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cvapps.cli_visualise import register
+from cvapps.cli.visualise import register
 from cvapps.toolbox.visualise import (
     feature_maps,
     filter_tiles,
@@ -344,7 +344,7 @@ def test_cli_help_imports_nothing_heavy():
     import sys
 
     code = (
-        "import sys, cvapps.cli_visualise; "
+        "import sys, cvapps.cli.visualise; "
         "print([m for m in ('numpy', 'cv2', 'keras', 'tensorflow') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

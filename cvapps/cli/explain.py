@@ -5,14 +5,14 @@
     cvapps explain vgg16 --input-size 64 64 --no-top
     cvapps explain cifar10 --json cifar10_layers.json
 
-Click and cvapps.cli_common only at import time; the body imports Keras.
+Click and cvapps.cli.common only at import time; the body imports Keras.
 """
 
 from __future__ import annotations
 
 import click
 
-from cvapps.cli_common import fail_on_value_error
+from cvapps.cli.common import fail_on_value_error
 
 # = cvapps.nn.architectures.ARCHITECTURES (a test keeps them equal).
 ARCHITECTURE_NAMES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet", "airbench")

@@ -5,7 +5,7 @@
     cvapps features hymenoptera photo.jpg --level P2 --level P4 --output features.png
     cvapps patches hymenoptera photos/ --level P4 --output patches.png
 
-Click and :mod:`cvapps.cli_common` only at import time (``cvapps --help`` stays light); the
+Click and :mod:`cvapps.cli.common` only at import time (``cvapps --help`` stays light); the
 bodies import numpy, OpenCV and Keras when they run.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import click
 
-from cvapps.cli_common import UserError, fail_on_value_error, warn
+from cvapps.cli.common import UserError, fail_on_value_error, warn
 
 # The names of cvapps.core.kernels.KERNELS, repeated here so that --help needs no numpy
 # (tests/test_kernels.py checks the two lists are the same).

@@ -18,7 +18,7 @@ import sys
 
 import click
 
-from cvapps.cli_common import fail_on_value_error, family_option, renamed, runtime_option, warn, webcam_options
+from cvapps.cli.common import fail_on_value_error, family_option, renamed, runtime_option, warn, webcam_options
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -74,7 +74,7 @@ GROUP_HELP = "Fold ImageNet's fine classes into parents (English springer -> dog
 @fail_on_value_error
 def classify(source, model, top_k, min_confidence, group, output, overwrite, json_path, batch_size, runtime, quiet):
     """Classify an image, a folder, a glob or a video: top-k classes per image or frame."""
-    from cvapps.commands import ClassifyOptions, run_classify
+    from cvapps.cli.commands import ClassifyOptions, run_classify
 
     options = ClassifyOptions(top_k, min_confidence, group)
     failures = run_classify(source, model, options, output, overwrite, json_path, batch_size, quiet, runtime)
@@ -131,7 +131,7 @@ def detect(
     quiet,
 ):
     """Detect objects in an image, a folder, a glob or a video: boxes with class and confidence."""
-    from cvapps.commands import DetectOptions, run_detect
+    from cvapps.cli.commands import DetectOptions, run_detect
 
     options = DetectOptions.from_cli(confidence_threshold, iou_threshold, classes, class_thresholds, max_detections)
     failures = run_detect(source, model, options, output, overwrite, json_path, quiet, runtime, save_crops)
@@ -289,7 +289,7 @@ def train_classify(
     for message in result.skipped:
         warn(f"skipped {message}", quiet)
     last = {k: v[-1] for k, v in list(result.history.values())[-1].items()}
-    from cvapps.cli_common import report_reused
+    from cvapps.cli.common import report_reused
 
     report_reused(result)
     click.echo(
@@ -357,7 +357,7 @@ def train_detect(
 ):
     """Train a detector on one or more DATA folders (YOLO, Pascal VOC, COCO JSON or Penn-Fudan
     layout), merged; anchors are fitted to the data. Rerun the same command to resume."""
-    from cvapps.commands import run_train_detect
+    from cvapps.cli.commands import run_train_detect
 
     run_train_detect(
         data,
@@ -414,7 +414,7 @@ def evaluate():
 def eval_classify(data, model, json_path, confusion, holdout, seed, batch_size, quiet):
     """Top-1/top-5 accuracy, per-class precision and recall and a confusion matrix on DATA
     (a folder per class, its test/ folder, or an .npz whose test arrays are used)."""
-    from cvapps.commands import run_eval_classify
+    from cvapps.cli.commands import run_eval_classify
 
     run_eval_classify(data, model, json_path, confusion, batch_size, quiet, holdout=holdout, seed=seed)
 
@@ -435,7 +435,7 @@ def eval_classify(data, model, json_path, confusion, holdout, seed, batch_size, 
 @fail_on_value_error
 def eval_detect(data, model, classes, holdout, seed, json_path, pr_curve, quiet):
     """COCO-style mAP (map50, map50_95), per-class AP, precision and recall on DATA."""
-    from cvapps.commands import run_eval_detect
+    from cvapps.cli.commands import run_eval_detect
 
     run_eval_detect(data, model, classes, holdout, seed, json_path, quiet, pr_curve=pr_curve)
 
@@ -460,7 +460,7 @@ def webcam_classify(
     model, top_k, min_confidence, group, runtime, source, no_show, output, overwrite, max_frames, quiet
 ):
     """Live top-k classes over a camera (q or Esc quits) or a video file."""
-    from cvapps.commands import ClassifyOptions, run_webcam_classify
+    from cvapps.cli.commands import ClassifyOptions, run_webcam_classify
 
     options = ClassifyOptions(top_k, min_confidence, group)
     run_webcam_classify(source, model, options, not no_show, output, overwrite, max_frames, quiet, runtime)
@@ -496,7 +496,7 @@ def webcam_detect(
     quiet,
 ):
     """Live boxes over a camera (q or Esc quits) or a video file."""
-    from cvapps.commands import DetectOptions, run_webcam_detect
+    from cvapps.cli.commands import DetectOptions, run_webcam_detect
 
     options = DetectOptions.from_cli(confidence_threshold, iou_threshold, classes, class_thresholds)
     run_webcam_detect(source, model, options, not no_show, output, overwrite, max_frames, quiet, runtime)
@@ -543,7 +543,7 @@ def export(model, format_, output, tolerance, overwrite):
 def demo(output, overwrite, quiet):
     """Run every finished app on sample photos that ship with scikit-image; write annotated
     results to --output."""
-    from cvapps.commands import run_demo
+    from cvapps.cli.commands import run_demo
 
     run_demo(output, overwrite, quiet)
 
@@ -587,11 +587,11 @@ def list_models(as_json):
 # instant) and adds them to the groups here.
 
 APP_COMMAND_MODULES = (
-    "cvapps.cli_segment",
-    "cvapps.cli_faces",
-    "cvapps.cli_style",
-    "cvapps.cli_explain",
-    "cvapps.cli_visualise",
+    "cvapps.cli.segment",
+    "cvapps.cli.faces",
+    "cvapps.cli.style",
+    "cvapps.cli.explain",
+    "cvapps.cli.visualise",
 )
 
 

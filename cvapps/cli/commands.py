@@ -564,7 +564,7 @@ def run_train_detect(data, output, classes, val_fraction, seed, quiet, options):
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
         **options,
     )
-    from cvapps.cli_common import report_reused
+    from cvapps.cli.common import report_reused
 
     report_reused(result)
     click.echo(f"saved {output} after {time.time() - started:.0f} s")

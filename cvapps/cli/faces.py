@@ -1,0 +1,568 @@
+"""Commands of face verification (issue 5): added to the ``cvapps`` groups by :func:`register`.
+
+    cvapps verify IMG1 IMG2 [--threshold T] [--json FILE|-]
+    cvapps faces enroll NAME IMAGES... [--db DIR]
+    cvapps faces identify SOURCE [--db DIR]
+    cvapps faces calibrate PAIRS.csv
+    cvapps train faces DATA... --output faces.keras
+    cvapps eval faces DATA... --json FILE [--holdout 0.1]
+    cvapps webcam faces [--db DIR]
+
+Click only at import time; the bodies live in :mod:`cvapps.cli.faces`.
+
+The command bodies follow the click declarations (they were faces_commands.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from cvapps.cli.commands import Outputs, bar, eval_report
+from cvapps.cli.common import fail_on_value_error, family_option, renamed, webcam_options
+from cvapps.core.sinks import write_image, write_json
+from cvapps.core.sources import open_source
+
+DETECTORS = ["haar", "yunet", "none"]
+
+detector_option = click.option(
+    "--detector",
+    type=click.Choice(DETECTORS),
+    default="haar",
+    show_default=True,
+    help="haar: OpenCV's Haar cascade (offline); yunet: cv2.FaceDetectorYN (needs --detector-model); "
+    "none: the image is already a face crop.",
+)
+detector_model_option = click.option(
+    "--detector-model",
+    type=click.Path(),
+    help="YuNet .onnx (default: $CVAPPS_DATA/weights/face_detection_yunet_2026may.onnx).",
+)
+model_option = click.option(
+    "--model", default="faces", show_default=True, help="Shipped face model name or .keras path."
+)
+threshold_option = click.option(
+    "--threshold", type=click.FloatRange(min=0), help="Squared-distance threshold (default: the model's own)."
+)
+db_option = click.option(
+    "--db",
+    default="faces_db",
+    show_default=True,
+    type=click.Path(),
+    help="Face database: a folder with one sub-folder of photos per person.",
+)
+
+
+@click.command("verify")
+@click.argument("image1", type=click.Path())
+@click.argument("image2", type=click.Path())
+@model_option
+@threshold_option
+@detector_option
+@detector_model_option
+@click.option("--all-faces", is_flag=True, help="Compare every face pair (default: the largest face of each).")
+@click.option("--json", "json_path", help="Write the result as JSON to this file, or - for stdout.")
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def verify_command(image1, image2, model, threshold, detector, detector_model, all_faces, json_path, quiet):
+    """Are IMAGE1 and IMAGE2 the same person? Exit 0 with the answer; exit 1 if a face is missing."""
+
+    if run_verify(image1, image2, model, threshold, detector, detector_model, all_faces, json_path, quiet):
+        sys.exit(1)
+
+
+@click.group("faces")
+def faces_group():
+    """Face database: enroll people from photos, identify faces, calibrate the threshold."""
+
+
+@faces_group.command("enroll")
+@click.argument("name")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@db_option
+@model_option
+@detector_option
+@detector_model_option
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def enroll_command(name, images, db, model, detector, detector_model, quiet):
+    """Add IMAGES (files, folders or globs) of person NAME to the database (copied into DB/NAME/)."""
+
+    if run_enroll(name, images, db, model, detector, detector_model, quiet):
+        sys.exit(1)
+
+
+@faces_group.command("identify")
+@click.argument("source")
+@db_option
+@model_option
+@threshold_option
+@detector_option
+@detector_model_option
+@click.option("--output", type=click.Path(), help="Annotated image file (one input) or folder (several).")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--json", "json_path", help="Write JSON Lines records to this file, or - for stdout.")
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def identify_command(source, db, model, threshold, detector, detector_model, output, overwrite, json_path, quiet):
+    """Name every face in SOURCE (image, folder, glob or video) from the database (1:N); faces
+    farther than the threshold from everyone are "unknown"."""
+
+    if run_identify(source, db, model, threshold, detector, detector_model, output, overwrite, json_path, quiet):
+        sys.exit(1)
+
+
+@faces_group.command("calibrate")
+@click.argument("pairs", type=click.Path())
+@model_option
+@detector_option
+@detector_model_option
+@click.option("--roc", type=click.Path(), help="Save the ROC curve as a PNG here.")
+@click.option("--json", "json_path", help="Write the report as JSON to this file, or - for stdout.")
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def calibrate_command(pairs, model, detector, detector_model, roc, json_path, quiet):
+    """ROC, EER and a recommended threshold from your own labelled pairs: a CSV with rows
+    image1,image2,same (same is 1 or 0; a header row is optional; relative paths are from the CSV's folder)."""
+
+    run_calibrate(pairs, model, detector, detector_model, roc, json_path, quiet)
+
+
+@click.command("faces")
+@click.argument("data", nargs=-1, required=True, type=click.Path())
+@click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
+@click.option(
+    "--loss",
+    type=click.Choice(["triplet", "pairs"]),
+    default="triplet",
+    show_default=True,
+    help="triplet: FaceNet triplet loss with online mining; pairs: logistic regression on pair differences.",
+)
+@click.option("--mining", type=click.Choice(["semihard", "hard"]), default="semihard", show_default=True)
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.2,
+    show_default=True,
+    help="Triplet margin alpha (squared-distance units).",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Identities held out (same split as 'eval faces --holdout').",
+)
+@click.option(
+    "--detector",
+    type=click.Choice(DETECTORS),
+    default="none",
+    show_default=True,
+    help="none when DATA holds face crops (LFW, ORL); haar/yunet for whole photos (Yale).",
+)
+@family_option("mobilenetv2")
+@click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
+@click.option(
+    "--width-multiplier",
+    "alpha",
+    type=float,
+    default=0.35,
+    show_default=True,
+    help="MobileNetV2 width multiplier (alpha).",
+)
+@renamed("--alpha", "--width-multiplier", "alpha", float)
+@click.option(
+    "--weights",
+    help="'imagenet', a .weights.h5 file, or 'none'. Default: imagenet for mobilenetv2 "
+    "(offline from $CVAPPS_DATA/weights), none for the other families.",
+)
+@click.option("--image-size", type=click.IntRange(min=32), default=96, show_default=True)
+@click.option("--embedding-dim", type=click.IntRange(min=2), default=128, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=24, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--identities-per-batch", type=click.IntRange(min=2), default=16, show_default=True, help="P of a P x K batch."
+)
+@click.option(
+    "--images-per-identity", type=click.IntRange(min=2), default=4, show_default=True, help="K of a P x K batch."
+)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def train_faces_command(
+    data,
+    output,
+    loss,
+    mining,
+    margin,
+    val_fraction,
+    detector,
+    family,
+    size,
+    alpha,
+    weights,
+    image_size,
+    embedding_dim,
+    epochs,
+    steps_per_epoch,
+    identities_per_batch,
+    images_per_identity,
+    learning_rate,
+    checkpoint_dir,
+    seed,
+    quiet,
+):
+    """Train a face embedding model on one or more DATA folders (one sub-folder per person),
+    merged and split by identity. Rerun the same command to resume."""
+    from cvapps.faces.train import train_faces
+
+    echo = (lambda message: None) if quiet else (lambda message: click.echo(message))
+    result = train_faces(
+        list(data),
+        output,
+        loss=loss,
+        mining=mining,
+        margin=margin,
+        val_fraction=val_fraction,
+        detector=detector,
+        family=family,
+        size=size,
+        alpha=alpha,
+        weights=_default_weights(weights, family),
+        image_size=image_size,
+        embedding_dim=embedding_dim,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        identities_per_batch=identities_per_batch,
+        images_per_identity=images_per_identity,
+        learning_rate=learning_rate,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        verbose=0,
+        log=echo,
+    )
+    for message in result.skipped:
+        click.echo(f"warning: skipped {message}", err=True)
+    from cvapps.cli.common import report_reused
+
+    report_reused(result)
+    click.echo(
+        f"saved {result.model_path} after {result.seconds:.0f} s; threshold {result.threshold:.4f}, "
+        f"held-out pair accuracy {result.val_metrics['accuracy']:.4f}, auc {result.val_metrics['auc']:.4f}"
+    )
+
+
+@click.command("faces")
+@click.argument("data", nargs=-1, required=True, type=click.Path())
+@model_option
+@click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
+@click.option("--roc", type=click.Path(), help="Save the ROC curve as a PNG here (default: beside --json).")
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Score only the identities 'train faces --val-fraction' held out of DATA.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
+@click.option(
+    "--pairs",
+    "num_pairs",
+    type=click.IntRange(min=1),
+    default=3000,
+    show_default=True,
+    help="Same-person pairs (all when fewer) and as many different-person pairs.",
+)
+@click.option(
+    "--detector",
+    type=click.Choice(DETECTORS),
+    default="none",
+    show_default=True,
+    help="none when DATA holds face crops; haar/yunet for whole photos.",
+)
+@click.option("--quiet", is_flag=True)
+@fail_on_value_error
+def eval_faces_command(data, model, json_path, roc, holdout, seed, num_pairs, detector, quiet):
+    """LFW-style pair verification on DATA: accuracy (10-fold cross-validated threshold), AUC,
+    TAR at FAR 1e-3 and the best threshold."""
+
+    run_eval_faces(list(data), model, json_path, roc, holdout, seed, num_pairs, detector, quiet)
+
+
+@click.command("faces")
+@db_option
+@model_option
+@threshold_option
+@detector_option
+@detector_model_option
+@webcam_options
+@fail_on_value_error
+def webcam_faces_command(
+    db, model, threshold, detector, detector_model, source, no_show, output, overwrite, max_frames, quiet
+):
+    """Live face boxes with names from the database over a camera (q or Esc quits) or a video."""
+
+    run_webcam_faces(
+        source, db, model, threshold, detector, detector_model, not no_show, output, overwrite, max_frames, quiet
+    )
+
+
+def _default_weights(weights, family):
+    if weights is None:
+        return "imagenet" if family in ("mobilenetv2", "efficientnet_lite0") else None
+    return None if weights == "none" else weights
+
+
+def register(cli, train, evaluate, webcam):
+    """Add this app's commands to the top-level group and the train/eval/webcam groups."""
+    cli.add_command(verify_command, "verify")
+    cli.add_command(faces_group, "faces")
+    train.add_command(train_faces_command, "faces")
+    evaluate.add_command(eval_faces_command, "faces")
+    webcam.add_command(webcam_faces_command, "faces")
+
+
+# --- command bodies ----------------------------------------------------------------------------
+
+
+def _encoder(model, detector, detector_model):
+    from cvapps.faces import FaceEncoder
+
+    return FaceEncoder(model, detector, detector_model)
+
+
+def _emit_json(json_path, record):
+    if json_path == "-":
+        click.echo(json.dumps(record))
+    elif json_path:
+        write_json(json_path, record)
+
+
+def run_verify(image1, image2, model, threshold, detector, detector_model, all_faces, json_path, quiet):
+    """``cvapps verify``: returns 1 when a face was missing, else 0."""
+    from cvapps.faces import verify
+
+    encoder = _encoder(model, detector, detector_model)
+    result = verify(image1, image2, encoder, threshold=threshold, compare="all" if all_faces else "largest")
+    _emit_json(json_path, {"task": "faces", "model": encoder.info.name, "detector": detector, **result.to_dict()})
+    if json_path != "-":
+        if result.error:
+            click.echo(f"error: {result.error} ({result.num_faces[0]} and {result.num_faces[1]} faces found)", err=True)
+        else:
+            answer = "same person" if result.verified else "different people"
+            click.echo(
+                f"{answer}: distance {result.distance:.4f} {'<=' if result.verified else '>'} threshold "
+                f"{result.threshold:.4f} ({result.seconds * 1000:.0f} ms)"
+            )
+    return 1 if result.error else 0
+
+
+def run_enroll(name, images, db, model, detector, detector_model, quiet):
+    """``cvapps faces enroll``: returns the number of photos that could not be used."""
+    from cvapps.core.sources import resolve_source
+    from cvapps.faces.database import FaceDatabase
+
+    paths = []
+    for pattern in images:
+        kind, found = resolve_source(pattern)
+        if kind != "images":
+            raise ValueError(f"{pattern}: enrol from photos (files, folders or globs), not a {kind}.")
+        paths += found
+    database = FaceDatabase(db, _encoder(model, detector, detector_model))
+    result = database.enroll(name, paths)
+    for message in result.skipped:
+        click.echo(f"warning: skipped {message}", err=True)
+    click.echo(
+        f"enrolled {result.name}: {len(result.added)} photo(s) in {Path(db) / result.name} "
+        f"({len(database.people())} people in {db})"
+    )
+    return len(result.skipped)
+
+
+def run_identify(source, db, model, threshold, detector, detector_model, output, overwrite, json_path, quiet):
+    """``cvapps faces identify``: returns the number of inputs that failed to read."""
+    from cvapps.faces.database import FaceDatabase
+
+    database = FaceDatabase(db, _encoder(model, detector, detector_model))
+    if not database.people():
+        raise ValueError(f"{db}: no enrolled people; add some with 'cvapps faces enroll NAME PHOTOS --db {db}'.")
+    gallery = database.embeddings()
+    source = open_source(source)
+    outputs = Outputs(source, output, json_path, overwrite)
+    with outputs:
+        for frame in outputs.frames(quiet):
+            started = time.perf_counter()
+            found = database.identify(frame.image, threshold, gallery)
+            milliseconds = (time.perf_counter() - started) * 1000
+            if outputs.records:
+                outputs.records.write(
+                    {
+                        "source": frame.source,
+                        "frame": frame.index,
+                        "task": "faces",
+                        "model": database.encoder.info.name,
+                        "results": [f.to_dict() for f in found],
+                        "milliseconds": round(milliseconds, 3),
+                    }
+                )
+            if json_path != "-":
+                label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
+                names = ", ".join(f"{f.name} ({f.distance:.3f})" for f in found)
+                click.echo(f"{label}: {len(found)} face(s)" + (f": {names}" if names else ""))
+            if outputs.wants_images:
+                outputs.write(draw_identities(frame.image, found), frame)
+    return outputs.failures
+
+
+def draw_identities(image, identities):
+    """A copy of RGB ``image`` with a box per face labelled "name d=distance" (known people in a
+    colour per name, unknown in grey)."""
+    import zlib
+
+    import cv2
+
+    from cvapps.core.annotate import class_colour, default_scale
+
+    out = np.ascontiguousarray(image).copy()
+    scale = default_scale(out)
+    thickness = max(1, round(scale * 3))
+    for who in identities:
+        known = who.name != "unknown"
+        colour = class_colour(zlib.crc32(who.name.encode()) % 97) if known else (160, 160, 160)
+        x1, y1, x2, y2 = (round(v) for v in who.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
+        label = who.name if who.distance is None else f"{who.name} d={who.distance:.2f}"
+        (width, height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        top = max(0, y1 - height - baseline - 2)
+        cv2.rectangle(out, (x1, top), (x1 + width + 4, top + height + baseline + 2), colour, -1)
+        cv2.putText(out, label, (x1 + 2, top + height + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def run_calibrate(pairs, model, detector, detector_model, roc_path, json_path, quiet):
+    """``cvapps faces calibrate``."""
+    from cvapps.faces import calibrate
+
+    result = calibrate(pairs, _encoder(model, detector, detector_model))
+    for message in result.skipped:
+        click.echo(f"warning: skipped {message}", err=True)
+    record = {"task": "faces", "pairs": str(pairs), **result.to_dict()}
+    _emit_json(json_path, record)
+    if json_path != "-":
+        click.echo(
+            f"{result.num_pairs} pairs: recommended threshold {result.threshold:.4f} (accuracy "
+            f"{result.accuracy:.4f}), EER {result.eer:.4f} at {result.eer_threshold:.4f}, AUC {result.auc:.4f}"
+        )
+    if roc_path:
+        write_image(
+            roc_path, roc_image(np.array(result.far), np.array(result.tar), "calibration pairs"), overwrite=True
+        )
+        click.echo(f"ROC curve: {roc_path}")
+    return result
+
+
+def run_eval_faces(data, model_name, json_path, roc_path, holdout, seed, num_pairs, detector, quiet):
+    """``cvapps eval faces``: pair protocol on DATA (or its held-out identities)."""
+    from cvapps.faces import embed_faces, pair_metrics, sample_pairs
+    from cvapps.faces.train import load_faces
+    from cvapps.runtime import open_model
+
+    started = time.time()
+    model = open_model(model_name, task="faces", runtime="keras")
+    faces = load_faces(
+        data, model.info.image_size, detector, progress=bar(quiet, "reading", "img"), holdout=holdout, seed=seed
+    )
+    for message in faces.skipped:
+        click.echo(f"warning: skipped {message}", err=True)
+    pairs = sample_pairs(faces.labels, num_pairs, seed)
+    embeddings = embed_faces(model, faces.images, batch_size=128)
+    metrics = pair_metrics(embeddings, pairs, folds=10)
+    roc = metrics.pop("roc")
+    metrics["model_threshold"] = model.info.settings.get("threshold")
+    if metrics["model_threshold"] is not None:
+        distances = np.sum(np.square(embeddings[pairs[:, 0]] - embeddings[pairs[:, 1]]), axis=1)
+        metrics["accuracy_at_model_threshold"] = float(
+            np.mean((distances <= metrics["model_threshold"]) == (pairs[:, 2] == 1))
+        )
+    metrics["num_identities"] = len(set(faces.labels.tolist()))
+    report = eval_report("faces", model_name, " + ".join(map(str, data)), holdout, seed, len(faces), started, metrics)
+    click.echo(
+        f"{metrics['num_same_pairs']} same / {metrics['num_different_pairs']} different pairs of "
+        f"{metrics['num_identities']} people: accuracy {metrics['accuracy']:.4f} +- {metrics['accuracy_std']:.4f}, "
+        f"auc {metrics['auc']:.4f}, tar@far=1e-3 {metrics['tar_at_far_1e-3']:.4f}, "
+        f"eer {metrics['eer']:.4f}, best threshold {metrics['threshold']:.4f}"
+    )
+    if json_path:
+        write_json(json_path, report)
+        roc_path = roc_path or str(Path(json_path).with_suffix("")) + "_roc.png"
+    if roc_path:
+        write_image(
+            roc_path,
+            roc_image(np.array(roc["far"]), np.array(roc["tar"]), Path(str(model_name)).stem, metrics["auc"]),
+            overwrite=True,
+        )
+        click.echo(f"ROC curve: {roc_path}")
+    return report
+
+
+def roc_image(far, tar, title="", auc=None, size=420):
+    """The ROC curve (x: false accept rate, y: true accept rate) as an RGB uint8 image."""
+    import cv2
+
+    margin = 50
+    image = np.full((size + 2 * margin, size + 2 * margin, 3), 255, np.uint8)
+    x0, y0 = margin, margin + size  # origin at the bottom left
+    cv2.rectangle(image, (x0, margin), (x0 + size, y0), (0, 0, 0), 1)
+    for k in range(1, 10):
+        t = int(k * size / 10)
+        cv2.line(image, (x0 + t, margin), (x0 + t, y0), (230, 230, 230), 1)
+        cv2.line(image, (x0, y0 - t), (x0 + size, y0 - t), (230, 230, 230), 1)
+    cv2.line(image, (x0, y0), (x0 + size, margin), (180, 180, 180), 1)  # chance
+    points = np.stack([x0 + np.asarray(far) * size, y0 - np.asarray(tar) * size], 1).round().astype(np.int32)
+    cv2.polylines(image, [points], False, (30, 90, 200), 2, cv2.LINE_AA)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    label = f"ROC {title}" + (f"  AUC {auc:.4f}" if auc is not None else "")
+    cv2.putText(image, label, (x0, margin - 15), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "false accept rate", (x0 + size // 2 - 60, y0 + 35), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "0", (x0 - 12, y0 + 15), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "1", (x0 + size - 4, y0 + 15), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, "1", (x0 - 15, margin + 5), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    strip = np.full((16, 160, 3), 255, np.uint8)
+    cv2.putText(strip, "true accept rate", (2, 12), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    strip = np.rot90(strip)
+    image[y0 - size // 2 - 80 : y0 - size // 2 + 80, 10:26] = strip
+    return image
+
+
+def run_webcam_faces(
+    source, db, model, threshold, detector, detector_model, show, output, overwrite, max_frames, quiet
+):
+    """``cvapps webcam faces``: boxes with names from the database, live."""
+    from cvapps.core.webcam import run_loop
+    from cvapps.faces.database import FaceDatabase
+
+    database = FaceDatabase(db, _encoder(model, detector, detector_model))
+    gallery = database.embeddings()
+    if not database.people() and not quiet:
+        click.echo(f"warning: {db} has no enrolled people; every face will be 'unknown'", err=True)
+    counts = {"frames": 0, "faces": 0, "named": 0}
+
+    def process(image):
+        found = database.identify(image, threshold, gallery)
+        counts["frames"] += 1
+        counts["faces"] += len(found)
+        counts["named"] += sum(f.name != "unknown" for f in found)
+        return draw_identities(image, found)
+
+    stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
+    if not quiet:
+        click.echo(
+            f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS; {counts['faces']} faces "
+            f"seen, {counts['named']} named ({stats.dropped} stale frames dropped)"
+        )
+    return stats, counts
