@@ -344,10 +344,7 @@ def test_cli_help_imports_nothing_heavy():
     import sys
 
     # The CLI package's command bodies use NumPy (cheap); OpenCV, Keras and TensorFlow stay out of --help.
-    code = (
-        "import sys, cvapps.cli.visualise; "
-        "print([m for m in ('cv2', 'keras', 'tensorflow') if m in sys.modules])"
-    )
+    code = "import sys, cvapps.cli.visualise; print([m for m in ('cv2', 'keras', 'tensorflow') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

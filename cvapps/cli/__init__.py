@@ -18,7 +18,9 @@ import sys
 
 import click
 
+from cvapps.classification import DEFAULT_MODEL as DEFAULT_CLASSIFIER
 from cvapps.cli.common import fail_on_value_error, family_option, renamed, runtime_option, warn, webcam_options
+from cvapps.detection import DEFAULT_MODEL as DEFAULT_DETECTOR
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -58,7 +60,7 @@ GROUP_HELP = "Fold ImageNet's fine classes into parents (English springer -> dog
 @click.argument("source")
 @click.option(
     "--model",
-    default="imagenet",
+    default=DEFAULT_CLASSIFIER,
     show_default=True,
     help="Shipped model name or .keras path (imagenet: EfficientNet-Lite0, 1000 classes; built on first use).",
 )
@@ -84,7 +86,7 @@ def classify(source, model, top_k, min_confidence, group, output, overwrite, jso
 
 @cli.command()
 @click.argument("source")
-@click.option("--model", default="person", show_default=True, help="Shipped detector name or .keras path.")
+@click.option("--model", default=DEFAULT_DETECTOR, show_default=True, help="Shipped detector name or .keras path.")
 @click.option(
     "--confidence-threshold",
     type=click.FloatRange(0, 1),
@@ -396,7 +398,7 @@ def evaluate():
 @click.argument("data", type=click.Path())
 @click.option(
     "--model",
-    default="imagenet",
+    default=DEFAULT_CLASSIFIER,
     show_default=True,
     help="Shipped model name or .keras path. DATA's folders are its class names (or, for imagenet, wnids).",
 )
@@ -449,7 +451,7 @@ def webcam():
 
 
 @webcam.command("classify")
-@click.option("--model", default="imagenet", show_default=True, help="Shipped model name or .keras path.")
+@click.option("--model", default=DEFAULT_CLASSIFIER, show_default=True, help="Shipped model name or .keras path.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, help=MIN_CONFIDENCE_HELP)
 @click.option("--group", is_flag=True, help=GROUP_HELP)
@@ -467,7 +469,7 @@ def webcam_classify(
 
 
 @webcam.command("detect")
-@click.option("--model", default="person", show_default=True, help="Shipped detector name or .keras path.")
+@click.option("--model", default=DEFAULT_DETECTOR, show_default=True, help="Shipped detector name or .keras path.")
 @click.option("--confidence-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True)
 @click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.45, show_default=True)
 @click.option("--classes", help="Comma-separated class names to keep; default all.")

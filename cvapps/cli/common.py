@@ -9,6 +9,8 @@ import functools
 
 import click
 
+from cvapps.nn.families import FAMILIES
+
 
 class UserError(click.ClickException):
     """A one-line error about the user's input; exit code 2."""
@@ -63,19 +65,7 @@ def webcam_options(function):
     return function
 
 
-# = cvapps.nn.backbone.FAMILIES (a test keeps them equal); spelled out so --help imports no Keras.
-BACKBONE_FAMILIES = (
-    "compact",
-    "mobilenetv2",
-    "efficientnet_lite0",
-    "lenet5",
-    "alexnet",
-    "vgg16",
-    "resnet50",
-    "googlenet",
-    "mobilenet",
-    "airbench",
-)
+BACKBONE_FAMILIES = FAMILIES  # from cvapps.nn.families (plain data: --help imports no Keras)
 
 
 def family_option(default, extra=(), extra_help=""):

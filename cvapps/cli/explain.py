@@ -13,9 +13,9 @@ from __future__ import annotations
 import click
 
 from cvapps.cli.common import fail_on_value_error
+from cvapps.nn.families import ARCHITECTURES
 
-# = cvapps.nn.architectures.ARCHITECTURES (a test keeps them equal).
-ARCHITECTURE_NAMES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet", "airbench")
+ARCHITECTURE_NAMES = ARCHITECTURES
 
 
 @click.command("explain")

@@ -27,6 +27,7 @@ from cvapps.cli.commands import Outputs, bar, eval_report
 from cvapps.cli.common import fail_on_value_error, family_option, renamed, webcam_options
 from cvapps.core.sinks import write_image, write_json
 from cvapps.core.sources import open_source
+from cvapps.faces import DEFAULT_MODEL
 
 DETECTORS = ["haar", "yunet", "none"]
 
@@ -44,7 +45,7 @@ detector_model_option = click.option(
     help="YuNet .onnx (default: $CVAPPS_DATA/weights/face_detection_yunet_2026may.onnx).",
 )
 model_option = click.option(
-    "--model", default="faces", show_default=True, help="Shipped face model name or .keras path."
+    "--model", default=DEFAULT_MODEL, show_default=True, help="Shipped face model name or .keras path."
 )
 threshold_option = click.option(
     "--threshold", type=click.FloatRange(min=0), help="Squared-distance threshold (default: the model's own)."

@@ -29,8 +29,7 @@ from cvapps.cli.common import (
 )
 from cvapps.core.sinks import write_image, write_json
 from cvapps.core.sources import open_source
-
-DEFAULT_MODEL = "person_seg"
+from cvapps.segmentation import DEFAULT_MODEL
 
 
 @click.command("segment")

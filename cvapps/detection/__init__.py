@@ -37,6 +37,7 @@ import numpy as np
 from cvapps.core.lazy import lazy_exports
 
 COCO_IOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)  # 0.50, 0.55, ..., 0.95
+DEFAULT_MODEL = "person"  # the shipped person detector
 LEVELS = ("P3", "P4", "P5")
 STRIDES = (8, 16, 32)
 ANCHOR_RATIO_LIMIT = 4.0  # a truth box is assigned to anchors within 4x of its width and height
@@ -66,5 +67,5 @@ _EXPORTS = {
     "_slot_targets": "cvapps.detection.train",
 }
 __getattr__, __dir__ = lazy_exports(
-    __name__, _EXPORTS, ["COCO_IOU_THRESHOLDS", "LEVELS", "STRIDES", "ANCHOR_RATIO_LIMIT"]
+    __name__, _EXPORTS, ["COCO_IOU_THRESHOLDS", "DEFAULT_MODEL", "LEVELS", "STRIDES", "ANCHOR_RATIO_LIMIT"]
 )

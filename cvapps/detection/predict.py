@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cvapps.detection import DEFAULT_MODEL
 from cvapps.detection.model import SlotGeometry
 
 # --- results -----------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ def detect(
 
     if not 0 <= iou_threshold <= 1:
         raise ValueError(f"iou_threshold must be in [0, 1]; received {iou_threshold}.")
-    model = open_model("person" if model is None else model, task="detect", runtime=runtime)
+    model = open_model(DEFAULT_MODEL if model is None else model, task="detect", runtime=runtime)
     info = model.info
     thresholds = class_threshold_vector(info.class_names, confidence_threshold, classes, class_thresholds)
     geometry = _geometry(info.image_size, json.dumps(info.settings["anchors"]), tuple(info.settings["strides"]))

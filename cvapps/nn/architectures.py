@@ -47,9 +47,8 @@ from __future__ import annotations
 
 import keras
 
+from cvapps.nn.families import ARCHITECTURES, EXACT_STRIDES  # noqa: F401  (re-exported)
 from cvapps.nn.layers import GELU, GroupedConv2D, LocalResponseNormalization
-
-ARCHITECTURES = ("lenet5", "alexnet", "vgg16", "resnet50", "googlenet", "mobilenet", "airbench")
 
 # The input each network was designed for (height, width, channels).
 NATIVE_INPUT = {
@@ -76,8 +75,6 @@ PARAMETERS = {
 # The smallest square input each pyramid builds from (every map at least 1x1).
 MIN_INPUT = {"lenet5": 32, "alexnet": 67, "vgg16": 32, "resnet50": 32, "googlenet": 32, "mobilenet": 32, "airbench": 32}
 
-# Families whose levels are exact fractions of the input (what detection and U-Net need).
-EXACT_STRIDES = ("vgg16", "resnet50", "googlenet", "mobilenet")
 
 # A layer whose output is the last feature map at stride 2 (U-Net's shallowest skip).
 STRIDE2_LAYER = {

@@ -44,6 +44,7 @@ from pathlib import Path
 import keras
 
 from cvapps.nn.architectures import ARCHITECTURES, check_input_size, classic_pyramid
+from cvapps.nn.families import FAMILIES, PRETRAINED  # noqa: F401  (the family names, Keras-free)
 from cvapps.nn.layers import Luminance
 
 LEVELS = ("P2", "P3", "P4", "P5")
@@ -54,9 +55,6 @@ COMPACT_SIZES = {
     "s": {"stem": 32, "widths": (48, 96, 192, 320), "depths": (1, 1, 1, 1)},
     "m": {"stem": 32, "widths": (64, 128, 256, 512), "depths": (1, 2, 2, 1)},
 }
-FAMILIES = ("compact", "mobilenetv2", "efficientnet_lite0", *ARCHITECTURES)
-# Families with ImageNet weights (``weights="imagenet"``).
-PRETRAINED = ("mobilenetv2", "efficientnet_lite0")
 BLOCKS = ("residual", "inverted")
 
 # MobileNetV2 layers whose outputs are the pyramid levels (the convention of KerasHub and

@@ -39,21 +39,10 @@ their means ``miou`` and ``dice``, and pixel accuracy.
 from __future__ import annotations
 
 from cvapps.core.lazy import lazy_exports
+from cvapps.nn.families import FAMILIES as BACKBONE_FAMILIES
 
 DEFAULT_MODEL = "person_seg"
-FAMILIES = (
-    "unet",
-    "compact",
-    "mobilenetv2",
-    "efficientnet_lite0",
-    "lenet5",
-    "alexnet",
-    "vgg16",
-    "resnet50",
-    "googlenet",
-    "mobilenet",
-    "airbench",
-)
+FAMILIES = ("unet", *BACKBONE_FAMILIES)  # the classic U-Net, or the shared backbone as its encoder
 LOSS_TERMS = ("ce", "dice", "focal")
 
 _EXPORTS = {
