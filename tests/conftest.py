@@ -1,6 +1,8 @@
 """Shared fixtures: the real data folder (skips without it) and a tiny trained classifier."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -8,8 +10,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Built-on-first-use models (imagenet) go to a cache of this test session, never the user's ~/.cache.
-os.environ.setdefault("CVAPPS_CACHE", tempfile.mkdtemp(prefix="cvapps-test-cache-"))
+# Built-on-first-use models (imagenet) go to a cache of this test session, never the user's ~/.cache;
+# the folder (about 55 MB) is removed when the session ends.
+if "CVAPPS_CACHE" not in os.environ:
+    os.environ["CVAPPS_CACHE"] = tempfile.mkdtemp(prefix="cvapps-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CVAPPS_CACHE"], True)
 
 
 def data_dir():
