@@ -19,7 +19,15 @@ import sys
 import click
 
 from cvapps.classification import DEFAULT_MODEL as DEFAULT_CLASSIFIER
-from cvapps.cli.common import fail_on_value_error, family_option, renamed, runtime_option, warn, webcam_options
+from cvapps.cli.common import (
+    backbone_size_options,
+    fail_on_value_error,
+    family_option,
+    runtime_option,
+    warn,
+    webcam_options,
+    weights_option,
+)
 from cvapps.detection import DEFAULT_MODEL as DEFAULT_DETECTOR
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -157,20 +165,8 @@ def train():
     "--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True
 )
 @family_option("compact")
-@click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option(
-    "--width-multiplier",
-    "alpha",
-    type=float,
-    default=0.35,
-    show_default=True,
-    help="MobileNetV2 width multiplier (alpha).",
-)
-@renamed("--alpha", "--width-multiplier", "alpha", float)
-@click.option(
-    "--weights",
-    help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.",
-)
+@backbone_size_options
+@weights_option
 @click.option("--image-size", type=click.IntRange(min=32), default=64, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=0, show_default=True)
@@ -312,20 +308,8 @@ def train_classify(
     help="Images held out for validation (same split as 'eval detect --holdout').",
 )
 @family_option("compact")
-@click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option(
-    "--width-multiplier",
-    "alpha",
-    type=float,
-    default=0.35,
-    show_default=True,
-    help="MobileNetV2 width multiplier (alpha).",
-)
-@renamed("--alpha", "--width-multiplier", "alpha", float)
-@click.option(
-    "--weights",
-    help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.",
-)
+@backbone_size_options
+@weights_option
 @click.option("--image-size", type=click.IntRange(min=64), default=320, show_default=True, help="Multiple of 32.")
 @click.option("--width", type=click.IntRange(min=8), default=64, show_default=True, help="Neck channels.")
 @click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)

@@ -122,3 +122,24 @@ def renamed(old, new, param, type=None):
         return click.option(old, hidden, type=type, default=None, hidden=True)(wrapper)
 
     return decorate
+
+
+def backbone_size_options(function):
+    """``--size`` (a compact backbone's size letter) and ``--width-multiplier`` (MobileNetV2's alpha; the old
+    ``--alpha`` still works for one release), the same in every train command."""
+    function = renamed("--alpha", "--width-multiplier", "alpha", float)(function)
+    function = click.option(
+        "--width-multiplier",
+        "alpha",
+        type=float,
+        default=0.35,
+        show_default=True,
+        help="MobileNetV2 width multiplier (alpha).",
+    )(function)
+    return click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")(function)
+
+
+weights_option = click.option(
+    "--weights",
+    help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.",
+)

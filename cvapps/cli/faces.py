@@ -24,7 +24,7 @@ import click
 import numpy as np
 
 from cvapps.cli.commands import Outputs, bar, eval_report
-from cvapps.cli.common import fail_on_value_error, family_option, renamed, webcam_options
+from cvapps.cli.common import backbone_size_options, fail_on_value_error, family_option, webcam_options
 from cvapps.core.sinks import write_image, write_json
 from cvapps.core.sources import open_source
 from cvapps.faces import DEFAULT_MODEL
@@ -167,16 +167,7 @@ def calibrate_command(pairs, model, detector, detector_model, roc, json_path, qu
     help="none when DATA holds face crops (LFW, ORL); haar/yunet for whole photos (Yale).",
 )
 @family_option("mobilenetv2")
-@click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option(
-    "--width-multiplier",
-    "alpha",
-    type=float,
-    default=0.35,
-    show_default=True,
-    help="MobileNetV2 width multiplier (alpha).",
-)
-@renamed("--alpha", "--width-multiplier", "alpha", float)
+@backbone_size_options
 @click.option(
     "--weights",
     help="'imagenet', a .weights.h5 file, or 'none'. Default: imagenet for mobilenetv2 "

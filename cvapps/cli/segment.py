@@ -20,12 +20,14 @@ import click
 
 from cvapps.cli.commands import Outputs, bar, eval_report
 from cvapps.cli.common import (
+    backbone_size_options,
     fail_on_value_error,
     family_option,
     renamed,
     runtime_option,
     warn,
     webcam_options,
+    weights_option,
 )
 from cvapps.core.sinks import write_image, write_json
 from cvapps.core.sources import open_source
@@ -77,20 +79,8 @@ def segment(source, model, output, view, alpha, tile, overwrite, json_path, runt
     "--filters", type=click.IntRange(min=1), default=32, show_default=True, help="Classic U-Net first-level filters."
 )
 @click.option("--depth", type=click.IntRange(1, 6), default=4, show_default=True, help="Classic U-Net poolings.")
-@click.option("--size", default="s", show_default=True, help="Compact backbone size: xs, s, m.")
-@click.option(
-    "--width-multiplier",
-    "alpha",
-    type=float,
-    default=0.35,
-    show_default=True,
-    help="MobileNetV2 width multiplier (alpha).",
-)
-@renamed("--alpha", "--width-multiplier", "alpha", float)
-@click.option(
-    "--weights",
-    help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.",
-)
+@backbone_size_options
+@weights_option
 @click.option("--upsample", type=click.Choice(["transpose", "resize"]), default="transpose", show_default=True)
 @click.option("--image-size", type=click.IntRange(min=32), default=256, show_default=True, help="Training tile side.")
 @click.option("--fit", is_flag=True, help="Whole-scene photos: scale each image to the tile (and at inference).")
