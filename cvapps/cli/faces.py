@@ -8,9 +8,7 @@
     cvapps eval faces DATA... --json FILE [--holdout 0.1]
     cvapps webcam faces [--db DIR]
 
-Click only at import time; the bodies live in :mod:`cvapps.cli.faces`.
-
-The command bodies follow the click declarations (they were faces_commands.py).
+The click declarations come first, then the bodies they call (one file per app).
 """
 
 from __future__ import annotations

@@ -5,9 +5,7 @@
     cvapps eval segment DATA... --model NAME --holdout 0.2 --json report.json
     cvapps webcam segment [--model person_seg] [--blur] [--source 0]
 
-Click only at import time; the bodies live in :mod:`cvapps.cli.segment`.
-
-The command bodies follow the click declarations (they were segmentation_commands.py).
+The click declarations come first, then the bodies they call (one file per app).
 """
 
 from __future__ import annotations

@@ -7,9 +7,8 @@
     cvapps eval style photos/ --style starry_night --json eval.json
     cvapps webcam style --style udnie
 
-Click and cvapps.cli.common only at import time; the bodies live in :mod:`cvapps.cli.style`.
 
-The command bodies follow the click declarations (they were style_commands.py).
+The click declarations come first, then the bodies they call (one file per app).
 """
 
 from __future__ import annotations
