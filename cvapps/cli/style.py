@@ -7,7 +7,6 @@
     cvapps eval style photos/ --style starry_night --json eval.json
     cvapps webcam style --style udnie
 
-
 The click declarations come first, then the bodies they call (one file per app).
 """
 
