@@ -43,6 +43,7 @@ _EXPORTS = {
     "check_min_confidence": "cvapps.classification.predict",
     "group_classes": "cvapps.classification.predict",
     "classify": "cvapps.classification.predict",
+    "results_from_probabilities": "cvapps.classification.predict",
     "train_classifier": "cvapps.classification.train",
     "TrainResult": "cvapps.nn.training",
     "read_history": "cvapps.nn.training",

@@ -24,6 +24,7 @@ sub-folders are wnids (imagenette's ``val/n01440764/...``) is scored against the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -44,7 +45,8 @@ def classes_file() -> Path:
     return shipped_dir() / "imagenet_classes.txt"
 
 
-def imagenet_classes() -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[tuple[str, str], ...]:
     """The 1000 (wnid, name) pairs in Keras's index order.
 
     >>> classes = imagenet_classes()
@@ -58,7 +60,7 @@ def imagenet_classes() -> list[tuple[str, str]]:
             rows.append((wnid, name))
     if len(rows) != 1000:
         raise ValueError(f"{classes_file()}: expected 1000 classes, found {len(rows)}; reinstall cvapps.")
-    return rows
+    return tuple(rows)
 
 
 def build_imagenet_classifier(image_size: int | None = IMAGE_SIZE, tta: bool = True):
@@ -75,23 +77,16 @@ def build_imagenet_classifier(image_size: int | None = IMAGE_SIZE, tta: bool = T
     """
     from cvapps._keras import import_keras
 
-    keras = import_keras()
+    import_keras()  # quiet first import of Keras
+    from cvapps.classification.model import build_classifier
     from cvapps.nn.backbone import build_backbone
     from cvapps.nn.efficientnet_lite import imagenet_weights
-    from cvapps.nn.layers import Metadata
 
     classes = imagenet_classes()
     backbone = build_backbone("efficientnet_lite0", image_size=image_size, weights="imagenet")
-    inputs = keras.Input(backbone.input_shape[1:], name="images")
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(inputs)["P5"])
-    x = keras.layers.Dropout(DROPOUT, name="dropout")(x)
-    dense = keras.layers.Dense(len(classes), name="logits")
-    x = dense(x)
-    dense.set_weights(imagenet_weights()["logits"])
-    x = keras.layers.Softmax(name="probabilities")(x)
     settings = {"wnids": [wnid for wnid, _ in classes], "weights": WEIGHTS_SOURCE, "license": WEIGHTS_LICENSE}
-    outputs = Metadata(task="classify", class_names=[name for _, name in classes], settings=settings)(x)
-    model = keras.Model(inputs, outputs, name="classifier")
+    model = build_classifier(backbone, len(classes), [name for _, name in classes], dropout=DROPOUT, settings=settings)
+    model.get_layer("logits").set_weights(imagenet_weights()["logits"])
     if tta:
         from cvapps.classification import with_flip_averaging
 
@@ -263,6 +258,7 @@ GROUP_MEMBERS = {
 }
 
 
+@functools.lru_cache(maxsize=1)
 def imagenet_groups() -> dict[str, list[int]]:
     """Group name -> the class indices it folds (see ``GROUP_RANGES`` and ``GROUP_MEMBERS``)."""
     index = {name: i for i, (_, name) in enumerate(imagenet_classes())}

@@ -5,7 +5,7 @@ from __future__ import annotations
 # --- model -------------------------------------------------------------------------------------
 
 
-def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level=None, head="pool"):
+def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level=None, head="pool", settings=None):
     """Backbone -> global average pool of ``level`` -> dropout -> dense softmax, or the classic
     family's own head.
 
@@ -15,6 +15,7 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
         class_names: names stored in the model; defaults to "0", "1", ...
         dropout: dropout rate before the dense layer (``head="pool"``).
         level: pyramid key to pool; default the deepest (P5; P2 for LeNet-5).
+        settings: JSON values stored in the model's metadata (the ImageNet model's wnids, its weights' source).
         head: ``"pool"``, or ``"original"`` for a classic family's own classifier (LeNet-5's C5-F6,
             AlexNet's and VGG's two 4096 layers, ...; see :func:`cvapps.nn.architectures.classic_head`).
 
@@ -57,7 +58,7 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
             x = keras.layers.Dropout(dropout, name="dropout")(x)
         x = keras.layers.Dense(num_classes, name="logits")(x)
     x = keras.layers.Softmax(name="probabilities")(x)
-    outputs = Metadata(task="classify", class_names=class_names)(x)
+    outputs = Metadata(task="classify", class_names=class_names, settings=settings)(x)
     return keras.Model(inputs, outputs, name="classifier")
 
 

@@ -171,8 +171,19 @@ def classify(
     model = open_model(DEFAULT_MODEL if model is None else model, task="classify", runtime=runtime)
     info = model.info
     batch, sources = prepare(images, info)
-    probabilities = predict_probabilities(model, batch, batch_size)
-    names = info.class_names
+    return results_from_probabilities(
+        predict_probabilities(model, batch, batch_size),
+        info.class_names,
+        sources,
+        top_k=top_k,
+        min_confidence=min_confidence,
+        group=group,
+    )
+
+
+def results_from_probabilities(probabilities, class_names, sources, *, top_k=5, min_confidence=0.0, group=False):
+    """(N, C) probabilities -> N :class:`Classification`: classes folded first when ``group``, then the top k,
+    then "unknown" below ``min_confidence``. The one post-processing of :func:`classify` and the CLI."""
     if group:
-        probabilities, names = group_classes(probabilities, names)
-    return top_k_results(probabilities, names, top_k, sources, min_confidence)
+        probabilities, class_names = group_classes(probabilities, class_names)
+    return top_k_results(probabilities, class_names, top_k, sources, min_confidence)

@@ -100,13 +100,17 @@ class ClassifyOptions:
 
 def classify_frames(model, images, options: ClassifyOptions, sources):
     """(N, S, S, 3) batch -> N :class:`cvapps.classification.Classification`, with the options applied."""
-    from cvapps.classification import group_classes, predict_probabilities, top_k_results
+    from cvapps.classification import predict_probabilities, results_from_probabilities
 
     probabilities = predict_probabilities(model, images, len(images))
-    names = model.info.class_names
-    if options.group:
-        probabilities, names = group_classes(probabilities, names)
-    return top_k_results(probabilities, names, options.top_k, sources, options.min_confidence)
+    return results_from_probabilities(
+        probabilities,
+        model.info.class_names,
+        sources,
+        top_k=options.top_k,
+        min_confidence=options.min_confidence,
+        group=options.group,
+    )
 
 
 def result_lines(result):

@@ -73,7 +73,6 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 BN_EPSILON = 1e-3  # TensorFlow's EfficientNet batch norm (PyTorch port: eps=1e-3, momentum=0.01)
 BN_MOMENTUM = 0.99
-MIN_INPUT = 32
 _CONVERTER_VERSION = 1  # bump when the conversion changes, so stale caches are rebuilt
 
 
