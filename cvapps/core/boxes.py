@@ -1021,9 +1021,33 @@ def decode(offsets, anchors, grid, stride) -> np.ndarray:
     anchors = _as_array(anchors, "anchors", trailing=2).astype(np.float64)
     grid = _as_array(grid, "grid", trailing=2).astype(np.float64)
     _check_positive("stride", stride)
-    centre = (2 * _sigmoid(offsets[..., :2]) - 0.5 + grid) * stride
-    size = anchors * (2 * _sigmoid(offsets[..., 2:])) ** 2
-    return np.concatenate([centre - size / 2, centre + size / 2], axis=-1).astype(np.float32)
+    return yolo_xyxy(_sigmoid(offsets), anchors, grid, stride).astype(np.float32)
+
+
+def yolo_xyxy(sigmoid, anchors, grid, stride, concatenate=np.concatenate):
+    """The YOLOv5 box formula, written once for NumPy arrays and ``keras.ops`` tensors alike.
+
+    centre = (2 s_xy - 0.5 + grid) * stride and size = anchor * (2 s_wh)^2, where
+    ``s = sigmoid(offsets)`` is already applied; the result is [centre - size / 2, centre + size / 2].
+    Only arithmetic operators and ``concatenate(list, axis=-1)`` are used, so the detection loss
+    passes ``keras.ops.concatenate`` and runs it on backend tensors (the core stays Keras-free).
+
+    Args:
+        sigmoid: (..., >=4) sigmoid of the raw offsets t_x, t_y, t_w, t_h (extra columns ignored).
+        anchors, grid, stride: broadcastable against ``sigmoid[..., :2]`` (see :func:`decode`).
+        concatenate: the backend's concatenate.
+
+    Returns:
+        (..., 4) xyxy pixels, in the input's array type.
+
+    >>> yolo_xyxy(np.full((1, 4), 0.5), np.array([[10.0, 20.0]]), np.zeros((1, 2)), 8).tolist()
+    [[-1.0, -6.0, 9.0, 14.0]]
+
+    (s = 0.5: centre = (1 - 0.5 + 0) * 8 = 4, size = anchor * 1 = (10, 20).)
+    """
+    centre = (2 * sigmoid[..., :2] - 0.5 + grid) * stride
+    size = anchors * (2 * sigmoid[..., 2:4]) ** 2
+    return concatenate([centre - size / 2, centre + size / 2], axis=-1)
 
 
 def encode(boxes, anchors, grid, stride) -> np.ndarray:

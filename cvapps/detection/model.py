@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cvapps.core.boxes import yolo_xyxy
 from cvapps.detection import ANCHOR_RATIO_LIMIT, LEVELS, STRIDES
 
 # --- model -------------------------------------------------------------------------------------
@@ -235,9 +236,7 @@ def decode_slots(raw, geometry):
     formula as :func:`cvapps.core.boxes.decode` (YOLOv5)."""
     from keras import ops
 
-    centre = (2 * ops.sigmoid(raw[..., :2]) - 0.5 + geometry.grid) * geometry.strides
-    size = geometry.anchors * (2 * ops.sigmoid(raw[..., 2:4])) ** 2
-    return ops.concatenate([centre - size / 2, centre + size / 2], axis=-1)
+    return yolo_xyxy(ops.sigmoid(raw[..., :4]), geometry.anchors, geometry.grid, geometry.strides, ops.concatenate)
 
 
 def detection_loss(geometry, num_classes, weights=LOSS_WEIGHTS):

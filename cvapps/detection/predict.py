@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cvapps.core.boxes import yolo_xyxy
 from cvapps.detection import DEFAULT_MODEL
 from cvapps.detection.model import SlotGeometry
 
@@ -95,9 +96,8 @@ def decode_predictions(raw, geometry):
     xyxy model-input pixels, scores (slots, C) = sigmoid(objectness) * sigmoid(class logit))."""
     raw = np.asarray(raw, np.float32)
     sigmoid = 1 / (1 + np.exp(-raw))
-    centre = (2 * sigmoid[:, :2] - 0.5 + geometry.grid) * geometry.strides
-    size = geometry.anchors * (2 * sigmoid[:, 2:4]) ** 2
-    return np.concatenate([centre - size / 2, centre + size / 2], axis=1), sigmoid[:, 4:5] * sigmoid[:, 5:]
+    boxes = yolo_xyxy(sigmoid, geometry.anchors, geometry.grid, geometry.strides)
+    return boxes, sigmoid[:, 4:5] * sigmoid[:, 5:]
 
 
 def detect(
