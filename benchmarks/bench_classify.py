@@ -189,7 +189,8 @@ def main():
         print("\nCVAPPS_DATA not set: skipping the folder and webcam measurements.")
         return
     from cvapps.classification import predict_probabilities
-    from cvapps.cli.commands import ClassifyOptions, run_classify, run_webcam_classify
+    from cvapps.cli.classify import ClassifyOptions, run_classify, run_webcam_classify
+    from cvapps.cli.common import OutputOptions, WebcamOptions
     from cvapps.core.sources import read_image, resize_square
 
     per_class = max(1, args.images // 10)
@@ -204,9 +205,10 @@ def main():
         for runtime in ("onnx", "keras"):
             model = open_model(args.model, runtime=runtime)
             options = ClassifyOptions(top_k=5)
-            quietly(run_classify, folder, model, options, None, False, None, 32, True, runtime)  # warm-up
+            silent = OutputOptions(quiet=True)
+            quietly(run_classify, folder, model, options, silent, batch_size=32, runtime=runtime)  # warm-up
             start = time.perf_counter()
-            quietly(run_classify, folder, model, options, None, False, None, 32, True, runtime)
+            quietly(run_classify, folder, model, options, silent, batch_size=32, runtime=runtime)
             pipeline = len(chosen) / (time.perf_counter() - start)
             images = np.stack([resize_square(read_image(f), model.info.image_size) for f in chosen])
             start = time.perf_counter()
@@ -220,18 +222,8 @@ def main():
         print("| runtime | frames | FPS |")
         print("|---|---:|---:|")
         for runtime in ("onnx", "keras"):
-            stats = quietly(
-                run_webcam_classify,
-                str(video),
-                args.model,
-                ClassifyOptions(top_k=3),
-                False,
-                None,
-                False,
-                300,
-                True,
-                runtime,
-            )
+            headless = WebcamOptions(str(video), show=False, max_frames=300, quiet=True)
+            stats = quietly(run_webcam_classify, args.model, ClassifyOptions(top_k=3), headless, runtime=runtime)
             print(f"| {runtime} | {stats.frames} | {stats.fps:.1f} |")
 
 

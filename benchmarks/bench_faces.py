@@ -112,12 +112,12 @@ def main():
     if video.is_file():
         import tempfile
 
-        from cvapps.cli.faces import run_webcam_faces
+        from cvapps.cli.common import WebcamOptions
+        from cvapps.cli.faces import FaceModelOptions, run_webcam_faces
 
+        headless = WebcamOptions(str(video), show=False, max_frames=args.video_frames, quiet=True)
         with tempfile.TemporaryDirectory() as folder:
-            stats, counts = run_webcam_faces(
-                str(video), folder, args.model, None, "haar", None, False, None, False, args.video_frames, True
-            )
+            stats, counts = run_webcam_faces(folder, FaceModelOptions(args.model, "haar"), headless)
         import cv2
 
         capture = cv2.VideoCapture(str(video))

@@ -89,7 +89,7 @@ def main():
     runner = StyleRunner(str(painting), "optimize", steps=args.steps)
     stylize(photo, runner, size=64)  # builds and compiles once
     started = time.perf_counter()
-    result = stylize(photo, runner, size=256)
+    [result] = stylize(photo, runner, size=256)
     seconds = time.perf_counter() - started
     print(f"\n### `stylize(photo, style=painting)` (Gatys et al., {runner.network.name} loss network), {cores} cores\n")
     print("| image | steps | seconds per image | ms per step |")
@@ -97,7 +97,8 @@ def main():
     h, w = result.image.shape[:2]
     print(f"| {w}x{h} | {args.steps} | {seconds:.1f} | {seconds / args.steps * 1000:.0f} |")
 
-    from cvapps.cli.style import run_webcam_style
+    from cvapps.cli.common import WebcamOptions
+    from cvapps.cli.style import StyleChoice, run_webcam_style
 
     video = Path(data, "style", "videos", "fox.mp4")
     print(f"\n### `cvapps webcam style --style {args.style} --size 256` on {video.name}, headless, {cores} cores\n")
@@ -107,9 +108,8 @@ def main():
         if runtime == "onnx" and open_model(args.style, runtime="auto").runtime != "onnx":
             print("| onnx | - | no matching .onnx (run cvapps export) |")
             continue
-        stats = run_webcam_style(
-            args.style, 256, 1.0, False, None, 0.5, runtime, str(video), False, None, False, 120, True
-        )
+        headless = WebcamOptions(str(video), show=False, max_frames=120, quiet=True)
+        stats = run_webcam_style(StyleChoice(args.style, "fast", size=256), headless, runtime=runtime)
         print(f"| {runtime} | {stats.frames} | {stats.fps:.1f} |")
 
 

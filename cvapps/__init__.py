@@ -5,7 +5,7 @@
     >>> [found] = cvapps.detect("street.jpg", model="person")              # doctest: +SKIP
     >>> [mask] = cvapps.segment("photo.jpg", model="person_seg")           # doctest: +SKIP
     >>> cvapps.verify("a.jpg", "b.jpg").verified                           # doctest: +SKIP
-    >>> styled = cvapps.stylize("photo.jpg", style="starry_night")         # doctest: +SKIP
+    >>> [styled] = cvapps.stylize("photo.jpg", style="starry_night")       # doctest: +SKIP
     >>> from cvapps.toolbox.explain import explain     # (the module's name: not a top-level attribute)
     >>> print(explain(cvapps.build_architecture("resnet50")).table())      # doctest: +SKIP
     >>> model = cvapps.load_model("cifar10")                               # doctest: +SKIP
@@ -42,7 +42,12 @@ _EXPORTS = {
     "enroll": "cvapps.faces",
     "calibrate": "cvapps.faces",
     "stylize": "cvapps.style",
+    "StyleOptions": "cvapps.style",
     "build_architecture": "cvapps.nn.architectures",
+    "Calibration": "cvapps.faces",
+    "TrainResult": "cvapps.nn.training",
+    "clear_cache": "cvapps.runtime",
+    "ExportReport": "cvapps.export",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,9 +12,10 @@ import logging
 import os
 import sys
 import tempfile
+from types import ModuleType
 
 
-def import_keras():
+def import_keras() -> ModuleType:
     """``import keras``, quietly the first time; returns the module."""
     if "keras" in sys.modules:
         return sys.modules["keras"]

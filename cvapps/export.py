@@ -42,7 +42,7 @@ class ExportReport:
     seconds: float
 
 
-def sample_inputs(image_size, count=4, seed=0):
+def sample_inputs(image_size: int | None, count: int = 4, seed: int | None = 0) -> np.ndarray:
     """Random pixels plus a black and a white image: (count + 2, S, S, 3) float32 in [0, 255]."""
     size = image_size or 96
     rng = np.random.default_rng(seed)
@@ -51,7 +51,13 @@ def sample_inputs(image_size, count=4, seed=0):
     return np.concatenate([noise, flat]).astype(np.float32)
 
 
-def export_model(model, format="onnx", output=None, tolerance=1e-4, overwrite=False):
+def export_model(
+    model: str | Path,
+    format: str = "onnx",
+    output: str | Path | None = None,
+    tolerance: float = 1e-4,
+    overwrite: bool = False,
+) -> ExportReport:
     """Export a cvapps ``.keras`` model (shipped name or path) and verify the result.
 
     Args:

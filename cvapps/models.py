@@ -18,8 +18,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cvapps.nn import TASKS  # noqa: F401  (the tasks a model can be for; defined below the layers that check them)
+
+if TYPE_CHECKING:
+    import keras
 
 
 def shipped_dir() -> Path:
@@ -55,13 +59,13 @@ def _built_path(name, build=False):
     return builder.ensure_model() if build else builder.built_model_path()
 
 
-def model_card(name) -> dict:
+def model_card(name: str) -> dict:
     """The machine-readable part of a shipped model's card (``models/NAME.json``), or {}."""
     path = shipped_dir() / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def resolve_model_path(name_or_path) -> Path:
+def resolve_model_path(name_or_path: str | Path) -> Path:
     """A shipped model's name or a path -> an existing model file.
 
     A built-on-first-use name (``BUILT_MODELS``: ``"imagenet"``) is built into the cache first if needed.
@@ -92,7 +96,7 @@ def _names(shipped):
     return ", ".join(shipped) or "none installed"
 
 
-def load_model(name_or_path, task=None):
+def load_model(name_or_path: str | Path, task: str | None = None) -> keras.Model:
     """Load a cvapps model (shipped name or ``.keras`` path) with ``safe_mode=True``.
 
     Args:
@@ -143,7 +147,7 @@ class ModelInfo:
     settings: dict = field(default_factory=dict)
 
 
-def model_info(model, path=None) -> ModelInfo:
+def model_info(model: keras.Model, path: str | Path | None = None) -> ModelInfo:
     """Read :class:`ModelInfo` off a loaded model.
 
     Raises:
@@ -162,7 +166,7 @@ def model_info(model, path=None) -> ModelInfo:
     return ModelInfo(layer.task, tuple(layer.class_names), size, name, dict(layer.settings))
 
 
-def keras_output_path(output) -> Path:
+def keras_output_path(output: str | Path) -> Path:
     """Where a training run will save its model, checked before any work: a ``.keras`` path.
 
     >>> keras_output_path("runs/mine.keras").name
@@ -177,7 +181,7 @@ def keras_output_path(output) -> Path:
     return output
 
 
-def save_model(model, path):
+def save_model(model: keras.Model, path: str | Path) -> None:
     """Save ``model`` to ``path`` atomically (a temporary file, then a rename), without the
     optimizer state (it would double the file and is not needed to use the model)."""
     import keras

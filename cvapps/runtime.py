@@ -18,10 +18,16 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cvapps.models import ModelInfo, resolve_model_path
+
+if TYPE_CHECKING:
+    import keras
+    import onnxruntime
 
 RUNTIMES = ("auto", "onnx", "keras")
 METADATA_KEY = "cvapps"
@@ -37,7 +43,7 @@ class OnnxModel:
 
     runtime = "onnx"
 
-    def __init__(self, path):
+    def __init__(self, path: str | Path):
         import onnxruntime
 
         self.path = Path(path)
@@ -62,7 +68,7 @@ class OnnxModel:
         )
         self.input_name = self.session.get_inputs()[0].name
 
-    def predict(self, batch):
+    def predict(self, batch: ArrayLike) -> np.ndarray:
         """(N, S, S, 3) pixels -> the model's output for the batch, as NumPy."""
         return self.session.run(None, {self.input_name: np.asarray(batch, np.float32)})[0]
 
@@ -72,18 +78,24 @@ class KerasModel:
 
     runtime = "keras"
 
-    def __init__(self, model, path=None):
+    def __init__(self, model: keras.Model, path: str | Path | None = None):
         from cvapps.models import model_info
 
         self.model = model
         self.path = Path(path) if path else None
         self.info = model_info(model, path)
 
-    def predict(self, batch):
+    def predict(self, batch: ArrayLike) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(np.asarray(batch, np.float32)))
 
 
-def open_model(model, task=None, runtime="auto"):
+OpenedModel = OnnxModel | KerasModel
+"""What :func:`open_model` returns: ``.predict(batch)``, ``.info`` (:class:`cvapps.models.ModelInfo`), ``.runtime``."""
+
+
+def open_model(
+    model: str | Path | keras.Model | OpenedModel, task: str | None = None, runtime: str = "auto"
+) -> OpenedModel:
     """A runnable model from a name, a path, a Keras model or an already opened model.
 
     Args:
@@ -183,13 +195,13 @@ def _open_path(path, runtime):
     return opened
 
 
-def read_onnx_metadata(session):
+def read_onnx_metadata(session: onnxruntime.InferenceSession) -> dict[str, Any] | None:
     """The cvapps metadata dict stored in an ONNX file, or None."""
     text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     return json.loads(text) if text else None
 
 
-def file_sha256(path):
+def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

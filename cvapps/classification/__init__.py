@@ -38,7 +38,6 @@ _EXPORTS = {
     "Classification": "cvapps.classification.predict",
     "predict_probabilities": "cvapps.classification.predict",
     "prepare": "cvapps.classification.predict",
-    "_check_array": "cvapps.classification.predict",
     "top_k_results": "cvapps.classification.predict",
     "check_min_confidence": "cvapps.classification.predict",
     "group_classes": "cvapps.classification.predict",

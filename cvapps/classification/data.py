@@ -16,9 +16,11 @@ NumPy, so training runs on any Keras backend (JAX on a GPU machine) without Tens
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,11 +52,17 @@ class ClassificationData:
     def __len__(self):
         return len(self.labels)
 
-    def subset(self, index):
+    def subset(self, index: np.ndarray | Sequence[int] | slice) -> ClassificationData:
         return ClassificationData(self.images[index], self.labels[index], self.class_names, self.skipped)
 
 
-def load_classification(path, image_size, split="train", workers=8, progress=None) -> ClassificationData:
+def load_classification(
+    path: str | Path,
+    image_size: int,
+    split: str = "train",
+    workers: int = 8,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+) -> ClassificationData | None:
     """Load a folder-per-class data set or a keras.datasets-style ``.npz``.
 
     Args:
@@ -81,7 +89,7 @@ def load_classification(path, image_size, split="train", workers=8, progress=Non
     return load_class_folders(split_folder(path, split), image_size, workers, progress)
 
 
-def split_folder(root, split):
+def split_folder(root: str | Path, split: str) -> Path | None:
     """``root/<split>`` when ``root`` holds split folders, else ``root`` itself (for "train")."""
     root = Path(root)
     for name in SPLIT_FOLDERS[split]:
@@ -95,7 +103,12 @@ def split_folder(root, split):
     return None
 
 
-def load_class_folders(root, image_size, workers=8, progress=None) -> ClassificationData:
+def load_class_folders(
+    root: str | Path | None,
+    image_size: int,
+    workers: int = 8,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+) -> ClassificationData | None:
     if root is None:
         return None
     classes = sorted(d for d in Path(root).iterdir() if d.is_dir())
@@ -127,7 +140,7 @@ def load_class_folders(root, image_size, workers=8, progress=None) -> Classifica
     return ClassificationData(images, np.asarray(labels, np.int32)[keep], tuple(d.name for d in classes), skipped)
 
 
-def load_npz(path, image_size, split="train") -> ClassificationData:
+def load_npz(path: str | Path, image_size: int, split: str = "train") -> ClassificationData | None:
     if split == "val":
         return None
     key = "train" if split == "train" else "test"
@@ -163,7 +176,9 @@ def _read_npz(path, image_size, key) -> ClassificationData:
     return ClassificationData(x, y, names)
 
 
-def split_off(data: ClassificationData, fraction, seed=0):
+def split_off(
+    data: ClassificationData, fraction: float, seed: int | None = 0
+) -> tuple[ClassificationData, ClassificationData]:
     """Carve a stratified validation split off ``data``: returns (train, val)."""
     if not 0 < fraction < 1:
         raise ValueError(f"validation fraction must be in (0, 1), received {fraction}.")
@@ -178,7 +193,9 @@ def split_off(data: ClassificationData, fraction, seed=0):
     return data.subset(np.flatnonzero(~mask)), data.subset(np.flatnonzero(mask))
 
 
-def random_flip_translate(images, rng, flip=True, translate=0.125):
+def random_flip_translate(
+    images: np.ndarray, rng: np.random.Generator, flip: bool = True, translate: float = 0.125
+) -> np.ndarray:
     """Batched augmentation: random horizontal flip and translation with reflect padding.
 
     images: (N, H, W, C). Translation shifts by up to ``translate * H`` pixels each way:
@@ -215,7 +232,16 @@ class ClassificationBatches(_py_dataset_base()):
         workers: threads preparing batches ahead of the model.
     """
 
-    def __init__(self, data, batch_size=128, augment=False, flip=True, translate=0.125, seed=0, workers=2):
+    def __init__(
+        self,
+        data: ClassificationData,
+        batch_size: int = 128,
+        augment: bool = False,
+        flip: bool = True,
+        translate: float = 0.125,
+        seed: int = 0,
+        workers: int = 2,
+    ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         self.data = data
         self.batch_size = batch_size
@@ -242,7 +268,7 @@ class ClassificationBatches(_py_dataset_base()):
         onehot = np.eye(self.num_classes, dtype=np.float32)[self.data.labels[rows]]
         return images.astype(np.float32), onehot
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         if self.augment:
             self.epoch += 1
             self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.data))

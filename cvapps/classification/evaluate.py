@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from cvapps.classification.predict import predict_probabilities
 from cvapps.models import ModelInfo
 from cvapps.runtime import open_model
 
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.classification.data import ClassificationData
+    from cvapps.runtime import OpenedModel
+
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def evaluate_classifier(model, data, batch_size=256, progress=None):
+def evaluate_classifier(
+    model: str | Path | keras.Model | OpenedModel,
+    data: ClassificationData,
+    batch_size: int = 256,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+) -> dict[str, Any]:
     """Top-1/top-5 accuracy, per-class precision and recall, and the confusion matrix.
 
     Args:
@@ -32,7 +47,7 @@ def evaluate_classifier(model, data, batch_size=256, progress=None):
     return classification_metrics(probabilities, truth, info.class_names)
 
 
-def data_to_model_classes(data_classes, info: ModelInfo) -> np.ndarray:
+def data_to_model_classes(data_classes: Iterable[str], info: ModelInfo) -> np.ndarray:
     """Data class index -> model class index, matching folder names to the model's class names, or
     to its WordNet ids when it has them (an ImageNet model scored on ``val/n01440764/...`` folders).
 
@@ -61,7 +76,7 @@ def data_to_model_classes(data_classes, info: ModelInfo) -> np.ndarray:
     return np.asarray(indices, np.int64)
 
 
-def classification_metrics(probabilities, truth, class_names):
+def classification_metrics(probabilities: np.ndarray, truth: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Metrics from (N, C) probabilities and (N,) true indices.
 
     top-k accuracy = mean over images of [truth is among the k largest probabilities].

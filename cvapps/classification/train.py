@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from cvapps.classification.model import build_classifier, with_flip_averaging
 from cvapps.nn.training import TrainResult
@@ -11,36 +12,36 @@ from cvapps.nn.training import TrainResult
 
 
 def train_classifier(
-    data,
-    output,
+    data: str | Path,
+    output: str | Path,
     *,
-    validation=None,
-    val_fraction=0.05,
-    family="compact",
-    size="s",
-    alpha=0.35,
-    image_size=64,
-    weights=None,
-    epochs=20,
-    fine_tune_epochs=0,
-    fine_tune_from="P4",
-    freeze_backbone=False,
-    batch_size=128,
-    optimizer="sgd",
-    learning_rate=0.2,
-    fine_tune_learning_rate=None,
-    weight_decay=5e-4,
-    label_smoothing=0.1,
-    flip=True,
-    translate=0.125,
-    dropout=0.0,
-    head=None,
-    tta=False,
-    patience=None,
-    checkpoint_dir=None,
-    seed=0,
-    verbose=1,
-):
+    validation: str | Path | None = None,
+    val_fraction: float = 0.05,
+    family: str = "compact",
+    size: str = "s",
+    alpha: float = 0.35,
+    image_size: int = 64,
+    weights: str | Path | None = None,
+    epochs: int = 20,
+    fine_tune_epochs: int = 0,
+    fine_tune_from: str = "P4",
+    freeze_backbone: bool = False,
+    batch_size: int = 128,
+    optimizer: str = "sgd",
+    learning_rate: float = 0.2,
+    fine_tune_learning_rate: float | None = None,
+    weight_decay: float = 5e-4,
+    label_smoothing: float = 0.1,
+    flip: bool = True,
+    translate: float = 0.125,
+    dropout: float = 0.0,
+    head: str | None = None,
+    tta: bool = False,
+    patience: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    seed: int = 0,
+    verbose: int | str = 1,
+) -> TrainResult:
     """Train a classifier on a folder-per-class data set or an ``.npz``; save it to ``output``.
 
     Args:

@@ -6,6 +6,9 @@ Click only: importing this module must stay instant (``cvapps --help`` imports i
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
 
 import click
 
@@ -17,11 +20,11 @@ class UserError(click.ClickException):
 
     exit_code = 2
 
-    def show(self, file=None):
+    def show(self, file: IO[str] | None = None) -> None:
         click.echo(f"Error: {self.format_message()}", err=True)
 
 
-def fail_on_value_error(function):
+def fail_on_value_error(function: Callable) -> Callable:
     """Turn ValueError/TypeError from the library into a one-line UserError."""
 
     @functools.wraps(function)
@@ -34,7 +37,7 @@ def fail_on_value_error(function):
     return wrapper
 
 
-def warn(message, quiet=False):
+def warn(message: str, quiet: bool = False) -> None:
     """Print ``warning: message`` on stderr unless quiet."""
     if not quiet:
         click.echo(f"warning: {message}", err=True)
@@ -49,26 +52,151 @@ runtime_option = click.option(
 )
 
 
-def webcam_options(function):
-    """The options every ``cvapps webcam TASK`` takes: --source, --no-show, --output, --overwrite,
-    --max-frames, --quiet."""
+QUIET_HELP = "No progress bar, notes or warnings (errors still go to stderr)."
+JSON_LINES_HELP = "Write JSON Lines records (one per image or frame) to this file, or - for stdout."
+REPORT_JSON_HELP = "Write the report as one JSON object to this file."
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where a predict command's results go: ``--output``, ``--overwrite``, ``--json``, ``--quiet``.
+
+    Attributes:
+        output: annotated image file, folder or video file; None: none.
+        overwrite: replace existing files (else an existing destination is refused before any work).
+        json_path: JSON Lines file or ``"-"`` (stdout); None: none.
+        quiet: no progress bar, notes or warnings.
+    """
+
+    output: str | None = None
+    overwrite: bool = False
+    json_path: str | None = None
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Where an ``eval`` (or other one-report) command writes: ``--json``, ``--overwrite``, ``--quiet``."""
+
+    json_path: str | None = None
+    overwrite: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class WebcamOptions:
+    """The loop settings of every ``cvapps webcam TASK``: ``--source``, ``--no-show``, ``--output``,
+    ``--overwrite``, ``--max-frames``, ``--quiet``."""
+
+    source: str = "0"
+    show: bool = True
+    output: str | None = None
+    overwrite: bool = False
+    max_frames: int | None = None
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """Which part of DATA an ``eval`` command scores: ``--classes``, ``--holdout``, ``--seed`` (as in training)."""
+
+    classes: str | None = None
+    holdout: float | None = None
+    seed: int = 0
+
+
+def _collect(function: Callable, into: str, build: Callable[[dict], Any], options: list) -> Callable:
+    """Add click ``options`` to ``function``; their values reach it as one keyword ``into`` = ``build(kwargs)``."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        kwargs[into] = build(kwargs)
+        return function(*args, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def output_options(output_help: str, json_help: str = JSON_LINES_HELP, json: bool = True) -> Callable:
+    """``--output/--overwrite/--json/--quiet`` of a predict command, passed as ``outputs=OutputOptions``.
+
+    ``json=False`` leaves ``--json`` out (commands whose only output is images).
+    """
+
+    def decorate(function: Callable) -> Callable:
+        options = [
+            click.option("--output", type=click.Path(), help=output_help),
+            click.option("--overwrite", is_flag=True, help="Replace existing output files."),
+        ]
+        if json:
+            options.append(click.option("--json", "json_path", help=json_help))
+        options.append(click.option("--quiet", is_flag=True, help=QUIET_HELP))
+
+        def build(kwargs):
+            return OutputOptions(
+                kwargs.pop("output"), kwargs.pop("overwrite"), kwargs.pop("json_path", None), kwargs.pop("quiet")
+            )
+
+        return _collect(function, "outputs", build, options)
+
+    return decorate
+
+
+def report_options(json_help: str = REPORT_JSON_HELP) -> Callable:
+    """``--json/--overwrite/--quiet`` of a command that writes one report, passed as ``report=ReportOptions``.
+
+    An existing ``--json`` file is refused unless ``--overwrite`` (the one rule of every output).
+    """
+
+    def decorate(function: Callable) -> Callable:
+        options = [
+            click.option("--json", "json_path", type=click.Path(), help=json_help),
+            click.option("--overwrite", is_flag=True, help="Replace existing report files."),
+            click.option("--quiet", is_flag=True, help=QUIET_HELP),
+        ]
+
+        def build(kwargs):
+            return ReportOptions(kwargs.pop("json_path"), kwargs.pop("overwrite"), kwargs.pop("quiet"))
+
+        return _collect(function, "report", build, options)
+
+    return decorate
+
+
+def webcam_options(function: Callable) -> Callable:
+    """The options every ``cvapps webcam TASK`` takes, passed as ``webcam=WebcamOptions``."""
     options = [
         click.option("--source", default="0", show_default=True, help="Camera index or a video file."),
         click.option("--no-show", is_flag=True, help="No window (headless); use with --output."),
         click.option("--output", type=click.Path(), help="Write the annotated stream to this video file."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
         click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames."),
-        click.option("--quiet", is_flag=True),
+        click.option("--quiet", is_flag=True, help=QUIET_HELP),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+
+    def build(kwargs):
+        return WebcamOptions(
+            kwargs.pop("source"),
+            not kwargs.pop("no_show"),
+            kwargs.pop("output"),
+            kwargs.pop("overwrite"),
+            kwargs.pop("max_frames"),
+            kwargs.pop("quiet"),
+        )
+
+    return _collect(function, "webcam", build, options)
+
+
+def quiet_option(function: Callable) -> Callable:
+    """``--quiet`` alone (train commands: their --output is the model, always written)."""
+    return click.option("--quiet", is_flag=True, help=QUIET_HELP)(function)
 
 
 BACKBONE_FAMILIES = FAMILIES  # from cvapps.nn.families (plain data: --help imports no Keras)
 
 
-def family_option(default, extra=(), extra_help=""):
+def family_option(default: str, extra: tuple[str, ...] = (), extra_help: str = "") -> Callable:
     """``--family`` / ``--backbone``: which backbone an app trains on (``extra``: app-only choices)."""
     return click.option(
         "--family",
@@ -83,7 +211,7 @@ def family_option(default, extra=(), extra_help=""):
     )
 
 
-def report_reused(result):
+def report_reused(result: object) -> None:
     """Say on stderr when a training command trained nothing because its run had finished before."""
     if getattr(result, "reused", ()):
         click.echo(
@@ -94,7 +222,7 @@ def report_reused(result):
         )
 
 
-def renamed(old, new, param, type=None):
+def renamed(old: str, new: str, param: str, type: click.ParamType | type | None = None) -> Callable:
     """Accept ``old``, the earlier spelling of option ``new`` (whose value lands in ``param``), for one
     release: the value is used and a deprecation warning goes to stderr. Giving both is an error.
 
@@ -124,7 +252,7 @@ def renamed(old, new, param, type=None):
     return decorate
 
 
-def backbone_size_options(function):
+def backbone_size_options(function: Callable) -> Callable:
     """``--size`` (a compact backbone's size letter) and ``--width-multiplier`` (MobileNetV2's alpha; the old
     ``--alpha`` still works for one release), the same in every train command."""
     function = renamed("--alpha", "--width-multiplier", "alpha", float)(function)

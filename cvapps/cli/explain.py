@@ -33,14 +33,27 @@ ARCHITECTURE_NAMES = ARCHITECTURES
 )
 @click.option("--no-top", is_flag=True, help="A classic network without its classifier (the backbone's pyramid).")
 @click.option("--json", "json_path", type=click.Path(), help="Also write the table as JSON ('-' for stdout only).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 @fail_on_value_error
-def explain_command(model, input_size, channels, num_classes, no_top, json_path):
+def explain_command(
+    model: str,
+    input_size: tuple[int, int] | None,
+    channels: int | None,
+    num_classes: int | None,
+    no_top: bool,
+    json_path: str | None,
+    overwrite: bool,
+) -> None:
     """Per-layer table of MODEL: output shapes by floor((n + 2p - f) / s) + 1, parameters,
     multiply-adds and receptive fields, each checked against what Keras builds, with totals and
     the lessons the network illustrates. MODEL: a network (lenet5, alexnet, vgg16, resnet50,
     googlenet, mobilenet, airbench, efficientnet_lite0), a shipped model name or a .keras file."""
     from cvapps.toolbox.explain import explain
 
+    if json_path and json_path != "-":
+        from cvapps.core.sinks import refuse_existing
+
+        refuse_existing(json_path, overwrite)  # before building anything
     if (
         model == "efficientnet_lite0"
     ):  # a backbone family of its own (random weights; cvapps explain imagenet for the trained one)
@@ -91,11 +104,11 @@ def explain_command(model, input_size, channels, num_classes, no_top, json_path)
         if json_path == "-":
             click.echo(json.dumps(report.to_dict(), indent=1))
         else:
-            write_json(json_path, report.to_dict())
+            write_json(json_path, report.to_dict(), overwrite=overwrite)
     if report.mismatches:
         raise SystemExit(1)
 
 
-def register(cli, train, evaluate, webcam):
+def register(cli: click.Group, train: click.Group, evaluate: click.Group, webcam: click.Group) -> None:
     """Add ``cvapps explain`` to the top-level group."""
     cli.add_command(explain_command, "explain")

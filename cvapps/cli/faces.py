@@ -16,16 +16,38 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
-from cvapps.cli.commands import Outputs, bar, eval_report
-from cvapps.cli.common import backbone_size_options, fail_on_value_error, family_option, webcam_options
+from cvapps.cli.commands import Outputs, bar, check_destinations, eval_report, run_webcam_loop
+from cvapps.cli.common import (
+    OutputOptions,
+    ReportOptions,
+    SplitOptions,
+    WebcamOptions,
+    _collect,
+    backbone_size_options,
+    fail_on_value_error,
+    family_option,
+    output_options,
+    quiet_option,
+    report_options,
+    runtime_option,
+    webcam_options,
+)
 from cvapps.core.sinks import write_image, write_json
 from cvapps.core.sources import open_source
 from cvapps.faces import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from cvapps.core.webcam import LoopStats
+    from cvapps.faces import Calibration, FaceEncoder
+    from cvapps.faces.database import Identity
 
 DETECTORS = ["haar", "yunet", "none"]
 
@@ -48,6 +70,47 @@ model_option = click.option(
 threshold_option = click.option(
     "--threshold", type=click.FloatRange(min=0), help="Squared-distance threshold (default: the model's own)."
 )
+
+
+@dataclass(frozen=True)
+class FaceModelOptions:
+    """``--model``, ``--detector``, ``--detector-model``, ``--runtime`` and (where taken) ``--threshold``."""
+
+    model: str = DEFAULT_MODEL
+    detector: str = "haar"
+    detector_model: str | None = None
+    threshold: float | None = None
+    runtime: str = "auto"
+
+    def encoder(self) -> FaceEncoder:
+        """The opened face model with its detector."""
+        from cvapps.faces import FaceEncoder
+
+        return FaceEncoder(self.model, self.detector, self.detector_model, runtime=self.runtime)
+
+
+def face_model_options(threshold: bool = True) -> Callable:
+    """The face model block (``--model``, ``--threshold``, ``--detector``, ``--detector-model``, ``--runtime``)
+    passed as ``faces=FaceModelOptions``; ``threshold=False`` leaves ``--threshold`` out."""
+
+    def decorate(function: Callable) -> Callable:
+        options = [model_option] + ([threshold_option] if threshold else []) + [detector_option, detector_model_option]
+        options.append(runtime_option)
+
+        def build(kwargs):
+            return FaceModelOptions(
+                kwargs.pop("model"),
+                kwargs.pop("detector"),
+                kwargs.pop("detector_model"),
+                kwargs.pop("threshold", None),
+                kwargs.pop("runtime"),
+            )
+
+        return _collect(function, "faces", build, options)
+
+    return decorate
+
+
 db_option = click.option(
     "--db",
     default="faces_db",
@@ -60,23 +123,18 @@ db_option = click.option(
 @click.command("verify")
 @click.argument("image1", type=click.Path())
 @click.argument("image2", type=click.Path())
-@model_option
-@threshold_option
-@detector_option
-@detector_model_option
+@face_model_options()
 @click.option("--all-faces", is_flag=True, help="Compare every face pair (default: the largest face of each).")
-@click.option("--json", "json_path", help="Write the result as JSON to this file, or - for stdout.")
-@click.option("--quiet", is_flag=True)
+@report_options("Write the result as JSON to this file, or - for stdout.")
 @fail_on_value_error
-def verify_command(image1, image2, model, threshold, detector, detector_model, all_faces, json_path, quiet):
+def verify_command(image1: str, image2: str, all_faces: bool, faces: FaceModelOptions, report: ReportOptions) -> None:
     """Are IMAGE1 and IMAGE2 the same person? Exit 0 with the answer; exit 1 if a face is missing."""
-
-    if run_verify(image1, image2, model, threshold, detector, detector_model, all_faces, json_path, quiet):
+    if run_verify(image1, image2, faces, report, all_faces=all_faces):
         sys.exit(1)
 
 
 @click.group("faces")
-def faces_group():
+def faces_group() -> None:
     """Face database: enroll people from photos, identify faces, calibrate the threshold."""
 
 
@@ -84,52 +142,40 @@ def faces_group():
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @db_option
-@model_option
-@detector_option
-@detector_model_option
-@click.option("--quiet", is_flag=True)
+@face_model_options(threshold=False)
+@quiet_option
 @fail_on_value_error
-def enroll_command(name, images, db, model, detector, detector_model, quiet):
+def enroll_command(name: str, images: tuple[str, ...], db: str, faces: FaceModelOptions, quiet: bool) -> None:
     """Add IMAGES (files, folders or globs) of person NAME to the database (copied into DB/NAME/)."""
-
-    if run_enroll(name, images, db, model, detector, detector_model, quiet):
+    if run_enroll(name, images, db, faces, quiet):
         sys.exit(1)
 
 
 @faces_group.command("identify")
 @click.argument("source")
 @db_option
-@model_option
-@threshold_option
-@detector_option
-@detector_model_option
-@click.option("--output", type=click.Path(), help="Annotated image file (one input) or folder (several).")
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option("--json", "json_path", help="Write JSON Lines records to this file, or - for stdout.")
-@click.option("--quiet", is_flag=True)
+@face_model_options()
+@output_options("Annotated image file (one input) or folder (several).")
 @fail_on_value_error
-def identify_command(source, db, model, threshold, detector, detector_model, output, overwrite, json_path, quiet):
+def identify_command(source: str, db: str, faces: FaceModelOptions, outputs: OutputOptions) -> None:
     """Name every face in SOURCE (image, folder, glob or video) from the database (1:N); faces
     farther than the threshold from everyone are "unknown"."""
 
-    if run_identify(source, db, model, threshold, detector, detector_model, output, overwrite, json_path, quiet):
+    if run_identify(source, db, faces, outputs):
         sys.exit(1)
 
 
 @faces_group.command("calibrate")
 @click.argument("pairs", type=click.Path())
-@model_option
-@detector_option
-@detector_model_option
+@face_model_options(threshold=False)
 @click.option("--roc", type=click.Path(), help="Save the ROC curve as a PNG here.")
-@click.option("--json", "json_path", help="Write the report as JSON to this file, or - for stdout.")
-@click.option("--quiet", is_flag=True)
+@report_options("Write the report as JSON to this file, or - for stdout.")
 @fail_on_value_error
-def calibrate_command(pairs, model, detector, detector_model, roc, json_path, quiet):
+def calibrate_command(pairs: str, roc: str | None, faces: FaceModelOptions, report: ReportOptions) -> None:
     """ROC, EER and a recommended threshold from your own labelled pairs: a CSV with rows
     image1,image2,same (same is 1 or 0; a header row is optional; relative paths are from the CSV's folder)."""
 
-    run_calibrate(pairs, model, detector, detector_model, roc, json_path, quiet)
+    run_calibrate(pairs, faces, report, roc_path=roc)
 
 
 @click.command("faces")
@@ -187,28 +233,28 @@ def calibrate_command(pairs, model, detector, detector_model, roc, json_path, qu
 @click.option("--quiet", is_flag=True)
 @fail_on_value_error
 def train_faces_command(
-    data,
-    output,
-    loss,
-    mining,
-    margin,
-    val_fraction,
-    detector,
-    family,
-    size,
-    alpha,
-    weights,
-    image_size,
-    embedding_dim,
-    epochs,
-    steps_per_epoch,
-    identities_per_batch,
-    images_per_identity,
-    learning_rate,
-    checkpoint_dir,
-    seed,
-    quiet,
-):
+    data: tuple[str, ...],
+    output: str,
+    loss: str,
+    mining: str,
+    margin: float,
+    val_fraction: float,
+    detector: str,
+    family: str,
+    size: str,
+    alpha: float,
+    weights: str | None,
+    image_size: int,
+    embedding_dim: int,
+    epochs: int,
+    steps_per_epoch: int,
+    identities_per_batch: int,
+    images_per_identity: int,
+    learning_rate: float,
+    checkpoint_dir: str | None,
+    seed: int,
+    quiet: bool,
+) -> None:
     """Train a face embedding model on one or more DATA folders (one sub-folder per person),
     merged and split by identity. Rerun the same command to resume."""
     from cvapps.faces.train import train_faces
@@ -252,7 +298,7 @@ def train_faces_command(
 @click.command("faces")
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @model_option
-@click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
+@report_options()
 @click.option("--roc", type=click.Path(), help="Save the ROC curve as a PNG here (default: beside --json).")
 @click.option(
     "--holdout",
@@ -275,40 +321,41 @@ def train_faces_command(
     show_default=True,
     help="none when DATA holds face crops; haar/yunet for whole photos.",
 )
-@click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def eval_faces_command(data, model, json_path, roc, holdout, seed, num_pairs, detector, quiet):
+def eval_faces_command(
+    data: tuple[str, ...],
+    model: str,
+    roc: str | None,
+    holdout: float | None,
+    seed: int,
+    num_pairs: int,
+    detector: str,
+    report: ReportOptions,
+) -> None:
     """LFW-style pair verification on DATA: accuracy (10-fold cross-validated threshold), AUC,
     TAR at FAR 1e-3 and the best threshold."""
 
-    run_eval_faces(list(data), model, json_path, roc, holdout, seed, num_pairs, detector, quiet)
+    split = SplitOptions(None, holdout, seed)
+    run_eval_faces(list(data), model, report, split, roc_path=roc, num_pairs=num_pairs, detector=detector)
 
 
 @click.command("faces")
 @db_option
-@model_option
-@threshold_option
-@detector_option
-@detector_model_option
+@face_model_options()
 @webcam_options
 @fail_on_value_error
-def webcam_faces_command(
-    db, model, threshold, detector, detector_model, source, no_show, output, overwrite, max_frames, quiet
-):
+def webcam_faces_command(db: str, faces: FaceModelOptions, webcam: WebcamOptions) -> None:
     """Live face boxes with names from the database over a camera (q or Esc quits) or a video."""
-
-    run_webcam_faces(
-        source, db, model, threshold, detector, detector_model, not no_show, output, overwrite, max_frames, quiet
-    )
+    run_webcam_faces(db, faces, webcam)
 
 
-def _default_weights(weights, family):
+def _default_weights(weights: str | None, family: str) -> str | None:
     if weights is None:
         return "imagenet" if family in ("mobilenetv2", "efficientnet_lite0") else None
     return None if weights == "none" else weights
 
 
-def register(cli, train, evaluate, webcam):
+def register(cli: click.Group, train: click.Group, evaluate: click.Group, webcam: click.Group) -> None:
     """Add this app's commands to the top-level group and the train/eval/webcam groups."""
     cli.add_command(verify_command, "verify")
     cli.add_command(faces_group, "faces")
@@ -320,26 +367,30 @@ def register(cli, train, evaluate, webcam):
 # --- command bodies ----------------------------------------------------------------------------
 
 
-def _encoder(model, detector, detector_model):
-    from cvapps.faces import FaceEncoder
-
-    return FaceEncoder(model, detector, detector_model)
-
-
-def _emit_json(json_path, record):
-    if json_path == "-":
+def _emit_json(report: ReportOptions, record: dict) -> None:
+    if report.json_path == "-":
         click.echo(json.dumps(record))
-    elif json_path:
-        write_json(json_path, record)
+    elif report.json_path:
+        write_json(report.json_path, record, overwrite=report.overwrite)
 
 
-def run_verify(image1, image2, model, threshold, detector, detector_model, all_faces, json_path, quiet):
+def run_verify(
+    image1: str,
+    image2: str,
+    faces: FaceModelOptions,
+    report: ReportOptions,
+    *,
+    all_faces: bool = False,
+) -> int:
     """``cvapps verify``: returns 1 when a face was missing, else 0."""
     from cvapps.faces import verify
 
-    encoder = _encoder(model, detector, detector_model)
-    result = verify(image1, image2, encoder, threshold=threshold, compare="all" if all_faces else "largest")
-    _emit_json(json_path, {"task": "faces", "model": encoder.info.name, "detector": detector, **result.to_dict()})
+    check_destinations(report)
+    encoder = faces.encoder()
+    compare = "all" if all_faces else "largest"
+    result = verify(image1, image2, encoder, threshold=faces.threshold, compare=compare)
+    json_path = report.json_path
+    _emit_json(report, {"task": "faces", "model": encoder.info.name, "detector": faces.detector, **result.to_dict()})
     if json_path != "-":
         if result.error:
             click.echo(f"error: {result.error} ({result.num_faces[0]} and {result.num_faces[1]} faces found)", err=True)
@@ -352,7 +403,7 @@ def run_verify(image1, image2, model, threshold, detector, detector_model, all_f
     return 1 if result.error else 0
 
 
-def run_enroll(name, images, db, model, detector, detector_model, quiet):
+def run_enroll(name: str, images: tuple[str, ...], db: str, faces: FaceModelOptions, quiet: bool) -> int:
     """``cvapps faces enroll``: returns the number of photos that could not be used."""
     from cvapps.core.sources import resolve_source
     from cvapps.faces.database import FaceDatabase
@@ -363,7 +414,7 @@ def run_enroll(name, images, db, model, detector, detector_model, quiet):
         if kind != "images":
             raise ValueError(f"{pattern}: enrol from photos (files, folders or globs), not a {kind}.")
         paths += found
-    database = FaceDatabase(db, _encoder(model, detector, detector_model))
+    database = FaceDatabase(db, faces.encoder())
     result = database.enroll(name, paths)
     for message in result.skipped:
         click.echo(f"warning: skipped {message}", err=True)
@@ -374,20 +425,20 @@ def run_enroll(name, images, db, model, detector, detector_model, quiet):
     return len(result.skipped)
 
 
-def run_identify(source, db, model, threshold, detector, detector_model, output, overwrite, json_path, quiet):
+def run_identify(source: str, db: str, faces: FaceModelOptions, outputs: OutputOptions) -> int:
     """``cvapps faces identify``: returns the number of inputs that failed to read."""
     from cvapps.faces.database import FaceDatabase
 
-    database = FaceDatabase(db, _encoder(model, detector, detector_model))
+    database = FaceDatabase(db, faces.encoder())
     if not database.people():
         raise ValueError(f"{db}: no enrolled people; add some with 'cvapps faces enroll NAME PHOTOS --db {db}'.")
     gallery = database.embeddings()
-    source = open_source(source)
-    outputs = Outputs(source, output, json_path, overwrite)
+    source, settings = open_source(source), outputs
+    outputs = Outputs(source, settings)
     with outputs:
-        for frame in outputs.frames(quiet):
+        for frame in outputs.frames():
             started = time.perf_counter()
-            found = database.identify(frame.image, threshold, gallery)
+            found = database.identify(frame.image, faces.threshold, gallery)
             milliseconds = (time.perf_counter() - started) * 1000
             if outputs.records:
                 outputs.records.write(
@@ -400,7 +451,7 @@ def run_identify(source, db, model, threshold, detector, detector_model, output,
                         "milliseconds": round(milliseconds, 3),
                     }
                 )
-            if json_path != "-":
+            if settings.json_path != "-":
                 label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
                 names = ", ".join(f"{f.name} ({f.distance:.3f})" for f in found)
                 click.echo(f"{label}: {len(found)} face(s)" + (f": {names}" if names else ""))
@@ -409,7 +460,7 @@ def run_identify(source, db, model, threshold, detector, detector_model, output,
     return outputs.failures
 
 
-def draw_identities(image, identities):
+def draw_identities(image: np.ndarray, identities: list[Identity]) -> np.ndarray:
     """A copy of RGB ``image`` with a box per face labelled "name d=distance" (known people in a
     colour per name, unknown in grey)."""
     import zlib
@@ -434,15 +485,19 @@ def draw_identities(image, identities):
     return out
 
 
-def run_calibrate(pairs, model, detector, detector_model, roc_path, json_path, quiet):
+def run_calibrate(
+    pairs: str, faces: FaceModelOptions, report: ReportOptions, *, roc_path: str | None = None
+) -> Calibration:
     """``cvapps faces calibrate``."""
     from cvapps.faces import calibrate
 
-    result = calibrate(pairs, _encoder(model, detector, detector_model))
+    check_destinations(report, roc_path)
+    json_path = report.json_path
+    result = calibrate(pairs, faces.encoder())
     for message in result.skipped:
         click.echo(f"warning: skipped {message}", err=True)
     record = {"task": "faces", "pairs": str(pairs), **result.to_dict()}
-    _emit_json(json_path, record)
+    _emit_json(report, record)
     if json_path != "-":
         click.echo(
             f"{result.num_pairs} pairs: recommended threshold {result.threshold:.4f} (accuracy "
@@ -450,19 +505,33 @@ def run_calibrate(pairs, model, detector, detector_model, roc_path, json_path, q
         )
     if roc_path:
         write_image(
-            roc_path, roc_image(np.array(result.far), np.array(result.tar), "calibration pairs"), overwrite=True
+            roc_path,
+            roc_image(np.array(result.far), np.array(result.tar), "calibration pairs"),
+            overwrite=report.overwrite,
         )
         click.echo(f"ROC curve: {roc_path}")
     return result
 
 
-def run_eval_faces(data, model_name, json_path, roc_path, holdout, seed, num_pairs, detector, quiet):
+def run_eval_faces(
+    data: list[str],
+    model_name: str,
+    report_options: ReportOptions,
+    split: SplitOptions,
+    *,
+    roc_path: str | None = None,
+    num_pairs: int = 3000,
+    detector: str = "none",
+) -> dict:
     """``cvapps eval faces``: pair protocol on DATA (or its held-out identities)."""
     from cvapps.faces import embed_faces, pair_metrics, sample_pairs
     from cvapps.faces.train import load_faces
     from cvapps.runtime import open_model
 
-    started = time.time()
+    started, quiet, json_path = time.time(), report_options.quiet, report_options.json_path
+    holdout, seed = split.holdout, split.seed
+    roc_path = roc_path or (str(Path(json_path).with_suffix("")) + "_roc.png" if json_path else None)
+    check_destinations(report_options, roc_path)
     model = open_model(model_name, task="faces", runtime="keras")
     faces = load_faces(
         data, model.info.image_size, detector, progress=bar(quiet, "reading", "img"), holdout=holdout, seed=seed
@@ -488,19 +557,20 @@ def run_eval_faces(data, model_name, json_path, roc_path, holdout, seed, num_pai
         f"eer {metrics['eer']:.4f}, best threshold {metrics['threshold']:.4f}"
     )
     if json_path:
-        write_json(json_path, report)
-        roc_path = roc_path or str(Path(json_path).with_suffix("")) + "_roc.png"
+        write_json(json_path, report, overwrite=report_options.overwrite)
     if roc_path:
         write_image(
             roc_path,
             roc_image(np.array(roc["far"]), np.array(roc["tar"]), Path(str(model_name)).stem, metrics["auc"]),
-            overwrite=True,
+            overwrite=report_options.overwrite,
         )
         click.echo(f"ROC curve: {roc_path}")
     return report
 
 
-def roc_image(far, tar, title="", auc=None, size=420):
+def roc_image(
+    far: np.ndarray, tar: np.ndarray, title: str = "", auc: float | None = None, size: int = 420
+) -> np.ndarray:
     """The ROC curve (x: false accept rate, y: true accept rate) as an RGB uint8 image."""
     import cv2
 
@@ -529,14 +599,12 @@ def roc_image(far, tar, title="", auc=None, size=420):
     return image
 
 
-def run_webcam_faces(
-    source, db, model, threshold, detector, detector_model, show, output, overwrite, max_frames, quiet
-):
+def run_webcam_faces(db: str, faces: FaceModelOptions, webcam: WebcamOptions) -> tuple[LoopStats, dict[str, int]]:
     """``cvapps webcam faces``: boxes with names from the database, live."""
-    from cvapps.core.webcam import run_loop
     from cvapps.faces.database import FaceDatabase
 
-    database = FaceDatabase(db, _encoder(model, detector, detector_model))
+    quiet, threshold = webcam.quiet, faces.threshold
+    database = FaceDatabase(db, faces.encoder())
     gallery = database.embeddings()
     if not database.people() and not quiet:
         click.echo(f"warning: {db} has no enrolled people; every face will be 'unknown'", err=True)
@@ -549,7 +617,7 @@ def run_webcam_faces(
         counts["named"] += sum(f.name != "unknown" for f in found)
         return draw_identities(image, found)
 
-    stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
+    stats = run_webcam_loop(process, webcam)
     if not quiet:
         click.echo(
             f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS; {counts['faces']} faces "

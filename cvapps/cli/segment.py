@@ -13,15 +13,24 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cvapps.cli.commands import Outputs, bar, eval_report
+from cvapps.cli.commands import Outputs, bar, check_destinations, eval_report, run_webcam_loop
 from cvapps.cli.common import (
+    OutputOptions,
+    ReportOptions,
+    SplitOptions,
+    WebcamOptions,
     backbone_size_options,
     fail_on_value_error,
     family_option,
+    output_options,
+    quiet_option,
     renamed,
+    report_options,
+    report_reused,
     runtime_option,
     warn,
     webcam_options,
@@ -31,11 +40,18 @@ from cvapps.core.sinks import write_image, write_json
 from cvapps.core.sources import open_source
 from cvapps.segmentation import DEFAULT_MODEL
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cvapps.core.webcam import LoopStats
+    from cvapps.nn.training import TrainResult
+    from cvapps.runtime import OpenedModel
+    from cvapps.segmentation import Segmentation
+
 
 @click.command("segment")
 @click.argument("source")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Shipped model name or .keras/.onnx path.")
-@click.option("--output", type=click.Path(), help="Output image file (one input), folder (several) or video file.")
 @click.option("--overlay", "view", flag_value="overlay", default=True, help="Class colours over the image (default).")
 @click.option("--mask-only", "view", flag_value="mask", help="The coloured label map alone.")
 @click.option("--cutout", "view", flag_value="cutout", help="RGBA cut-out of the foreground (PNG output).")
@@ -45,18 +61,19 @@ from cvapps.segmentation import DEFAULT_MODEL
 )
 @renamed("--alpha", "--opacity", "alpha", click.FloatRange(0, 1))
 @click.option("--tile", type=click.IntRange(min=32), help="Overlap-tile side (default: the model's training tile).")
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option(
-    "--json", "json_path", help="Write JSON Lines records (class pixel fractions) to this file, or - for stdout."
+@output_options(
+    "Output image file (one input), folder (several) or video file.",
+    "Write JSON Lines records (class pixel fractions) to this file, or - for stdout.",
 )
 @runtime_option
-@click.option("--quiet", is_flag=True, help="No progress bar or warnings.")
 @fail_on_value_error
-def segment(source, model, output, view, alpha, tile, overwrite, json_path, runtime, quiet):
+def segment(
+    source: str, model: str, view: str, alpha: float, tile: int | None, runtime: str, outputs: OutputOptions
+) -> None:
     """Segment an image, a folder, a glob or a video: per-pixel classes, drawn as an overlay,
     a mask, a cut-out or a background blur."""
 
-    failures = run_segment(source, model, output, view, alpha, tile, overwrite, json_path, quiet, runtime)
+    failures = run_segment(source, model, outputs, view=view, alpha=alpha, tile=tile, runtime=runtime)
     if failures:
         sys.exit(1)
 
@@ -120,9 +137,11 @@ def segment(source, model, output, view, alpha, tile, overwrite, json_path, runt
 @click.option("--no-augment", is_flag=True)
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True)
+@quiet_option
 @fail_on_value_error
-def train_segment(data, output, classes, val_fraction, quiet, seed, **options):
+def train_segment(
+    data: tuple[str, ...], output: str, classes: str | None, val_fraction: float, quiet: bool, seed: int, **options: Any
+) -> None:
     """Train a U-Net on one or more DATA folders (image/ + label/, images/ + masks/, Penn-Fudan,
     COCO category masks), merged. Rerun the same command to resume."""
 
@@ -139,16 +158,25 @@ def train_segment(data, output, classes, val_fraction, quiet, seed, **options):
     help="Score only the split 'train segment --val-fraction' held out of DATA.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
-@click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
+@report_options()
 @click.option("--figure", type=click.Path(), help="Save image / truth / prediction rows here (default beside --json).")
 @click.option("--samples", type=click.IntRange(min=0), default=4, show_default=True, help="Rows in the figure.")
 @click.option("--tile", type=click.IntRange(min=32), help="Overlap-tile side (default: the model's training tile).")
-@click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def eval_segment(data, model, classes, holdout, seed, json_path, figure, samples, tile, quiet):
+def eval_segment(
+    data: tuple[str, ...],
+    model: str,
+    classes: str | None,
+    holdout: float | None,
+    seed: int,
+    figure: str | None,
+    samples: int,
+    tile: int | None,
+    report: ReportOptions,
+) -> None:
     """mIoU, Dice (fractions), per-class IoU and pixel accuracy on DATA at full resolution."""
-
-    run_eval_segment(data, model, classes, holdout, seed, json_path, figure, samples, tile, quiet)
+    split = SplitOptions(classes, holdout, seed)
+    run_eval_segment(data, model, report, split, figure=figure, samples=samples, tile=tile)
 
 
 @click.command("segment")
@@ -170,13 +198,12 @@ def eval_segment(data, model, classes, holdout, seed, json_path, figure, samples
 @runtime_option
 @webcam_options
 @fail_on_value_error
-def webcam_segment(model, blur, alpha, strength, runtime, source, no_show, output, overwrite, max_frames, quiet):
+def webcam_segment(model: str, blur: bool, alpha: float, strength: int, runtime: str, webcam: WebcamOptions) -> None:
     """Live segmentation overlay (or --blur background blur) over a camera (q or Esc quits) or a video."""
+    run_webcam_segment(model, webcam, blur=blur, alpha=alpha, strength=strength, runtime=runtime)
 
-    run_webcam_segment(source, model, blur, alpha, strength, not no_show, output, overwrite, max_frames, quiet, runtime)
 
-
-def register(cli, train, evaluate, webcam):
+def register(cli: click.Group, train: click.Group, evaluate: click.Group, webcam: click.Group) -> None:
     """Add this app's commands to the top-level group and the train/eval/webcam groups."""
     cli.add_command(segment, "segment")
     train.add_command(train_segment, "segment")
@@ -192,7 +219,7 @@ __all__ = ["register", "warn"]
 VIEWS = ("overlay", "mask", "cutout", "blur")
 
 
-def render(image, result, view, alpha=0.5, strength=31):
+def render(image: np.ndarray, result: Segmentation, view: str, alpha: float = 0.5, strength: int = 31) -> np.ndarray:
     """One output image of ``view`` for a :class:`cvapps.segmentation.Segmentation`."""
     from cvapps.segmentation import blur_background, colour_labels, cutout, overlay
 
@@ -207,12 +234,22 @@ def render(image, result, view, alpha=0.5, strength=31):
     raise ValueError(f"view must be one of {VIEWS}, received {view!r}.")
 
 
-def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_path, quiet, runtime="auto"):
+def run_segment(
+    source: str,
+    model_name: str | OpenedModel,
+    outputs: OutputOptions,
+    *,
+    view: str = "overlay",
+    alpha: float = 0.5,
+    tile: int | None = None,
+    runtime: str = "auto",
+) -> int:
     """``cvapps segment``: returns the number of inputs that failed."""
     from cvapps.runtime import open_model
     from cvapps.segmentation import segment
 
-    source = open_source(source)
+    source, settings = open_source(source), outputs
+    output = settings.output
     if view == "cutout" and output and source.is_stream:
         raise ValueError(
             "--cutout makes transparent PNGs; a video cannot hold them. Use --overlay or --blur for videos."
@@ -225,10 +262,10 @@ def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_p
         and len(source.items) == 1
     ):
         raise ValueError(f"--cutout writes an RGBA image; name a .png output, received {output}.")
-    outputs = Outputs(source, output, json_path, overwrite)
+    outputs = Outputs(source, settings)
     model = open_model(model_name, task="segment", runtime=runtime)
     with outputs:
-        for frame in outputs.frames(quiet):
+        for frame in outputs.frames():
             started = time.perf_counter()
             [result] = segment(frame.image, model, tile=tile or "auto")
             milliseconds = (time.perf_counter() - started) * 1000
@@ -244,7 +281,7 @@ def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_p
                         "milliseconds": round(milliseconds, 3),
                     }
                 )
-            if json_path != "-":
+            if settings.json_path != "-":
                 label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
                 shares = ", ".join(f"{n} {f:.1%}" for n, f in result.fractions().items() if f > 0)
                 click.echo(f"{label}: {shares}")
@@ -252,7 +289,7 @@ def run_segment(source, model_name, output, view, alpha, tile, overwrite, json_p
                 picture = render(frame.image, result, view, alpha)
                 if view == "cutout" and outputs.images.multiple:  # RGBA needs PNG names in the folder
                     path = outputs.images.path_for(frame.source, frame.index).with_suffix(".png")
-                    write_image(path, picture, overwrite)
+                    write_image(path, picture, settings.overwrite)
                 else:
                     outputs.write(picture, frame)
     return outputs.failures
@@ -271,7 +308,15 @@ def _segmentation_sets(data, classes, holdout, seed, quiet):
     return split_segmentation(merged, holdout, seed) if holdout else (merged, None)
 
 
-def run_train_segment(data, output, classes, val_fraction, seed, quiet, options):
+def run_train_segment(
+    data: tuple[str, ...],
+    output: str,
+    classes: str | None,
+    val_fraction: float,
+    seed: int,
+    quiet: bool,
+    options: dict[str, Any],
+) -> TrainResult:
     """``cvapps train segment``."""
     from cvapps.segmentation import train_segmenter
 
@@ -296,19 +341,29 @@ def run_train_segment(data, output, classes, val_fraction, seed, quiet, options)
     )
     for message in result.skipped:
         click.echo(f"warning: {message}", err=True)
-    from cvapps.cli.common import report_reused
-
     report_reused(result)
     click.echo(f"saved {output} after {time.time() - started:.0f} s")
     return result
 
 
-def run_eval_segment(data, model_name, classes, holdout, seed, json_path, figure, samples, tile, quiet):
+def run_eval_segment(
+    data: tuple[str, ...],
+    model_name: str,
+    report_options: ReportOptions,
+    split: SplitOptions,
+    *,
+    figure: str | None = None,
+    samples: int = 4,
+    tile: int | None = None,
+) -> dict:
     """``cvapps eval segment``: print and save the report and the figure."""
     from cvapps.segmentation import evaluate_segmenter
 
-    started = time.time()
-    everything, held_out = _segmentation_sets(data, classes, holdout, seed, quiet)
+    started, quiet, json_path = time.time(), report_options.quiet, report_options.json_path
+    holdout, seed = split.holdout, split.seed
+    figure = figure or (str(Path(json_path).with_suffix("")) + "_samples.png" if json_path else None)
+    check_destinations(report_options, figure)
+    everything, held_out = _segmentation_sets(data, split.classes, holdout, seed, quiet)
     dataset = held_out if holdout else everything
     metrics, picture = evaluate_segmenter(
         model_name, dataset, tile=tile or "auto", progress=bar(quiet, "segmenting", "img"), samples=samples
@@ -325,19 +380,23 @@ def run_eval_segment(data, model_name, classes, holdout, seed, json_path, figure
     for name, row in metrics["per_class"].items():
         click.echo(f"{name:<16}{row['iou']:>8.4f}{row['dice']:>8.4f}{row['pixels']:>12}")
     if json_path:
-        write_json(json_path, report)
-        figure = figure or str(Path(json_path).with_suffix("")) + "_samples.png"
+        write_json(json_path, report, overwrite=report_options.overwrite)
     if figure and picture is not None:
-        write_image(figure, picture, overwrite=True)
+        write_image(figure, picture, overwrite=report_options.overwrite)
         click.echo(f"figure: {figure}")
     return report
 
 
 def run_webcam_segment(
-    source, model_name, blur, alpha, strength, show, output, overwrite, max_frames, quiet, runtime="auto"
-):
+    model_name: str | OpenedModel,
+    webcam: WebcamOptions,
+    *,
+    blur: bool = False,
+    alpha: float = 0.5,
+    strength: int = 31,
+    runtime: str = "auto",
+) -> LoopStats:
     """``cvapps webcam segment``: live overlay or background blur over a camera or video."""
-    from cvapps.core.webcam import run_loop
     from cvapps.runtime import open_model
     from cvapps.segmentation import segment
 
@@ -348,8 +407,8 @@ def run_webcam_segment(
         [result] = segment(image, model)
         return render(image, result, view, alpha, strength)
 
-    stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
-    if not quiet:
+    stats = run_webcam_loop(process, webcam)
+    if not webcam.quiet:
         click.echo(
             f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)"
         )

@@ -14,13 +14,34 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import click
 
-from cvapps.cli.commands import Outputs, eval_report, progress
-from cvapps.cli.common import fail_on_value_error, renamed, runtime_option, warn, webcam_options
+from cvapps.cli.commands import Outputs, check_destinations, eval_report, progress, run_webcam_loop
+from cvapps.cli.common import (
+    OutputOptions,
+    ReportOptions,
+    WebcamOptions,
+    fail_on_value_error,
+    output_options,
+    quiet_option,
+    renamed,
+    report_options,
+    runtime_option,
+    warn,
+    webcam_options,
+)
 from cvapps.core.sinks import write_json
 from cvapps.core.sources import open_source
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cvapps.core.webcam import LoopStats
+    from cvapps.style import StyleOptions, StyleRunner
 
 _style_option = click.option(
     "--style",
@@ -52,7 +73,7 @@ _blend_options = [
 ]
 
 
-def _blend(function):
+def _blend(function: Callable) -> Callable:
     for option in reversed(_blend_options):
         function = option(function)
     return function
@@ -79,53 +100,34 @@ def _blend(function):
     show_default=True,
     help="Optimisation steps (--method optimize).",
 )
-@click.option("--output", type=click.Path(), help="Image file, folder (for many inputs) or video file.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option("--json", "json_path", type=click.Path(), help="Write one JSON line per result ('-' for stdout).")
+@output_options("Image file, folder (for many inputs) or video file.")
 @runtime_option
-@click.option("--quiet", is_flag=True)
 @fail_on_value_error
 def stylize_command(
-    source,
-    style,
-    method,
-    strength,
-    preserve_color,
-    size,
-    blend_style,
-    blend_weight,
-    steps,
-    output,
-    overwrite,
-    json_path,
-    runtime,
-    quiet,
-):
+    source: str,
+    style: str,
+    method: str | None,
+    strength: float,
+    preserve_color: bool,
+    size: int | None,
+    blend_style: str | None,
+    blend_weight: float,
+    steps: int,
+    runtime: str,
+    outputs: OutputOptions,
+) -> None:
     """Stylise SOURCE (an image, a folder, a glob or a video file) with a style."""
+    from cvapps.style import StyleOptions
 
-    failures = run_stylize(
-        source,
-        style,
-        method,
-        strength,
-        preserve_color,
-        size,
-        blend_style,
-        blend_weight,
-        steps,
-        output,
-        overwrite,
-        json_path,
-        runtime,
-        quiet,
-    )
+    choice = StyleChoice(style, method, strength, preserve_color, size, StyleOptions(blend_style, blend_weight, steps))
+    failures = run_stylize(source, choice, outputs, runtime=runtime)
     if failures:
         sys.exit(1)
 
 
 @click.command("styles")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def styles_command(as_json):
+def styles_command(as_json: bool) -> None:
     """List the shipped styles (use them with --style NAME)."""
     import json
 
@@ -193,31 +195,31 @@ def styles_command(as_json):
 @click.option("--max-images", type=click.IntRange(min=1), help="Use at most this many content photos.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state and samples (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True)
+@quiet_option
 @fail_on_value_error
 def train_style_command(
-    style_image,
-    more_content,
-    content,
-    output,
-    image_size,
-    batch_size,
-    epochs,
-    steps_per_epoch,
-    learning_rate,
-    content_weight,
-    style_weight,
-    tv_weight,
-    style_size,
-    loss_network,
-    width,
-    residual_blocks,
-    full_conv,
-    max_images,
-    checkpoint_dir,
-    seed,
-    quiet,
-):
+    style_image: str,
+    more_content: tuple[str, ...],
+    content: tuple[str, ...],
+    output: str,
+    image_size: int,
+    batch_size: int,
+    epochs: int,
+    steps_per_epoch: int,
+    learning_rate: float,
+    content_weight: float,
+    style_weight: float,
+    tv_weight: float,
+    style_size: int,
+    loss_network: str,
+    width: int,
+    residual_blocks: int,
+    full_conv: bool,
+    max_images: int | None,
+    checkpoint_dir: str | None,
+    seed: int,
+    quiet: bool,
+) -> None:
     """Train a fast style network for the painting STYLE_IMAGE on --content photos.
     Progress goes to the log, sample outputs to CHECKPOINT_DIR/samples; rerun to resume."""
     from cvapps.style import train_style
@@ -279,14 +281,25 @@ def train_style_command(
     show_default=True,
     help="Optimisation steps (--method optimize).",
 )
-@click.option("--json", "json_path", type=click.Path(), help="Write the report as one JSON object.")
+@report_options()
 @runtime_option
-@click.option("--quiet", is_flag=True)
 @fail_on_value_error
-def eval_style_command(content_dir, style, method, size, loss_network, max_images, steps, json_path, runtime, quiet):
+def eval_style_command(
+    content_dir: str,
+    style: str,
+    method: str | None,
+    size: int | None,
+    loss_network: str,
+    max_images: int | None,
+    steps: int,
+    runtime: str,
+    report: ReportOptions,
+) -> None:
     """Mean content and style losses (relative, see cvapps.style) of stylised CONTENT_DIR photos."""
+    from cvapps.style import StyleOptions
 
-    run_eval_style(content_dir, style, method, size, loss_network, max_images, steps, json_path, runtime, quiet)
+    choice = StyleChoice(style, method, size=size, options=StyleOptions(steps=steps, loss_network=loss_network))
+    run_eval_style(content_dir, choice, report, max_images=max_images, runtime=runtime)
 
 
 @click.command("style")
@@ -307,40 +320,23 @@ def eval_style_command(content_dir, style, method, size, loss_network, max_image
 @webcam_options
 @fail_on_value_error
 def webcam_style_command(
-    style,
-    size,
-    strength,
-    preserve_color,
-    blend_style,
-    blend_weight,
-    runtime,
-    source,
-    no_show,
-    output,
-    overwrite,
-    max_frames,
-    quiet,
-):
+    style: str,
+    size: int,
+    strength: float,
+    preserve_color: bool,
+    blend_style: str | None,
+    blend_weight: float,
+    runtime: str,
+    webcam: WebcamOptions,
+) -> None:
     """Live style transfer over a camera (q or Esc quits) or a video file (fast styles only)."""
+    from cvapps.style import StyleOptions
 
-    run_webcam_style(
-        style,
-        size,
-        strength,
-        preserve_color,
-        blend_style,
-        blend_weight,
-        runtime,
-        source,
-        not no_show,
-        output,
-        overwrite,
-        max_frames,
-        quiet,
-    )
+    choice = StyleChoice(style, "fast", strength, preserve_color, size, StyleOptions(blend_style, blend_weight, 1))
+    run_webcam_style(choice, webcam, runtime=runtime)
 
 
-def register(cli, train, evaluate, webcam):
+def register(cli: click.Group, train: click.Group, evaluate: click.Group, webcam: click.Group) -> None:
     """Add this app's commands to the top-level group and the train/eval/webcam groups."""
     cli.add_command(stylize_command, "stylize")
     cli.add_command(styles_command, "styles")
@@ -354,45 +350,54 @@ def register(cli, train, evaluate, webcam):
 OPTIMIZE_SIZE = 384  # default longer side for --method optimize (its cost grows with the pixels)
 
 
-def _runner(style, method, runtime, blend_style, blend_weight, steps, loss_network="auto"):
-    from cvapps.style import StyleRunner
+@dataclass(frozen=True)
+class StyleChoice:
+    """What a style command stylises with: the style and the settings of :func:`cvapps.style.stylize`."""
 
-    return StyleRunner(style, method, runtime, blend_style, blend_weight, loss_network=loss_network, steps=steps)
+    style: str
+    method: str | None = None
+    strength: float = 1.0
+    preserve_color: bool = False
+    size: int | None = None
+    options: StyleOptions | None = None  # None: StyleOptions()
+
+    @property
+    def settings(self) -> StyleOptions:
+        """``options``, or the defaults."""
+        from cvapps.style import StyleOptions
+
+        return self.options or StyleOptions()
+
+    def runner(self, runtime: str = "auto") -> StyleRunner:
+        """The opened style(s)."""
+        from cvapps.style import StyleRunner
+
+        o = self.settings
+        return StyleRunner(
+            self.style, self.method, runtime, o.blend_style, o.blend_weight, loss_network=o.loss_network, steps=o.steps
+        )
 
 
-def run_stylize(
-    source,
-    style,
-    method,
-    strength,
-    preserve_color,
-    size,
-    blend_style,
-    blend_weight,
-    steps,
-    output,
-    overwrite,
-    json_path,
-    runtime,
-    quiet,
-):
+def run_stylize(source: str, choice: StyleChoice, outputs: OutputOptions, *, runtime: str = "auto") -> int:
     """``cvapps stylize``: returns the number of inputs that failed."""
     from cvapps.style import is_style_image, stylize
 
-    source = open_source(source)
-    if method is None and is_style_image(style) and not quiet:
+    source, settings = open_source(source), outputs
+    quiet, json_path, size = settings.quiet, settings.json_path, choice.size
+    strength, preserve_color = choice.strength, choice.preserve_color
+    if choice.method is None and is_style_image(choice.style) and not quiet:
         click.echo(
-            f"note: --style {style} is a painting, so --method optimize is used "
-            f"({steps} steps; tens of seconds per image on a CPU).",
+            f"note: --style {choice.style} is a painting, so --method optimize is used "
+            f"({choice.settings.steps} steps; tens of seconds per image on a CPU).",
             err=True,
         )
-    runner = _runner(style, method, runtime, blend_style, blend_weight, steps)
+    runner = choice.runner(runtime)
     if size is None and runner.method == "optimize":
         size = OPTIMIZE_SIZE
-    outputs = Outputs(source, output, json_path, overwrite)
+    outputs = Outputs(source, settings)
     with outputs:
-        for frame in outputs.frames(quiet):
-            result = stylize(frame.image, runner, strength=strength, preserve_color=preserve_color, size=size)
+        for frame in outputs.frames():
+            [result] = stylize(frame.image, runner, strength=strength, preserve_color=preserve_color, size=size)
             if outputs.records:
                 outputs.records.write(
                     {
@@ -420,27 +425,35 @@ def run_stylize(
     return outputs.failures
 
 
-def _resize_to(image, shape):
+def _resize_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     import cv2
 
     return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def run_eval_style(content_dir, style, method, size, loss_network, max_images, steps, json_path, runtime, quiet):
+def run_eval_style(
+    content_dir: str,
+    choice: StyleChoice,
+    report_options: ReportOptions,
+    *,
+    max_images: int | None = None,
+    runtime: str = "auto",
+) -> dict:
     """``cvapps eval style``: mean relative content and style losses over the photos of
     ``content_dir``; prints and saves the report (the shared eval contract)."""
     from cvapps.style import evaluate_style
 
-    started = time.time()
+    started, quiet, json_path, style = time.time(), report_options.quiet, report_options.json_path, choice.style
+    check_destinations(report_options)
     bar = None if quiet else (lambda items, total: progress(items, False, total, "stylising"))
     metrics, count, skipped = evaluate_style(
         content_dir,
         style,
-        method=method,
-        size=size,
-        loss_network=loss_network,
+        method=choice.method,
+        size=choice.size,
+        loss_network=choice.settings.loss_network,
         max_images=max_images,
-        steps=steps,
+        steps=choice.settings.steps,
         runtime=runtime,
         progress=bar,
     )
@@ -452,42 +465,30 @@ def run_eval_style(content_dir, style, method, size, loss_network, max_images, s
         f"({metrics['method']}, loss network {metrics['loss_network']}, {metrics['seconds_per_image']:.2f} s/image)"
     )
     if json_path:
-        write_json(json_path, report)
+        write_json(json_path, report, overwrite=report_options.overwrite)
     return report
 
 
-def run_webcam_style(
-    style,
-    size,
-    strength,
-    preserve_color,
-    blend_style,
-    blend_weight,
-    runtime,
-    source,
-    show,
-    output,
-    overwrite,
-    max_frames,
-    quiet,
-):
+def run_webcam_style(choice: StyleChoice, webcam: WebcamOptions, *, runtime: str = "auto") -> LoopStats:
     """``cvapps webcam style``: a fast style live over a camera or a video file."""
-    from cvapps.core.webcam import run_loop
     from cvapps.style import is_style_image, stylize
 
+    style, blend_style = choice.style, choice.settings.blend_style
     if is_style_image(style) or (blend_style is not None and is_style_image(blend_style)):
         raise ValueError(
             f"{style}: the webcam needs a trained (fast) style, not a painting; "
             "train one with 'cvapps train style' or pick one from 'cvapps styles'."
         )
-    runner = _runner(style, "fast", runtime, blend_style, blend_weight, 1)
+    runner = replace(choice, method="fast").runner(runtime)
 
     def process(image):
-        result = stylize(image, runner, strength=strength, preserve_color=preserve_color, size=size)
+        [result] = stylize(
+            image, runner, strength=choice.strength, preserve_color=choice.preserve_color, size=choice.size
+        )
         return _resize_to(result.image, image.shape) if result.image.shape != image.shape else result.image
 
-    stats = run_loop(source, process, show=show, output=output, overwrite=overwrite, max_frames=max_frames)
-    if not quiet:
+    stats = run_webcam_loop(process, webcam)
+    if not webcam.quiet:
         click.echo(
             f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)"
         )

@@ -19,7 +19,7 @@ import click
 from cvapps.cli.common import UserError, fail_on_value_error, warn
 
 # The names of cvapps.core.kernels.KERNELS, repeated here so that --help needs no numpy
-# (tests/test_kernels.py checks the two lists are the same).
+# (tests/core/test_kernels.py checks the two lists are the same).
 KERNEL_NAMES = (
     "sobel-x",
     "sobel-y",
@@ -93,7 +93,9 @@ def _done(path, started, quiet):
 @_overwrite_option
 @click.option("--quiet", is_flag=True, help="Print only the written paths.")
 @fail_on_value_error
-def filter_command(image, kernel, output, mode, padding, saturate, overwrite, quiet):
+def filter_command(
+    image: str, kernel: str, output: str, mode: str, padding: str, saturate: float, overwrite: bool, quiet: bool
+) -> None:
     """Apply a classic hand-made filter (Sobel, Scharr, Laplacian, line detectors, ...) to the
     luminance of IMAGE (a file, folder or glob) and save the response as a gray picture:
     what a CNN's first layer learns to do, written by hand."""
@@ -131,7 +133,7 @@ def filter_command(image, kernel, output, mode, padding, saturate, overwrite, qu
 @_overwrite_option
 @click.option("--quiet", is_flag=True, help="Print only the written path.")
 @fail_on_value_error
-def filters_command(model, output, tile, overwrite, quiet):
+def filters_command(model: str, output: str, tile: int, overwrite: bool, quiet: bool) -> None:
     """Draw the first convolution layer's learned filters of MODEL (a shipped name such as
     hymenoptera, or a .keras file) as a grid picture, each filter normalised on its own."""
     from cvapps.core.sinks import write_image
@@ -166,7 +168,16 @@ def filters_command(model, output, tile, overwrite, quiet):
 @_overwrite_option
 @click.option("--quiet", is_flag=True, help="Print only the written path.")
 @fail_on_value_error
-def features_command(model, image, levels, max_channels, colours, output, overwrite, quiet):
+def features_command(
+    model: str,
+    image: str,
+    levels: tuple[str, ...],
+    max_channels: int,
+    colours: str,
+    output: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Draw the feature maps of IMAGE at the chosen backbone levels of MODEL, one small picture
     per channel, each normalised on its own."""
     from cvapps.core.sinks import write_image
@@ -210,7 +221,18 @@ def _parse_units(text):
 @_overwrite_option
 @click.option("--quiet", is_flag=True, help="Print only the written path.")
 @fail_on_value_error
-def patches_command(model, folder, level, units, top, patch_size, batch_size, output, overwrite, quiet):
+def patches_command(
+    model: str,
+    folder: str,
+    level: str,
+    units: str | None,
+    top: int,
+    patch_size: int | None,
+    batch_size: int,
+    output: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """For units of one backbone level of MODEL, the patches of the images in FOLDER (or a glob)
     that activate each unit most (Zeiler & Fergus 2014): a row per unit, strongest first."""
     from cvapps.core.sinks import write_image
@@ -235,7 +257,7 @@ def patches_command(model, folder, level, units, top, patch_size, batch_size, ou
         sys.exit(1)
 
 
-def register(cli, train, evaluate, webcam):
+def register(cli: click.Group, train: click.Group, evaluate: click.Group, webcam: click.Group) -> None:
     """Add ``filter``, ``filters``, ``features`` and ``patches`` to the top-level group."""
     for command in (filter_command, filters_command, features_command, patches_command):
         cli.add_command(command)

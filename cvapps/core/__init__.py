@@ -10,3 +10,5 @@
 
 import-linter contracts in ``pyproject.toml`` keep it below :mod:`cvapps.nn` and free of Keras.
 """
+
+from __future__ import annotations

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import numpy as np
 
 BOX_RGB = (20, 20, 20)
@@ -17,12 +20,17 @@ TEXT_RGB = (255, 255, 255)
 BOX_OPACITY = 0.7
 
 
-def default_scale(image) -> float:
+def default_scale(image: np.ndarray) -> float:
     """OpenCV font scale readable at this image size: 0.6 at 640 px on the short side, at least 0.35."""
     return max(0.35, 0.6 * min(image.shape[:2]) / 640.0)
 
 
-def draw_text_lines(image_rgb, lines, origin=(8, 8), scale=None) -> np.ndarray:
+def draw_text_lines(
+    image_rgb: np.ndarray,
+    lines: str | Iterable[object],
+    origin: Sequence[float] = (8, 8),
+    scale: float | None = None,
+) -> np.ndarray:
     """Return a copy of ``image_rgb`` with ``lines`` written top-down inside a dark box.
 
     Args:
@@ -76,7 +84,7 @@ def _check_rgb(image) -> np.ndarray:
     return image
 
 
-def class_colour(class_id):
+def class_colour(class_id: int) -> tuple[int, int, int]:
     """A distinct, stable RGB colour per class id (golden-ratio hue steps)."""
     import colorsys
 
@@ -84,7 +92,7 @@ def class_colour(class_id):
     return int(red * 255), int(green * 255), int(blue * 255)
 
 
-def draw_detections(image_rgb, detections, scale=None) -> np.ndarray:
+def draw_detections(image_rgb: np.ndarray, detections: Any, scale: float | None = None) -> np.ndarray:
     """Return a copy of ``image_rgb`` with each detection's box and "name confidence" label.
 
     Args:

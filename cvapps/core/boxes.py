@@ -39,8 +39,12 @@ from __future__ import annotations
 import base64
 import functools
 import math
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 FORMATS = ("xyxy", "xywh", "cxcywh")
 NMS_METHODS = ("gaussian", "linear")
@@ -130,7 +134,7 @@ _FROM_XYXY = {
 }
 
 
-def to_xyxy(boxes, fmt) -> np.ndarray:
+def to_xyxy(boxes: ArrayLike, fmt: str) -> np.ndarray:
     """Convert boxes from ``fmt`` (``"xyxy"``, ``"xywh"`` or ``"cxcywh"``) to xyxy.
 
     Args:
@@ -145,7 +149,7 @@ def to_xyxy(boxes, fmt) -> np.ndarray:
     return _convert(_TO_XYXY, boxes, fmt).astype(np.float32)
 
 
-def from_xyxy(boxes, fmt) -> np.ndarray:
+def from_xyxy(boxes: ArrayLike, fmt: str) -> np.ndarray:
     """Convert (..., 4) xyxy boxes to ``fmt``; returns (..., 4) float32 in the same units.
 
     >>> from_xyxy([[10, 20, 40, 60]], "cxcywh").tolist()
@@ -161,7 +165,7 @@ def _convert(table, boxes, fmt):
     return np.stack(table[fmt](*columns), axis=-1)
 
 
-def normalize(boxes, image_width, image_height) -> np.ndarray:
+def normalize(boxes: ArrayLike, image_width: float, image_height: float) -> np.ndarray:
     """Divide x columns by ``image_width`` and y columns by ``image_height``.
 
     Works for all three formats (columns 0 and 2 are x quantities, 1 and 3 are y quantities).
@@ -172,14 +176,14 @@ def normalize(boxes, image_width, image_height) -> np.ndarray:
     return (_as_array(boxes, "boxes", trailing=4) / scale).astype(np.float32)
 
 
-def denormalize(boxes, image_width, image_height) -> np.ndarray:
+def denormalize(boxes: ArrayLike, image_width: float, image_height: float) -> np.ndarray:
     """Multiply x columns by ``image_width`` and y columns by ``image_height``; (..., 4) float32."""
     _check_image_size(image_width, image_height)
     scale = np.array([image_width, image_height, image_width, image_height], np.float64)
     return (_as_array(boxes, "boxes", trailing=4) * scale).astype(np.float32)
 
 
-def clip_boxes(boxes, image_width, image_height) -> np.ndarray:
+def clip_boxes(boxes: ArrayLike, image_width: float, image_height: float) -> np.ndarray:
     """Clip (N, 4) xyxy pixel boxes to the image ``[0, width] x [0, height]``; (N, 4) float32.
 
     A box wholly outside the image becomes zero-area (IoU 0 with everything); drop those with
@@ -190,7 +194,7 @@ def clip_boxes(boxes, image_width, image_height) -> np.ndarray:
     return np.clip(_as_xyxy(boxes), 0, limits).astype(np.float32)
 
 
-def box_area(boxes) -> np.ndarray:
+def box_area(boxes: ArrayLike) -> np.ndarray:
     """(N,) float32 areas ``(x2 - x1) * (y2 - y1)`` of (N, 4) xyxy boxes."""
     boxes = _as_xyxy(boxes)
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -205,7 +209,9 @@ def box_area(boxes) -> np.ndarray:
 _LABEL_ROUNDING = 1e-5
 
 
-def parse_yolo_labels(text_or_lines, image_width, image_height, source=None):
+def parse_yolo_labels(
+    text_or_lines: str | Iterable[str], image_width: float, image_height: float, source: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Parse YOLO label lines into xyxy pixel boxes, reporting bad lines instead of raising.
 
     Each non-blank line is ``class cx cy w h``: an integer class id >= 0 and four finite numbers
@@ -276,7 +282,9 @@ def _parse_yolo_line(line):
     return [class_id, cx, cy, w, h], None
 
 
-def format_yolo_labels(boxes, class_ids, image_width, image_height, precision=6) -> str:
+def format_yolo_labels(
+    boxes: ArrayLike, class_ids: ArrayLike, image_width: float, image_height: float, precision: int = 6
+) -> str:
     """YOLO label text, one ``"class cx cy w h\\n"`` line per (N, 4) xyxy pixel box.
 
     Raises:
@@ -374,7 +382,7 @@ def _enclosing_wh(ac, bc):
     return np.maximum(ac[2], bc[2]) - np.minimum(ac[0], bc[0]), np.maximum(ac[3], bc[3]) - np.minimum(ac[1], bc[1])
 
 
-def box_iou(a, b, aligned=False) -> np.ndarray:
+def box_iou(a: ArrayLike, b: ArrayLike, aligned: bool = False) -> np.ndarray:
     """Intersection over union of xyxy boxes: IoU = |A n B| / |A u B|.
 
     Args:
@@ -389,7 +397,7 @@ def box_iou(a, b, aligned=False) -> np.ndarray:
     return _iou_union(ac, bc)[0]
 
 
-def generalized_box_iou(a, b, aligned=False) -> np.ndarray:
+def generalized_box_iou(a: ArrayLike, b: ArrayLike, aligned: bool = False) -> np.ndarray:
     """GIoU = IoU - (C - union) / C, C the area of the smallest box enclosing both; in [-1, 1].
 
     Shapes as :func:`box_iou`; the penalty is 0 when C = 0 (both boxes one point).
@@ -401,7 +409,7 @@ def generalized_box_iou(a, b, aligned=False) -> np.ndarray:
     return iou - _safe_divide(enclosing - union, enclosing)
 
 
-def distance_box_iou(a, b, aligned=False) -> np.ndarray:
+def distance_box_iou(a: ArrayLike, b: ArrayLike, aligned: bool = False) -> np.ndarray:
     """DIoU = IoU - rho^2 / c^2: rho the distance between centres, c the enclosing box diagonal.
 
     In [-1, 1]; shapes as :func:`box_iou`; the penalty is 0 when c = 0.
@@ -418,7 +426,7 @@ def _distance_iou(ac, bc):
     return iou - _safe_divide(rho2, enclosing_w**2 + enclosing_h**2), iou
 
 
-def complete_box_iou(a, b, aligned=False) -> np.ndarray:
+def complete_box_iou(a: ArrayLike, b: ArrayLike, aligned: bool = False) -> np.ndarray:
     """CIoU = DIoU - alpha * v (Zheng et al. 2020), shapes as :func:`box_iou`.
 
     v = 4 / pi^2 * (atan(w_b / h_b) - atan(w_a / h_a))^2 measures aspect-ratio mismatch and
@@ -440,7 +448,12 @@ def complete_box_iou(a, b, aligned=False) -> np.ndarray:
 
 
 def nms(
-    boxes, scores, iou_threshold=0.45, score_threshold=float("-inf"), class_ids=None, max_detections=None
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    iou_threshold: float = 0.45,
+    score_threshold: float = float("-inf"),
+    class_ids: ArrayLike | None = None,
+    max_detections: int | None = None,
 ) -> np.ndarray:
     """Greedy non-max suppression; keeps exactly what ``tf.image.non_max_suppression`` keeps.
 
@@ -487,7 +500,7 @@ def nms(
 ONNX_NMS_MAX_BOXES = 4096
 
 # A one-operator ONNX graph, NonMaxSuppression (opset 11, center_point_box 0), serialised. Made
-# with onnx.helper (see tests/test_boxes.py::test_embedded_nms_graph_is_the_documented_one):
+# with onnx.helper (see tests/core/test_boxes.py::test_embedded_nms_graph_is_the_documented_one):
 # inputs boxes (1, N, 4) float32 [y1, x1, y2, x2], scores (1, C, N), max_output_boxes_per_class
 # (1,) int64, iou_threshold (1,), score_threshold (1,); output selected (K, 3) [batch, class, box].
 _NMS_GRAPH = (
@@ -791,15 +804,15 @@ def _settle_in_order(state, first, second):
 
 
 def soft_nms(
-    boxes,
-    scores,
-    method="gaussian",
-    sigma=0.5,
-    iou_threshold=0.3,
-    score_threshold=0.001,
-    class_ids=None,
-    max_detections=None,
-):
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    method: str = "gaussian",
+    sigma: float = 0.5,
+    iou_threshold: float = 0.3,
+    score_threshold: float = 0.001,
+    class_ids: ArrayLike | None = None,
+    max_detections: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Soft-NMS (Bodla et al. 2017): overlapping boxes lose score instead of being dropped.
 
     Repeatedly keeps the box with the highest current score (ties: lower index) and decays
@@ -870,7 +883,7 @@ def _as_sizes(values, name):
     return sizes
 
 
-def feature_size(image_size, stride):
+def feature_size(image_size: int | Sequence[int], stride: float) -> tuple[int, int]:
     """(rows, columns) of the feature map at ``stride``: ceil(height / stride), ceil(width / stride).
 
     ``image_size`` is an int (square) or (height, width) in pixels.
@@ -885,14 +898,14 @@ def feature_size(image_size, stride):
     return math.ceil(height / stride), math.ceil(width / stride)
 
 
-def cell_grid(rows, columns) -> np.ndarray:
+def cell_grid(rows: int, columns: int) -> np.ndarray:
     """(rows, columns, 1, 2) float32 cell indices (column, row): the ``grid`` :func:`decode` takes
     for a head output shaped (rows, columns, A, 4)."""
     column, row = np.meshgrid(np.arange(columns, dtype=np.float32), np.arange(rows, dtype=np.float32))
     return np.stack([column, row], axis=-1)[:, :, None, :]
 
 
-def anchor_grid(image_size, stride, anchor_sizes) -> np.ndarray:
+def anchor_grid(image_size: int | Sequence[int], stride: float, anchor_sizes: ArrayLike) -> np.ndarray:
     """Anchor boxes of one pyramid level: one per cell and anchor size.
 
     Cell (row i, column j) has its centre at ((j + 0.5) * stride, (i + 0.5) * stride); the
@@ -918,7 +931,7 @@ def anchor_grid(image_size, stride, anchor_sizes) -> np.ndarray:
     return corners.reshape(-1, 4).astype(np.float32)
 
 
-def wh_iou(a, b) -> np.ndarray:
+def wh_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """IoU of sizes alone, boxes aligned at one corner: (N, 2) and (K, 2) (width, height) -> (N, K).
 
     IoU = min(w_a, w_b) * min(h_a, h_b) / (w_a h_a + w_b h_b - that), the distance k-means uses.
@@ -930,7 +943,9 @@ def wh_iou(a, b) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def kmeans_anchors(wh, k, seed=0, iterations=300, restarts=3):
+def kmeans_anchors(
+    wh: ArrayLike, k: int, seed: int | None = 0, iterations: int = 300, restarts: int = 3
+) -> tuple[np.ndarray, float]:
     """Fit k anchor sizes to box sizes with k-means under the 1 - IoU distance (YOLOv2).
 
     Each run starts from greedy k-means++ seeds and alternates: each box joins the anchor it
@@ -1003,7 +1018,7 @@ def _logit(p):
     return np.log(p) - np.log1p(-p)
 
 
-def decode(offsets, anchors, grid, stride) -> np.ndarray:
+def decode(offsets: ArrayLike, anchors: ArrayLike, grid: ArrayLike, stride: float) -> np.ndarray:
     """Boxes from YOLOv5 offsets: centre = (2 sigmoid(t_xy) - 0.5 + grid) * stride and
     size = anchor * (2 sigmoid(t_wh))^2, so centres stay within (-0.5, 1.5) cells of their cell
     and sizes within (0, 4) times their anchor.
@@ -1024,7 +1039,9 @@ def decode(offsets, anchors, grid, stride) -> np.ndarray:
     return yolo_xyxy(_sigmoid(offsets), anchors, grid, stride).astype(np.float32)
 
 
-def yolo_xyxy(sigmoid, anchors, grid, stride, concatenate=np.concatenate):
+def yolo_xyxy(
+    sigmoid: Any, anchors: Any, grid: Any, stride: Any, concatenate: Callable[..., Any] = np.concatenate
+) -> Any:
     """The YOLOv5 box formula, written once for NumPy arrays and ``keras.ops`` tensors alike.
 
     centre = (2 s_xy - 0.5 + grid) * stride and size = anchor * (2 s_wh)^2, where
@@ -1050,7 +1067,7 @@ def yolo_xyxy(sigmoid, anchors, grid, stride, concatenate=np.concatenate):
     return concatenate([centre - size / 2, centre + size / 2], axis=-1)
 
 
-def encode(boxes, anchors, grid, stride) -> np.ndarray:
+def encode(boxes: ArrayLike, anchors: ArrayLike, grid: ArrayLike, stride: float) -> np.ndarray:
     """YOLOv5 offsets of xyxy boxes; :func:`decode` inverts it.
 
     centre = (2 sigmoid(t_xy) - 0.5 + grid) * stride and size = anchor * (2 sigmoid(t_wh))^2, so

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def split_by_image(data, fraction, seed=0):
+def split_by_image(data: Any, fraction: float, seed: int | None = 0) -> tuple[Any, Any]:
     """Split any data set with ``len()`` and ``subset(indices)`` by image into ``(train, held_out)``;
     ``held_out`` has round(fraction * N) images (at least 1, at most N - 1).
 
@@ -34,7 +35,7 @@ def split_by_image(data, fraction, seed=0):
     return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
 
 
-def read_yaml_names(path):
+def read_yaml_names(path: str | Path) -> tuple[list[str] | None, dict[str, str]]:
     """Class names from a YOLO ``data.yaml`` without PyYAML: ``(names or None, keys)``.
 
     Understands ``names: [a, b]``, ``names: {0: a, 1: b}``, and blocks of ``  0: a`` or

@@ -45,6 +45,7 @@ return a picture, flat areas unchanged).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # ITU-R BT.601 luma weights, the ones cv2.cvtColor(..., COLOR_RGB2GRAY) uses.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -78,7 +79,7 @@ PADDINGS = ("same", "valid", "reflect")
 MODES = ("abs", "signed", "clip", "auto")
 
 
-def get_kernel(kernel) -> np.ndarray:
+def get_kernel(kernel: str | ArrayLike) -> np.ndarray:
     """A kernel name (a key of :data:`KERNELS`) or a 2-D array -> (kh, kw) float32 array, both sides odd.
 
     >>> get_kernel("laplacian").tolist()
@@ -100,7 +101,7 @@ def get_kernel(kernel) -> np.ndarray:
     return array
 
 
-def luminance(image) -> np.ndarray:
+def luminance(image: ArrayLike) -> np.ndarray:
     """(H, W, 3) RGB or (H, W) / (H, W, 1) gray, any real dtype -> (H, W) float32 luminance,
     in the image's own units (0..255 for uint8); Y = 0.299 R + 0.587 G + 0.114 B.
 
@@ -117,7 +118,7 @@ def luminance(image) -> np.ndarray:
     raise ValueError(f"expected an (H, W, 3) RGB or (H, W) gray image; received shape {image.shape}.")
 
 
-def apply_kernel(image, kernel, padding="same") -> np.ndarray:
+def apply_kernel(image: ArrayLike, kernel: str | ArrayLike, padding: str = "same") -> np.ndarray:
     """Cross-correlate the luminance of ``image`` with ``kernel``.
 
     Args:
@@ -161,7 +162,7 @@ def apply_kernel(image, kernel, padding="same") -> np.ndarray:
     return np.ascontiguousarray(response, np.float32)
 
 
-def default_mode(kernel) -> str:
+def default_mode(kernel: str | ArrayLike) -> str:
     """The :func:`response_image` mode that suits ``kernel``: ``"clip"`` for kernels whose weights
     sum to 1 (blur, sharpen: the response is a picture), else ``"abs"`` (edge and line detectors).
 
@@ -171,7 +172,7 @@ def default_mode(kernel) -> str:
     return "clip" if abs(float(get_kernel(kernel).sum()) - 1.0) < 1e-4 else "abs"
 
 
-def response_image(response, mode="abs", saturate=0.0) -> np.ndarray:
+def response_image(response: ArrayLike, mode: str = "abs", saturate: float = 0.0) -> np.ndarray:
     """A kernel response as an (H, W, 3) uint8 gray picture.
 
     Modes, with ``peak`` = max |r| (or, with ``saturate`` = s > 0, the (100 - s)-th percentile of
@@ -215,7 +216,9 @@ def response_image(response, mode="abs", saturate=0.0) -> np.ndarray:
     return np.repeat(gray.astype(np.uint8)[:, :, None], 3, axis=2)
 
 
-def filter_image(image, kernel, mode="auto", padding="reflect", saturate=1.0) -> np.ndarray:
+def filter_image(
+    image: ArrayLike, kernel: str | ArrayLike, mode: str = "auto", padding: str = "reflect", saturate: float = 1.0
+) -> np.ndarray:
     """``image`` -> (H, W, 3) uint8 picture of its response to ``kernel``: :func:`apply_kernel`
     then :func:`response_image`. ``mode="auto"`` picks :func:`default_mode`; ``padding`` as in
     :func:`apply_kernel` (``"reflect"`` draws no false edge along the frame); ``saturate``: the

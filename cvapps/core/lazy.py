@@ -10,9 +10,13 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import Any
 
 
-def lazy_exports(package: str, table: dict[str, str], names: list[str]):
+def lazy_exports(
+    package: str, table: dict[str, str], names: list[str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for a package ``__init__``: ``table`` maps an exported name to the module
     that defines it, imported on first access (PEP 562); ``names`` are the names defined in the
     ``__init__`` itself (its constants), listed by ``dir()``."""

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def confusion_matrix_image(confusion, class_names, column_names=None, cell=56) -> np.ndarray:
+def confusion_matrix_image(
+    confusion: ArrayLike, class_names: Sequence[str], column_names: Sequence[str] | None = None, cell: int = 56
+) -> np.ndarray:
     """Draw a confusion matrix: rows are true classes, columns predicted, colour is the row
     fraction (recall of that cell), text is the count.
 
@@ -64,7 +69,7 @@ def confusion_matrix_image(confusion, class_names, column_names=None, cell=56) -
     return image
 
 
-def pr_curve_image(curves, size=480) -> np.ndarray:
+def pr_curve_image(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], size: int = 480) -> np.ndarray:
     """Draw precision-recall curves, one coloured line per class, recall on x and precision on y.
 
     Args:

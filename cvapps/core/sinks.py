@@ -21,13 +21,14 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cvapps.core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 
-def atomic_path(path):
+def atomic_path(path: str | Path) -> Path:
     """A temporary path beside ``path`` (same folder, same suffix) for an atomic write."""
     path = Path(path)
     if path.is_dir():
@@ -48,7 +49,7 @@ def atomic_path(path):
     return Path(temporary)
 
 
-def write_image(path, image, overwrite=False):
+def write_image(path: str | Path, image: np.ndarray, overwrite: bool = False) -> Path:
     """Write an (H, W, 3) uint8 RGB image (or (H, W, 4) RGBA to a .png) atomically; the format
     follows the suffix.
 
@@ -82,7 +83,7 @@ def write_image(path, image, overwrite=False):
     return path
 
 
-def refuse_existing(path, overwrite):
+def refuse_existing(path: str | Path, overwrite: bool) -> None:
     """Raise ValueError when the file ``path`` exists (unless ``overwrite``) or is a folder."""
     if Path(path).is_dir():
         raise ValueError(f"{path} is a folder; name a file to write.")
@@ -98,7 +99,7 @@ class ImageSink:
     not a silent overwrite.
     """
 
-    def __init__(self, output, multiple, overwrite=False):
+    def __init__(self, output: str | Path, multiple: bool, overwrite: bool = False):
         self.output = Path(output)
         self.multiple = multiple
         self.overwrite = overwrite
@@ -113,7 +114,7 @@ class ImageSink:
                 raise ValueError(f"{output}: is a folder; for one input give an image file name such as out.jpg.")
             refuse_existing(self.output, overwrite)
 
-    def path_for(self, source, index=0, video=False):
+    def path_for(self, source: str | Path, index: int = 0, video: bool = False) -> Path:
         if not self.multiple:
             return self.output
         stem = Path(source).stem or "frame"
@@ -122,7 +123,7 @@ class ImageSink:
             name = f"{Path(name).stem}.png"
         return self.output / name
 
-    def write(self, image, source, index=0, video=False):
+    def write(self, image: np.ndarray, source: str | Path, index: int = 0, video: bool = False) -> Path:
         path = self.path_for(source, index, video)
         if path in self.written:
             raise ValueError(f"{path}: two inputs map to the same output file; use separate output folders.")
@@ -134,7 +135,7 @@ class ImageSink:
 class VideoSink:
     """Frames to a video file, written to a temporary file and renamed on :meth:`close`."""
 
-    def __init__(self, path, fps=25.0, overwrite=False):
+    def __init__(self, path: str | Path, fps: float | None = 25.0, overwrite: bool = False):
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise ValueError(f"{path}: a video output needs a video suffix such as .mp4 or .avi.")
@@ -145,7 +146,7 @@ class VideoSink:
         self.frames = 0
         self.size = None
 
-    def write(self, image):
+    def write(self, image: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 RGB frame; every frame must have the first frame's size."""
         import cv2
 
@@ -173,7 +174,7 @@ class VideoSink:
         self.writer.write(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
         self.frames += 1
 
-    def close(self, keep=True):
+    def close(self, keep: bool = True) -> None:
         """Finish the file; ``keep=False`` (an error happened) removes it instead."""
         if self.writer is not None:
             self.writer.release()
@@ -193,7 +194,7 @@ class VideoSink:
 class JsonLinesSink:
     """One JSON object per line, to stdout (``"-"``) or to a file written atomically on close."""
 
-    def __init__(self, target, overwrite=False):
+    def __init__(self, target: str | Path, overwrite: bool = False):
         self.target = target
         if target == "-":
             self.stream, self.temporary = sys.stdout, None
@@ -202,11 +203,11 @@ class JsonLinesSink:
             self.temporary = atomic_path(target)
             self.stream = open(self.temporary, "w", encoding="utf-8")
 
-    def write(self, record):
+    def write(self, record: dict[str, Any]) -> None:
         self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.stream.flush()
 
-    def close(self, keep=True):
+    def close(self, keep: bool = True) -> None:
         if self.temporary is None:
             return
         self.stream.close()
@@ -224,8 +225,9 @@ class JsonLinesSink:
         self.close(keep=kind is None or issubclass(kind, (SystemExit, KeyboardInterrupt)))
 
 
-def write_json(path, obj, overwrite=True):
-    """Write one JSON object to ``path`` atomically."""
+def write_json(path: str | Path, obj: Any, overwrite: bool = False) -> Path:
+    """Write one JSON object to ``path`` atomically; an existing file is refused unless ``overwrite``
+    (the rule of every cvapps output)."""
     path = Path(path)
     refuse_existing(path, overwrite)
     temporary = atomic_path(path)

@@ -17,10 +17,16 @@ import glob as globlib
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import cv2
+    import PIL.Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -43,7 +49,7 @@ class Frame:
     error: str | None = None
 
 
-def read_image(path) -> np.ndarray:
+def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB with EXIF orientation applied.
 
     Raises:
@@ -66,7 +72,7 @@ def read_image(path) -> np.ndarray:
         raise ValueError(f"{path}: unreadable image ({error}).") from None
 
 
-def to_rgb_uint8(image) -> np.ndarray:
+def to_rgb_uint8(image: PIL.Image.Image) -> np.ndarray:
     """A Pillow image in any mode (L, LA, P, RGBA, I;16, I, F, CMYK...) -> (H, W, 3) uint8 RGB."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
@@ -86,13 +92,13 @@ def to_rgb_uint8(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def list_images(folder) -> list[Path]:
+def list_images(folder: str | Path) -> list[Path]:
     """Image files under ``folder``, recursively, sorted by path."""
     folder = Path(folder)
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def resolve_source(source) -> tuple[str, list]:
+def resolve_source(source: str | int | Path) -> tuple[str, list]:
     """Classify ``source`` as ("camera", [index]), ("video", [path]) or ("images", [paths]).
 
     Raises:
@@ -137,10 +143,10 @@ class Source:
     items: list
 
     @property
-    def is_stream(self):
+    def is_stream(self) -> bool:
         return self.kind in ("video", "camera")
 
-    def frames(self, prefetch: int = 64, workers: int = 2):
+    def frames(self, prefetch: int = 64, workers: int = 2) -> Iterator[Frame]:
         """Frames in order (see :func:`iter_frames`)."""
         if self.kind == "images":
             return _ahead(_image_frames(self.items, workers, prefetch), prefetch)
@@ -148,7 +154,7 @@ class Source:
             return _ahead(_video_frames(str(self.items[0]), str(self.items[0])), prefetch)
         return _video_frames(self.items[0], f"camera:{self.items[0]}")
 
-    def count(self):
+    def count(self) -> int | None:
         """Number of frames, when known cheaply (for progress bars), else None."""
         if self.kind == "images":
             return len(self.items)
@@ -162,14 +168,14 @@ class Source:
         return None
 
 
-def open_source(source) -> Source:
+def open_source(source: str | int | Path | Source) -> Source:
     """Resolve ``source`` once (see :func:`resolve_source`) into a :class:`Source`."""
     if isinstance(source, Source):
         return source
     return Source(*resolve_source(source))
 
 
-def iter_frames(source, prefetch: int = 64, workers: int = 2):
+def iter_frames(source: str | int | Path | Source, prefetch: int = 64, workers: int = 2) -> Iterator[Frame]:
     """Yield :class:`Frame` objects from any source, in order, decoding ahead of the consumer.
 
     Args:
@@ -210,7 +216,7 @@ def _image_frames(paths, workers=2, window=64):
             yield pending.popleft().result()
 
 
-def open_video(target, name):
+def open_video(target: str | int, name: str) -> cv2.VideoCapture:
     """An opened ``cv2.VideoCapture`` or a ValueError naming what could not be opened."""
     import cv2
 
@@ -284,11 +290,11 @@ def _ahead(iterator, size):
         stop.set()
 
 
-def is_image_path(path) -> bool:
+def is_image_path(path: str | Path) -> bool:
     return os.path.splitext(str(path))[1].lower() in IMAGE_SUFFIXES
 
 
-def resize_square(image, size) -> np.ndarray:
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """Resize (H, W, 3) to (size, size, 3): area averaging when shrinking, bilinear when growing."""
     import cv2
 

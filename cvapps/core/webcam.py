@@ -20,7 +20,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +35,7 @@ QUEUE_SIZE = 4  # frames a non-realtime reader may decode ahead of the consumer
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q, Q, Esc
 
 
-def capture_target(source):
+def capture_target(source: str | int | Path) -> int | str:
     """``source`` as a ``cv2.VideoCapture`` target: an int camera index or a video path string.
 
     Raises:
@@ -129,7 +131,7 @@ class LatestFrameReader:
         ValueError: the camera or video cannot be opened; the message names it.
     """
 
-    def __init__(self, target, realtime: bool | None = None):
+    def __init__(self, target: int | str | Path, realtime: bool | None = None):
         if isinstance(target, str) and target.isdigit():
             target = int(target)
         elif not isinstance(target, int):
@@ -200,7 +202,7 @@ class LatestFrameReader:
                 "by another program, or pass --source path/to/video.mp4."
             ) from None
 
-    def close(self):
+    def close(self) -> None:
         """Stop the reader thread and release the capture (waits up to 2 s for the thread)."""
         self._buffer.close()
         if self._thread is not threading.current_thread():
@@ -224,21 +226,21 @@ class LoopStats:
     dropped: int
 
 
-def draw_fps(image_rgb, fps) -> np.ndarray:
+def draw_fps(image_rgb: np.ndarray, fps: float) -> np.ndarray:
     """A copy of (H, W, 3) uint8 RGB ``image_rgb`` with ``FPS 12.3`` top-left (white on a dark box)."""
     return draw_text_lines(image_rgb, [f"FPS {fps:.1f}"])
 
 
 def run_loop(
-    source,
-    process,
+    source: str | int | Path,
+    process: Callable[[np.ndarray], np.ndarray],
     *,
-    show=True,
-    output=None,
-    overwrite=False,
-    max_frames=None,
-    window_name="cvapps",
-    realtime=None,
+    show: bool = True,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    max_frames: int | None = None,
+    window_name: str = "cvapps",
+    realtime: bool | None = None,
 ) -> LoopStats:
     """Read frames, run ``process`` on each, overlay a smoothed FPS, show and/or record them.
 

@@ -19,12 +19,23 @@ dropped together with their class ids (:func:`filter_boxes`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 BORDER_VALUE = 114  # grey used for padding, as YOLOv5 does
 
 
-def filter_boxes(boxes, class_ids, width, height, min_size=2.0, min_area_ratio=0.1, original_areas=None):
+def filter_boxes(
+    boxes: ArrayLike,
+    class_ids: ArrayLike,
+    width: float,
+    height: float,
+    min_size: float = 2.0,
+    min_area_ratio: float = 0.1,
+    original_areas: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clip boxes to ``[0, width] x [0, height]`` and drop remnants.
 
     A box is dropped when its clipped width or height is < ``min_size`` pixels, or, given
@@ -44,7 +55,7 @@ def filter_boxes(boxes, class_ids, width, height, min_size=2.0, min_area_ratio=0
     return clipped[keep], class_ids[keep], keep
 
 
-def hflip(image, boxes):
+def hflip(image: np.ndarray, boxes: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Mirror left-right: ``x1' = W - x2``, ``x2' = W - x1``. Returns ``(image, boxes)``."""
     width = image.shape[1]
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -54,8 +65,15 @@ def hflip(image, boxes):
 
 
 def random_affine(
-    image, boxes, class_ids, rng, scale=(0.5, 1.5), translate=0.1, min_size=2.0, border_value=BORDER_VALUE
-):
+    image: np.ndarray,
+    boxes: ArrayLike,
+    class_ids: ArrayLike,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.5, 1.5),
+    translate: float = 0.1,
+    min_size: float = 2.0,
+    border_value: int = BORDER_VALUE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random zoom about the centre by a factor in ``scale`` and shift by up to ``translate`` x size.
 
     The output has the input's size; boxes are moved by the same affine map (exact for
@@ -76,7 +94,9 @@ def random_affine(
     return out, moved, class_ids
 
 
-def hsv_jitter(image, rng, hue=0.015, saturation=0.7, value=0.4):
+def hsv_jitter(
+    image: np.ndarray, rng: np.random.Generator, hue: float = 0.015, saturation: float = 0.7, value: float = 0.4
+) -> np.ndarray:
     """Random gains on hue, saturation and value (YOLOv5's defaults); boxes are unchanged.
 
     Gains are ``1 + uniform(-g, g)`` for each channel; hue wraps around. Returns (H, W, 3) uint8 RGB.
@@ -93,7 +113,9 @@ def hsv_jitter(image, rng, hue=0.015, saturation=0.7, value=0.4):
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
-def letterbox(image, size, border_value=BORDER_VALUE):
+def letterbox(
+    image: np.ndarray, size: int, border_value: int = BORDER_VALUE
+) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Resize keeping the aspect ratio so the long side is ``size``, then pad to ``size`` x ``size``.
 
     Returns:
@@ -117,13 +139,13 @@ def letterbox(image, size, border_value=BORDER_VALUE):
     return canvas, scale, (pad_x, pad_y)
 
 
-def letterbox_boxes(boxes, scale, pad):
+def letterbox_boxes(boxes: ArrayLike, scale: float, pad: Sequence[float]) -> np.ndarray:
     """(N, 4) xyxy boxes of the original image -> letterboxed pixels: ``b * scale + pad``; float32."""
     offset = np.array([pad[0], pad[1], pad[0], pad[1]], np.float64)
     return (np.asarray(boxes, np.float64).reshape(-1, 4) * scale + offset).astype(np.float32)
 
 
-def unletterbox_boxes(boxes, scale, pad):
+def unletterbox_boxes(boxes: ArrayLike, scale: float, pad: Sequence[float]) -> np.ndarray:
     """(N, 4) xyxy letterboxed boxes (e.g. predictions) -> original pixels: ``(b - pad) / scale``; float32.
 
     Clip the result to the original image with :func:`cvapps.core.boxes.clip_boxes` if needed.
@@ -132,7 +154,15 @@ def unletterbox_boxes(boxes, scale, pad):
     return ((np.asarray(boxes, np.float64).reshape(-1, 4) - offset) / scale).astype(np.float32)
 
 
-def mosaic(images, boxes_list, class_ids_list, size, rng, min_size=2.0, border_value=BORDER_VALUE):
+def mosaic(
+    images: Sequence[np.ndarray],
+    boxes_list: Sequence[ArrayLike],
+    class_ids_list: Sequence[ArrayLike],
+    size: int,
+    rng: np.random.Generator,
+    min_size: float = 2.0,
+    border_value: int = BORDER_VALUE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Four images in one ``size`` x ``size`` canvas around a random centre (YOLOv4/v5 mosaic).
 
     The centre ``(cx, cy)`` is drawn from ``[size/4, 3*size/4]``; each image is resized so its

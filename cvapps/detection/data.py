@@ -51,10 +51,12 @@ transform boxes are clipped to the canvas and remnants dropped by :func:`filter_
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cvapps.core.data import split_by_image
 from cvapps.core.sources import read_image
@@ -111,7 +113,7 @@ class DetectionSample:
         object.__setattr__(self, "class_ids", class_ids)
         object.__setattr__(self, "difficult", difficult)
 
-    def keep(self, mask, class_ids=None):
+    def keep(self, mask: ArrayLike, class_ids: ArrayLike | None = None) -> DetectionSample:
         """A copy with only the objects where ``mask`` is True (class ids optionally replaced)."""
         mask = np.asarray(mask, bool)
         ids = self.class_ids[mask] if class_ids is None else class_ids
@@ -171,13 +173,13 @@ class DetectionData:
         counts = np.bincount(np.concatenate([_EMPTY_IDS, *self.class_ids]), minlength=len(self.class_names))
         return dict(zip(self.class_names, counts.tolist()))
 
-    def subset(self, indices):
+    def subset(self, indices: ArrayLike) -> DetectionData:
         """A DetectionData with the samples at ``indices`` (same class names and problems)."""
         return DetectionData(
             [self.samples[i] for i in np.asarray(indices, int).tolist()], self.class_names, list(self.problems)
         )
 
-    def select_classes(self, names, drop_empty=False):
+    def select_classes(self, names: Iterable[str] | dict[str, str], drop_empty: bool = False) -> DetectionData:
         """Keep only the boxes of classes ``names``, re-indexed 0..len(names)-1 in that order.
 
         Args:
@@ -207,7 +209,7 @@ class DetectionData:
                 samples.append(kept)
         return DetectionData(samples, new_names, list(self.problems))
 
-    def merge(self, other):
+    def merge(self, other: DetectionData) -> DetectionData:
         """This data set followed by ``other``; both must have the same ``class_names``.
 
         Raises:
@@ -221,7 +223,7 @@ class DetectionData:
         return DetectionData(self.samples + other.samples, self.class_names, self.problems + other.problems)
 
 
-def split_detection(data: DetectionData, fraction, seed=0):
+def split_detection(data: DetectionData, fraction: float, seed: int | None = 0) -> tuple[DetectionData, DetectionData]:
     """Split by image into ``(train, held_out)``; ``held_out`` has round(fraction * N) images (>= 1).
 
     Deterministic for a given ``seed``; both parts keep the original image order.
@@ -268,20 +270,20 @@ class DetectionBatches(_py_dataset_base()):
 
     def __init__(
         self,
-        data,
-        image_size=640,
-        batch_size=16,
-        augment=False,
-        mosaic=0.5,
-        flip=0.5,
-        scale=(0.5, 1.5),
-        translate=0.1,
-        hsv=True,
-        shuffle=None,
-        max_boxes=None,
-        keep_difficult=True,
-        seed=0,
-        workers=2,
+        data: DetectionData,
+        image_size: int = 640,
+        batch_size: int = 16,
+        augment: bool = False,
+        mosaic: float = 0.5,
+        flip: float = 0.5,
+        scale: tuple[float, float] = (0.5, 1.5),
+        translate: float = 0.1,
+        hsv: bool = True,
+        shuffle: bool | None = None,
+        max_boxes: int | None = None,
+        keep_difficult: bool = True,
+        seed: int = 0,
+        workers: int = 2,
     ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         if len(data) == 0:
@@ -373,7 +375,7 @@ class DetectionBatches(_py_dataset_base()):
             targets[b, :count, 1:] = boxes[:count]
         return images, targets
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         if self.shuffle:
             self.epoch += 1
             self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.data))

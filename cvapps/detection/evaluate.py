@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cvapps.core.boxes import box_iou
 from cvapps.detection import COCO_IOU_THRESHOLDS
 from cvapps.detection.predict import detect
 
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.detection.data import DetectionData
+    from cvapps.detection.predict import Detections
+    from cvapps.runtime import OpenedModel
+
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def match_predictions(pred_xyxy, pred_scores, true_xyxy, iou_thresholds=COCO_IOU_THRESHOLDS):
+def match_predictions(
+    pred_xyxy: np.ndarray,
+    pred_scores: np.ndarray,
+    true_xyxy: np.ndarray,
+    iou_thresholds: ArrayLike = COCO_IOU_THRESHOLDS,
+) -> np.ndarray:
     """COCO matching in one image for one class: which predictions are true positives.
 
     Predictions are taken in descending score order; each is matched to the unmatched truth box
@@ -41,7 +58,7 @@ def match_predictions(pred_xyxy, pred_scores, true_xyxy, iou_thresholds=COCO_IOU
     return hits
 
 
-def average_precision(tp, scores, num_true):
+def average_precision(tp: np.ndarray, scores: np.ndarray, num_true: int) -> float:
     """COCO's 101-point interpolated average precision for one class.
 
     Args:
@@ -68,7 +85,12 @@ def average_precision(tp, scores, num_true):
     return float(sampled.mean())
 
 
-def mean_average_precision(predictions, truths, num_classes, confidence_threshold=0.25):
+def mean_average_precision(
+    predictions: Sequence[Detections],
+    truths: Sequence[tuple[ArrayLike, ArrayLike]],
+    num_classes: int,
+    confidence_threshold: float = 0.25,
+) -> dict[str, Any]:
     """COCO-style mAP over a data set.
 
     Args:
@@ -125,7 +147,14 @@ def mean_average_precision(predictions, truths, num_classes, confidence_threshol
     }
 
 
-def evaluate_detector(model, data, confidence_threshold=0.001, iou_threshold=0.6, progress=None, with_curves=False):
+def evaluate_detector(
+    model: str | Path | keras.Model | OpenedModel,
+    data: DetectionData,
+    confidence_threshold: float = 0.001,
+    iou_threshold: float = 0.6,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+    with_curves: bool = False,
+) -> dict[str, Any]:
     """COCO-style mAP of a detector on a :class:`cvapps.detection.data.DetectionData`.
 
     The model's classes are matched to the data's by name: boxes of classes the model does not

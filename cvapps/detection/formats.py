@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from cvapps.core.sources import IMAGE_SUFFIXES
 from cvapps.detection.data import DetectionData, DetectionSample
 
 
-def image_size(path) -> tuple:
+def image_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` of an image file from its header, EXIF orientation applied.
 
     Raises:
@@ -45,7 +46,7 @@ def image_size(path) -> tuple:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def load_detection(path, split=None) -> DetectionData:
+def load_detection(path: str | Path, split: str | None = None) -> DetectionData:
     """Load a detection data set in YOLO, Pascal VOC, COCO JSON or Penn-Fudan layout.
 
     Args:
@@ -157,7 +158,7 @@ def _fmt(row):
 # YOLO ------------------------------------------------------------------------------------------
 
 
-def load_yolo(root, split=None, yaml_path=None) -> DetectionData:
+def load_yolo(root: str | Path, split: str | None = None, yaml_path: str | Path | None = None) -> DetectionData:
     """Load a YOLO folder: ``images/[split/]*.jpg`` with ``labels/[split/]*.txt`` and a ``*.yaml``.
 
     Class names come from the yaml's ``names``; without a yaml or ``names`` the class ids
@@ -230,7 +231,9 @@ def _label_path_for(image_path):
 # Pascal VOC ------------------------------------------------------------------------------------
 
 
-def load_voc(root, split=None, images="images", annotations="annotations") -> DetectionData:
+def load_voc(
+    root: str | Path, split: str | None = None, images: str = "images", annotations: str = "annotations"
+) -> DetectionData:
     """Load Pascal VOC XML: ``root/<annotations>/*.xml`` describing images in ``root/<images>/``.
 
     Boxes ``xmin ymin xmax ymax`` (1-based, inclusive) become ``(xmin - 1, ymin - 1, xmax, ymax)``.
@@ -313,7 +316,7 @@ def _ints(values):
 # COCO JSON -------------------------------------------------------------------------------------
 
 
-def load_coco(json_path, image_dir=None) -> DetectionData:
+def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> DetectionData:
     """Load a COCO detection json: ``images``, ``annotations`` (``bbox`` xywh pixels), ``categories``.
 
     Args:
@@ -400,7 +403,7 @@ _PF_BOX = re.compile(
 )
 
 
-def load_pennfudan(root, images="images", annotations="annotations") -> DetectionData:
+def load_pennfudan(root: str | Path, images: str = "images", annotations: str = "annotations") -> DetectionData:
     """Load Penn-Fudan's PASCAL v1 text annotations, one class ``"person"``.
 
     Each ``Bounding box for object K ... : (Xmin, Ymin) - (Xmax, Ymax)`` line (1-based, top-left
@@ -437,7 +440,7 @@ def load_pennfudan(root, images="images", annotations="annotations") -> Detectio
     return DetectionData(samples, ("person",), problems)
 
 
-def load_detection_sets(paths, classes=None):
+def load_detection_sets(paths: Sequence[str | Path], classes: Iterable[str] | None = None) -> DetectionData:
     """Load one or more data sets (any layout :func:`load_detection` reads), keep ``classes`` (by
     name, in that order) if given, and merge them: e.g. the persons of coco128 plus Penn-Fudan.
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cvapps.core.boxes import yolo_xyxy
 from cvapps.detection import ANCHOR_RATIO_LIMIT, LEVELS, STRIDES
+
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.nn.backbone import Backbone
 
 # --- model -------------------------------------------------------------------------------------
 
@@ -35,7 +43,7 @@ class SlotGeometry:
     level_strides: tuple
 
     @classmethod
-    def build(cls, image_size, anchors, strides=STRIDES):
+    def build(cls, image_size: int, anchors: ArrayLike, strides: Sequence[int] = STRIDES) -> SlotGeometry:
         """Geometry for a square ``image_size`` and ``anchors`` (levels, A, 2) in pixels."""
         from cvapps.core.boxes import cell_grid, feature_size
 
@@ -76,7 +84,13 @@ def _check_anchors(anchors, levels):
     return anchors
 
 
-def build_detector(backbone, num_classes, anchors, class_names=None, width=64):
+def build_detector(
+    backbone: Backbone,
+    num_classes: int,
+    anchors: ArrayLike,
+    class_names: Iterable[str] | None = None,
+    width: int = 64,
+) -> keras.Model:
     """Backbone P3-P5 -> FPN + PAN neck -> a 1x1 anchor head per level.
 
     Args:
@@ -163,7 +177,9 @@ def build_detector(backbone, num_classes, anchors, class_names=None, width=64):
     return keras.Model(inputs, outputs, name="detector")
 
 
-def assign_targets(boxes, class_ids, geometry, ratio_limit=ANCHOR_RATIO_LIMIT):
+def assign_targets(
+    boxes: ArrayLike, class_ids: ArrayLike, geometry: SlotGeometry, ratio_limit: float = ANCHOR_RATIO_LIMIT
+) -> np.ndarray:
     """Training targets for one image (NumPy; runs in the data pipeline).
 
     Rule: a truth box is assigned, at every level, to the cell holding its centre and to each
@@ -203,7 +219,7 @@ LOSS_WEIGHTS = {"box": 0.05, "objectness": 1.0, "classes": 0.5}  # YOLOv5's
 OBJECTNESS_BALANCE = (4.0, 1.0, 0.4)  # P3, P4, P5: small objects are the hard ones
 
 
-def complete_iou(a, b):
+def complete_iou(a: Any, b: Any) -> Any:
     """CIoU of aligned boxes (..., 4) xyxy, in ``keras.ops`` (differentiable).
 
     CIoU = IoU - rho^2 / c^2 - alpha v, rho the distance between centres, c the diagonal of the
@@ -231,7 +247,7 @@ def complete_iou(a, b):
     return iou - centres / diagonal - alpha * v
 
 
-def decode_slots(raw, geometry):
+def decode_slots(raw: Any, geometry: SlotGeometry) -> Any:
     """(..., slots, 4) raw offsets -> (..., slots, 4) xyxy pixels, in ``keras.ops``; the same
     formula as :func:`cvapps.core.boxes.decode` (YOLOv5)."""
     from keras import ops
@@ -239,7 +255,9 @@ def decode_slots(raw, geometry):
     return yolo_xyxy(ops.sigmoid(raw[..., :4]), geometry.anchors, geometry.grid, geometry.strides, ops.concatenate)
 
 
-def detection_loss(geometry, num_classes, weights=LOSS_WEIGHTS):
+def detection_loss(
+    geometry: SlotGeometry, num_classes: int, weights: Mapping[str, float] = LOSS_WEIGHTS
+) -> Callable[[Any, Any], Any]:
     """The training loss for targets from :func:`assign_targets`: a function
     ``loss(y_true (B, slots, 6), y_pred (B, slots, 5 + C)) -> (B,)``.
 

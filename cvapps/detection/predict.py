@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cvapps.core.boxes import yolo_xyxy
 from cvapps.detection import DEFAULT_MODEL
 from cvapps.detection.model import SlotGeometry
+
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.runtime import OpenedModel
 
 # --- results -----------------------------------------------------------------------------------
 
@@ -58,7 +66,7 @@ class Detections:
         object.__setattr__(self, "class_names", tuple(self.class_names))
 
     @classmethod
-    def empty(cls, class_names=()):
+    def empty(cls, class_names: Sequence[str] = ()) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), class_names)
 
     def __len__(self):
@@ -71,11 +79,11 @@ class Detections:
         return Detections(self.xyxy[index], self.confidence[index], self.class_id[index], self.class_names)
 
     @property
-    def class_name(self):
+    def class_name(self) -> list[str]:
         """Name of each detection's class (``str(class_id)`` when the model has no names)."""
         return [self.class_names[i] if self.class_names else str(i) for i in self.class_id]
 
-    def to_dict(self):
+    def to_dict(self) -> list[dict[str, Any]]:
         """One JSON-ready record per detection."""
         return [
             {
@@ -91,7 +99,7 @@ class Detections:
 # --- inference ---------------------------------------------------------------------------------
 
 
-def decode_predictions(raw, geometry):
+def decode_predictions(raw: ArrayLike, geometry: SlotGeometry) -> tuple[np.ndarray, np.ndarray]:
     """NumPy twin of :func:`decode_slots` plus scores: (slots, 5 + C) raw -> (boxes (slots, 4)
     xyxy model-input pixels, scores (slots, C) = sigmoid(objectness) * sigmoid(class logit))."""
     raw = np.asarray(raw, np.float32)
@@ -101,16 +109,16 @@ def decode_predictions(raw, geometry):
 
 
 def detect(
-    images,
-    model=None,
+    images: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    model: str | Path | keras.Model | OpenedModel | None = None,
     *,
-    confidence_threshold=0.25,
-    iou_threshold=0.45,
-    classes=None,
-    max_detections=300,
-    class_thresholds=None,
-    runtime="auto",
-):
+    confidence_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    classes: str | int | Iterable[str | int] | None = None,
+    max_detections: int = 300,
+    class_thresholds: Mapping[str, float] | None = None,
+    runtime: str = "auto",
+) -> list[Detections]:
     """Detect objects; boxes come back in each original image's pixels.
 
     Args:
@@ -164,7 +172,12 @@ def detect(
     return results
 
 
-def class_threshold_vector(class_names, confidence_threshold=0.25, classes=None, class_thresholds=None):
+def class_threshold_vector(
+    class_names: Iterable[str],
+    confidence_threshold: float = 0.25,
+    classes: str | int | Iterable[str | int] | None = None,
+    class_thresholds: Mapping[str, float] | None = None,
+) -> np.ndarray:
     """The confidence each class must reach, as a (C,) array; ``inf`` for classes left out.
 
     >>> class_threshold_vector(("person", "dog", "cat"), 0.25, classes=["person", "cat"],
@@ -200,7 +213,7 @@ def class_threshold_vector(class_names, confidence_threshold=0.25, classes=None,
     return thresholds
 
 
-def crop_detections(image, detections):
+def crop_detections(image: np.ndarray, detections: Detections) -> list[np.ndarray]:
     """The pixels inside each box: a list of (h, w, 3) arrays, one per detection (boxes are
     rounded outwards to whole pixels; a box smaller than a pixel gives a 1-pixel crop).
 

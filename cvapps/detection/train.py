@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cvapps.detection import LEVELS
 from cvapps.detection.model import SlotGeometry, assign_targets, build_detector, detection_loss
 
+if TYPE_CHECKING:
+    from cvapps.detection.data import DetectionData
+    from cvapps.nn.training import TrainResult
+
 # --- training ----------------------------------------------------------------------------------
 
 
-def fit_anchors(data, image_size, per_level=3, seed=0):
+def fit_anchors(
+    data: DetectionData, image_size: int, per_level: int = 3, seed: int | None = 0
+) -> tuple[np.ndarray, float]:
     """Anchors for :func:`build_detector` fitted to a data set's boxes as the model will see
     them (letterboxed to ``image_size``): k-means with 1 - IoU distance, 3 x ``per_level``
     clusters sorted by area, the smallest to P3. Returns ((3, per_level, 2), mean best IoU)."""
@@ -35,27 +43,27 @@ def fit_anchors(data, image_size, per_level=3, seed=0):
 
 
 def train_detector(
-    data,
-    output,
+    data: DetectionData,
+    output: str | Path,
     *,
-    validation=None,
-    image_size=320,
-    family="compact",
-    size="s",
-    alpha=0.35,
-    weights=None,
-    anchors=None,
-    width=64,
-    epochs=50,
-    batch_size=16,
-    learning_rate=1e-3,
-    weight_decay=5e-4,
-    augment=True,
-    mosaic=0.5,
-    checkpoint_dir=None,
-    seed=0,
-    verbose=1,
-):
+    validation: DetectionData | None = None,
+    image_size: int = 320,
+    family: str = "compact",
+    size: str = "s",
+    alpha: float = 0.35,
+    weights: str | Path | None = None,
+    anchors: ArrayLike | None = None,
+    width: int = 64,
+    epochs: int = 50,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 5e-4,
+    augment: bool = True,
+    mosaic: float = 0.5,
+    checkpoint_dir: str | Path | None = None,
+    seed: int = 0,
+    verbose: int | str = 1,
+) -> TrainResult:
     """Train a detector on a :class:`cvapps.detection.data.DetectionData`; save it to ``output``.
 
     Args:

@@ -21,12 +21,21 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cvapps.core.sources import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.faces.detector import Face, FaceDetector
+    from cvapps.faces.encoder import FaceEncoder
+    from cvapps.runtime import KerasModel, OnnxModel
 
 UNKNOWN = "unknown"
 CACHE = ".cache"
@@ -51,7 +60,7 @@ class Identity:
     candidate: str | None
     threshold: float
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {
             "box": [round(float(v), 1) for v in self.box],
             "name": self.name,
@@ -71,7 +80,7 @@ class Enrollment:
     skipped: tuple
 
 
-def safe_name(name):
+def safe_name(name: str) -> str:
     """A person's name as a folder name: spaces to underscores, no path characters.
 
     >>> safe_name("Ada Lovelace"), safe_name(" J. R. R. Tolkien ")
@@ -91,7 +100,12 @@ class FaceDatabase:
         encoder: a :class:`cvapps.faces.FaceEncoder`, or a model name/path (then ``detector`` is used).
     """
 
-    def __init__(self, root, encoder=None, detector="haar"):
+    def __init__(
+        self,
+        root: str | Path,
+        encoder: FaceEncoder | str | Path | keras.Model | OnnxModel | KerasModel | None = None,
+        detector: str | FaceDetector = "haar",
+    ):
         from cvapps.faces import FaceEncoder
 
         self.root = Path(root)
@@ -100,13 +114,13 @@ class FaceDatabase:
         self.encoder = encoder if isinstance(encoder, FaceEncoder) else FaceEncoder(encoder, detector)
         self._memory = {}
 
-    def people(self):
+    def people(self) -> list[str]:
         """Names of the enrolled people (sub-folders holding at least one photo), sorted."""
         if not self.root.is_dir():
             return []
         return sorted(d.name for d in self.root.iterdir() if d.is_dir() and d.name != CACHE and _photos(d))
 
-    def enroll(self, name, images):
+    def enroll(self, name: str, images: str | Path | np.ndarray | Iterable[str | Path | np.ndarray]) -> Enrollment:
         """Copy ``images`` (paths or (H, W, 3) uint8 RGB arrays) into ``root/<name>/`` after
         checking each holds a face; then refresh that person's cache.
 
@@ -152,7 +166,7 @@ class FaceDatabase:
         self.refresh(person)
         return Enrollment(person, tuple(added), tuple(skipped))
 
-    def refresh(self, person):
+    def refresh(self, person: str) -> tuple[list[str], np.ndarray]:
         """Bring ``person``'s cache up to date; returns (files, (F, D) embeddings) of the photos
         that have a face. Re-encodes only new or changed photos (name, mtime, size)."""
         folder = self.root / person
@@ -181,7 +195,7 @@ class FaceDatabase:
         dim = int(self.encoder.info.settings.get("embedding_dim", 128))
         return files, (np.stack(codes) if codes else np.zeros((0, dim), np.float32))
 
-    def embeddings(self):
+    def embeddings(self) -> tuple[list[str], np.ndarray]:
         """(names, (M, D) embeddings): one row per enrolled photo with a face, after refreshing."""
         names, rows = [], []
         for person in self.people():
@@ -191,7 +205,12 @@ class FaceDatabase:
         dim = int(self.encoder.info.settings.get("embedding_dim", 128))
         return names, (np.concatenate(rows) if rows else np.zeros((0, dim), np.float32))
 
-    def identify(self, image, threshold=None, gallery=None):
+    def identify(
+        self,
+        image: str | Path | np.ndarray,
+        threshold: float | None = None,
+        gallery: tuple[Sequence[str], np.ndarray] | None = None,
+    ) -> list[Identity]:
         """Name every face in ``image`` (path or RGB array), largest first.
 
         Args:
@@ -254,7 +273,9 @@ class FaceDatabase:
         self._memory[path] = dict(entries)
 
 
-def match_faces(faces, codes, names, gallery, threshold):
+def match_faces(
+    faces: Sequence[Face], codes: np.ndarray, names: Sequence[str], gallery: np.ndarray, threshold: float
+) -> list[Identity]:
     """Nearest enrolled photo for every face: list of :class:`Identity`.
 
     d(face, photo) = ||f - g||^2 over the (M, D) gallery; name = the closest photo's person

@@ -29,6 +29,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,18 +63,18 @@ class Face:
             raise ValueError(f"a face box needs x2 > x1 and y2 > y1, received {self.box}.")
 
     @property
-    def area(self):
+    def area(self) -> float:
         x1, y1, x2, y2 = self.box
         return (x2 - x1) * (y2 - y1)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         out = {"box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 4)}
         if self.eyes is not None:
             out["eyes"] = [[round(float(v), 1) for v in eye] for eye in self.eyes]
         return out
 
 
-def yunet_path(path=None) -> Path:
+def yunet_path(path: str | Path | None = None) -> Path:
     """The YuNet model file: ``path``, else ``$CVAPPS_WEIGHTS``/``$CVAPPS_DATA/weights``."""
     if path:
         return Path(path)
@@ -86,7 +87,7 @@ def yunet_path(path=None) -> Path:
     return Path(os.environ.get("CVAPPS_DATA", "data")) / "weights" / YUNET_FILE
 
 
-def download_yunet(destination, timeout=15):
+def download_yunet(destination: str | Path, timeout: float = 15) -> Path:
     """Download OpenCV Zoo's YuNet to ``destination`` (only when asked; fails fast offline)."""
     import urllib.request
 
@@ -125,7 +126,13 @@ class FaceDetector:
     (0.0, 0.0, 30.0, 40.0)
     """
 
-    def __init__(self, kind="haar", model_path=None, score_threshold=0.6, min_face=0.05):
+    def __init__(
+        self,
+        kind: str = "haar",
+        model_path: str | Path | None = None,
+        score_threshold: float = 0.6,
+        min_face: float = 0.05,
+    ):
         import cv2
 
         if kind not in DETECTORS:
@@ -147,7 +154,7 @@ class FaceDetector:
                 )
             self.yunet = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)
 
-    def detect(self, image):
+    def detect(self, image: np.ndarray) -> list[Face]:
         """(H, W, 3) RGB uint8 -> list of :class:`Face`, largest first (empty when none)."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
@@ -218,7 +225,7 @@ class FaceDetector:
             faces.append(Face((x, y, x + w, y + h), float(row[-1]), eyes))
         return faces
 
-    def align(self, image, face, image_size):
+    def align(self, image: np.ndarray, face: Face, image_size: int) -> np.ndarray:
         """The canonical (S, S, 3) RGB uint8 crop of ``face`` (see the module docstring)."""
         import cv2
 
@@ -232,7 +239,9 @@ class FaceDetector:
         )
 
 
-def alignment_matrix(face, image_size, margin=HAAR_MARGIN, use_eye_scale=False):
+def alignment_matrix(
+    face: Face, image_size: int, margin: float = HAAR_MARGIN, use_eye_scale: bool = False
+) -> np.ndarray:
     """2 x 3 affine matrix taking image pixels to the S x S canonical crop of ``face``.
 
     p' = S/2 + s R(-theta) (p - c), where theta is the eye-line angle (0 without eyes),

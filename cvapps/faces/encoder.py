@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cvapps.faces import DEFAULT_MODEL, DEFAULT_THRESHOLD
 
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.faces.detector import Face, FaceDetector
+    from cvapps.nn.backbone import Backbone
+    from cvapps.runtime import KerasModel, OnnxModel
+
 # --- pixels and model --------------------------------------------------------------------------
 
 
-def face_pixels(image, image_size):
+def face_pixels(image: np.ndarray, image_size: int) -> np.ndarray:
     """(H, W, 3) RGB or (H, W) gray uint8 face crop -> (S, S, 3) uint8 gray replicated to 3 channels.
 
     Gray = 0.299 R + 0.587 G + 0.114 B (OpenCV's RGB2GRAY); area resize when shrinking.
@@ -37,7 +45,9 @@ def face_pixels(image, image_size):
     return np.repeat(image[..., None], 3, axis=2)
 
 
-def build_face_model(backbone, embedding_dim=128, settings=None, level=None):
+def build_face_model(
+    backbone: Backbone, embedding_dim: int = 128, settings: dict[str, Any] | None = None, level: str | None = None
+) -> keras.Model:
     """Backbone -> global average pool of ``level`` (default the deepest: P5, P2 for LeNet-5) ->
     dense ``embedding_dim`` -> L2 normalise.
 
@@ -64,7 +74,9 @@ def build_face_model(backbone, embedding_dim=128, settings=None, level=None):
     return keras.Model(inputs, outputs, name="face_embedder")
 
 
-def embed_faces(model, faces, batch_size=64):
+def embed_faces(
+    model: OnnxModel | KerasModel | keras.Model | str | Path, faces: np.ndarray, batch_size: int = 64
+) -> np.ndarray:
     """(N, S, S) gray or (N, S, S, 3) pixels -> (N, D) float32 unit embeddings.
 
     ``model``: an opened model (:func:`cvapps.runtime.open_model`) or a ``keras.Model``.
@@ -97,7 +109,13 @@ class FaceEncoder:
         model_id: a short fingerprint of the model file (sha256 prefix) for embedding caches.
     """
 
-    def __init__(self, model=None, detector="haar", detector_model=None, runtime="auto"):
+    def __init__(
+        self,
+        model: str | Path | keras.Model | OnnxModel | KerasModel | None = None,
+        detector: str | FaceDetector = "haar",
+        detector_model: str | Path | None = None,
+        runtime: str = "auto",
+    ):
         from cvapps.faces.detector import FaceDetector
         from cvapps.runtime import file_sha256, open_model
 
@@ -114,7 +132,7 @@ class FaceEncoder:
         keras_sha = getattr(self.model, "metadata", {}).get("keras_sha256")
         self.model_id = (keras_sha or (file_sha256(path) if path else f"memory-{id(self.model):x}"))[:16]
 
-    def encode(self, image):
+    def encode(self, image: str | Path | np.ndarray) -> tuple[list[Face], np.ndarray]:
         """Detect, align and embed every face of one RGB image (or image path).
 
         Returns:

@@ -30,13 +30,15 @@ weighted equally). With w >= 0 the score is a weighted squared distance.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import ops
 
 MININGS = ("semihard", "hard")
 
 
-def pairwise_squared_distances(embeddings):
+def pairwise_squared_distances(embeddings: Any) -> Any:
     """(B, D) -> (B, B): d_ij = |f_i|^2 + |f_j|^2 - 2 f_i.f_j, clipped at 0 (round-off)."""
     squares = ops.sum(ops.square(embeddings), axis=1)
     dots = ops.matmul(embeddings, ops.transpose(embeddings))
@@ -53,7 +55,7 @@ def _masks(labels):
     return positive, negative
 
 
-def semihard_negatives(distances, labels):
+def semihard_negatives(distances: Any, labels: Any) -> Any:
     """Index of the semi-hard negative of every (anchor, positive) pair: (B, B) int.
 
     Entry [a, p] is argmin_n { d(a, n) : n negative, d(a, n) > d(a, p) }, or, when there is
@@ -84,7 +86,7 @@ def semihard_negatives(distances, labels):
     return ops.where(has_outside, semihard, fallback)
 
 
-def triplet_loss(labels, embeddings, margin=0.2, mining="semihard"):
+def triplet_loss(labels: Any, embeddings: Any, margin: float = 0.2, mining: str = "semihard") -> Any:
     """Mean triplet loss of a batch with online mining (see the module docstring).
 
     Args:
@@ -116,7 +118,7 @@ def triplet_loss(labels, embeddings, margin=0.2, mining="semihard"):
     return ops.sum(losses) / ops.maximum(ops.sum(valid), 1.0)
 
 
-def pair_loss(labels, logits):
+def pair_loss(labels: Any, logits: Any) -> Any:
     """Balanced binary cross-entropy over every pair (i != j) of a batch.
 
     Args:
@@ -143,42 +145,42 @@ class PairLogits(keras.layers.Layer):
     shipped model outputs embeddings).
     """
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         dim = input_shape[-1]
         self.w = self.add_weight(
             shape=(dim,), initializer=keras.initializers.Constant(4.0), constraint=keras.constraints.NonNeg(), name="w"
         )
         self.b = self.add_weight(shape=(), initializer=keras.initializers.Constant(4.0), name="b")
 
-    def call(self, embeddings):
+    def call(self, embeddings: Any) -> Any:
         diff = embeddings[:, None, :] - embeddings[None, :, :]  # (B, B, D)
         return self.b - ops.sum(self.w * ops.square(diff), axis=-1)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, int | None]:
         return (input_shape[0], input_shape[0])
 
 
 class TripletLoss(keras.losses.Loss):
     """:func:`triplet_loss` as a Keras loss: y_true (B,) identities, y_pred (B, D) embeddings."""
 
-    def __init__(self, margin=0.2, mining="semihard", name="triplet_loss"):
+    def __init__(self, margin: float = 0.2, mining: str = "semihard", name: str = "triplet_loss"):
         super().__init__(name=name, reduction="sum")
         if mining not in MININGS:
             raise ValueError(f"mining must be one of {MININGS}, received {mining!r}.")
         self.margin, self.mining = margin, mining
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         return triplet_loss(y_true, y_pred, self.margin, self.mining)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"margin": self.margin, "mining": self.mining, "name": self.name}
 
 
 class PairLoss(keras.losses.Loss):
     """:func:`pair_loss` as a Keras loss: y_true (B,) identities, y_pred (B, B) pair logits."""
 
-    def __init__(self, name="pair_loss"):
+    def __init__(self, name: str = "pair_loss"):
         super().__init__(name=name, reduction="sum")
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         return pair_loss(y_true, y_pred)

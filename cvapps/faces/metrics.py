@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 # --- pair metrics ------------------------------------------------------------------------------
 
 
-def sample_pairs(labels, count=3000, seed=0):
+def sample_pairs(labels: ArrayLike, count: int = 3000, seed: int = 0) -> np.ndarray:
     """Up to ``count`` same-person and ``count`` different-person index pairs: (M, 3) int rows
     (i, j, same). Same pairs: all of them when there are at most ``count``, else a random
     sample; different pairs: ``count`` random pairs of two identities (as many as same pairs).
@@ -33,12 +38,12 @@ def sample_pairs(labels, count=3000, seed=0):
     return np.concatenate(rows).astype(np.int64)
 
 
-def squared_distances(a, b):
+def squared_distances(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Row-wise squared Euclidean distance of two (N, D) arrays: (N,)."""
     return np.sum(np.square(np.asarray(a, np.float32) - np.asarray(b, np.float32)), axis=-1)
 
 
-def roc_curve(distances, same):
+def roc_curve(distances: ArrayLike, same: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC of "same when distance <= t": (far, tar, thresholds), thresholds ascending.
 
     far = false accepts / different pairs, tar = true accepts / same pairs, one point per
@@ -60,7 +65,7 @@ def roc_curve(distances, same):
     return far, tar, np.r_[-np.inf, d[last]]
 
 
-def best_threshold(distances, same):
+def best_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     """The threshold t maximising accuracy of "same when distance <= t": midpoint between the
     best distinct distance and the next one. Returns (threshold, accuracy)."""
     far, tar, thresholds = roc_curve(distances, same)
@@ -73,7 +78,7 @@ def best_threshold(distances, same):
     return float((lower + upper) / 2), float(accuracy[k])
 
 
-def verification_metrics(distances, same, folds=10, seed=0):
+def verification_metrics(distances: ArrayLike, same: ArrayLike, folds: int = 10, seed: int = 0) -> dict[str, Any]:
     """LFW-protocol metrics of pair distances and labels (1 = same person).
 
     - ``accuracy``: 10-fold cross-validated; for each fold the threshold is the best one on the
@@ -118,7 +123,7 @@ def verification_metrics(distances, same, folds=10, seed=0):
     }
 
 
-def pair_metrics(embeddings, pairs, folds=10):
+def pair_metrics(embeddings: np.ndarray, pairs: ArrayLike, folds: int = 10) -> dict[str, Any]:
     """:func:`verification_metrics` of (M, 3) pair rows (i, j, same) over (N, D) embeddings."""
     pairs = np.asarray(pairs)
     distances = squared_distances(embeddings[pairs[:, 0]], embeddings[pairs[:, 1]])

@@ -17,14 +17,19 @@ Augmentation in NumPy/OpenCV: flip, small rotation/scale/shift, brightness/contr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cvapps.core.sources import IMAGE_SUFFIXES
 from cvapps.nn.training import TrainResult, fit_resumable, run_folder
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass
@@ -54,14 +59,14 @@ class FaceData:
     def __len__(self):
         return len(self.labels)
 
-    def subset(self, index):
+    def subset(self, index: ArrayLike) -> FaceData:
         index = np.asarray(index, np.int64)
         return FaceData(
             self.images[index], self.labels[index], self.identities, tuple(self.paths[i] for i in index), self.skipped
         )
 
 
-def list_identity_folders(roots):
+def list_identity_folders(roots: str | Path | Iterable[str | Path]) -> list[tuple[str, list[Path]]]:
     """[(identity name, [image paths])] of one or more folder-per-identity roots, sorted."""
     roots = [Path(r) for r in ([roots] if isinstance(roots, (str, Path)) else roots)]
     if not roots:
@@ -83,7 +88,15 @@ def list_identity_folders(roots):
     return people
 
 
-def load_faces(roots, image_size, detector="none", workers=4, progress=None, holdout=None, seed=0) -> FaceData:
+def load_faces(
+    roots: str | Path | Iterable[str | Path],
+    image_size: int,
+    detector: str = "none",
+    workers: int = 4,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+    holdout: float | None = None,
+    seed: int = 0,
+) -> FaceData:
     """Read every image of folder-per-identity ``roots`` as an aligned ``image_size`` face.
 
     Unreadable files and (with a detector) photos without a face are skipped and reported in
@@ -126,7 +139,7 @@ def load_faces(roots, image_size, detector="none", workers=4, progress=None, hol
     )
 
 
-def split_identities(data: FaceData, fraction, seed=0):
+def split_identities(data: FaceData, fraction: float, seed: int = 0) -> tuple[FaceData, FaceData]:
     """Split by identity: (train, held_out); ``fraction`` of the identities (at least one) go to
     held_out, chosen by ``seed``. Training and ``eval --holdout`` call this with the same
     arguments, so they agree on who is held out.
@@ -140,7 +153,7 @@ def split_identities(data: FaceData, fraction, seed=0):
     return data.subset(np.flatnonzero(~mask)), data.subset(np.flatnonzero(mask))
 
 
-def held_out_identities(count, fraction, seed=0):
+def held_out_identities(count: int, fraction: float, seed: int = 0) -> np.ndarray:
     """(count,) bool: which of ``count`` identities (in sorted folder order) are held out:
     round(count * fraction), at least one, drawn by a permutation seeded with ``seed``."""
     if not 0 < fraction < 1:
@@ -151,7 +164,14 @@ def held_out_identities(count, fraction, seed=0):
     return held
 
 
-def augment_faces(images, rng, rotate=10.0, scale=0.1, shift=0.06, flip=True):
+def augment_faces(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    rotate: float = 10.0,
+    scale: float = 0.1,
+    shift: float = 0.06,
+    flip: bool = True,
+) -> np.ndarray:
     """(N, S, S) uint8 -> augmented (N, S, S) uint8: flip, rotation in +-rotate degrees, scale
     1 +- scale, shift +- shift * S, contrast x[0.7, 1.3], brightness +-25, Gaussian blur (20%)."""
     import cv2
@@ -194,7 +214,14 @@ class PKBatches(_py_dataset_base()):
     """
 
     def __init__(
-        self, data, identities_per_batch=16, images_per_identity=4, steps=100, augment=True, seed=0, workers=2
+        self,
+        data: FaceData,
+        identities_per_batch: int = 16,
+        images_per_identity: int = 4,
+        steps: int = 100,
+        augment: bool = True,
+        seed: int = 0,
+        workers: int = 2,
     ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         counts = np.bincount(data.labels, minlength=len(data.identities))
@@ -224,38 +251,38 @@ class PKBatches(_py_dataset_base()):
         pixels = np.repeat(images[..., None], 3, axis=-1).astype(np.float32)
         return pixels, self.data.labels[rows].astype(np.float32)
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         self.epoch += 1
 
 
 def train_faces(
-    data,
-    output,
+    data: str | Path | Sequence[str | Path],
+    output: str | Path,
     *,
-    loss="triplet",
-    mining="semihard",
-    margin=0.2,
-    val_fraction=0.1,
-    detector="none",
-    family="mobilenetv2",
-    size="s",
-    alpha=0.35,
-    weights="imagenet",
-    image_size=96,
-    embedding_dim=128,
-    epochs=20,
-    steps_per_epoch=100,
-    identities_per_batch=16,
-    images_per_identity=4,
-    learning_rate=1e-3,
-    weight_decay=1e-4,
-    val_pairs=3000,
-    checkpoint_dir=None,
-    seed=0,
-    verbose=1,
-    progress=None,
-    log=None,
-):
+    loss: str = "triplet",
+    mining: str = "semihard",
+    margin: float = 0.2,
+    val_fraction: float = 0.1,
+    detector: str = "none",
+    family: str = "mobilenetv2",
+    size: str = "s",
+    alpha: float = 0.35,
+    weights: str | Path | None = "imagenet",
+    image_size: int = 96,
+    embedding_dim: int = 128,
+    epochs: int = 20,
+    steps_per_epoch: int = 100,
+    identities_per_batch: int = 16,
+    images_per_identity: int = 4,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-4,
+    val_pairs: int = 3000,
+    checkpoint_dir: str | Path | None = None,
+    seed: int = 0,
+    verbose: int | str = 1,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+    log: Callable[[str], object] | None = None,
+) -> TrainResult:
     """Train a face embedding model on folder-per-identity ``data``; save it to ``output``.
 
     Args:

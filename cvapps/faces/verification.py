@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cvapps.faces.encoder import _encoder
 from cvapps.faces.metrics import roc_curve, squared_distances, verification_metrics
+
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.faces.database import Enrollment, Identity
+    from cvapps.faces.detector import FaceDetector
+    from cvapps.faces.encoder import FaceEncoder
+    from cvapps.runtime import KerasModel, OnnxModel
 
 # --- verification (1:1) ------------------------------------------------------------------------
 
@@ -44,7 +54,7 @@ class Verification:
         if self.error is None and self.distance is None:
             raise ValueError("a Verification without an error needs a distance.")
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {
             "verified": self.verified,
             "distance": None if self.distance is None else round(self.distance, 6),
@@ -58,14 +68,14 @@ class Verification:
 
 
 def verify(
-    image1,
-    image2,
-    model=None,
+    image1: str | Path | np.ndarray,
+    image2: str | Path | np.ndarray,
+    model: str | Path | keras.Model | OnnxModel | KerasModel | FaceEncoder | None = None,
     *,
-    threshold=None,
-    detector="haar",
-    compare="largest",
-    detector_model=None,
+    threshold: float | None = None,
+    detector: str | FaceDetector = "haar",
+    compare: str = "largest",
+    detector_model: str | Path | None = None,
     runtime: str = "auto",
 ) -> Verification:
     """1:1 verification of two photos (paths or (H, W, 3) uint8 RGB arrays).
@@ -142,7 +152,7 @@ class Calibration:
     far: tuple
     tar: tuple
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {
             "threshold": self.threshold,
             "accuracy": self.accuracy,
@@ -154,7 +164,7 @@ class Calibration:
         }
 
 
-def read_pairs_csv(path):
+def read_pairs_csv(path: str | Path) -> list[tuple[Path, Path, bool]]:
     """Rows ``image1,image2,same`` (same: 1/0, true/false, yes/no; optional header row) ->
     [(path1, path2, bool)]; relative image paths are taken from the CSV's folder."""
     import csv
@@ -188,7 +198,12 @@ def read_pairs_csv(path):
     return rows
 
 
-def calibrate(pairs, model=None, detector="haar", detector_model=None):
+def calibrate(
+    pairs: str | Path | Iterable[tuple[str | Path, str | Path, bool]],
+    model: str | Path | keras.Model | OnnxModel | KerasModel | FaceEncoder | None = None,
+    detector: str | FaceDetector = "haar",
+    detector_model: str | Path | None = None,
+) -> Calibration:
     """ROC, EER and a recommended threshold from the user's labelled pairs.
 
     Args:
@@ -239,7 +254,14 @@ def calibrate(pairs, model=None, detector="haar", detector_model=None):
     )
 
 
-def identify(image, db, model=None, threshold=None, detector="haar", detector_model=None):
+def identify(
+    image: str | Path | np.ndarray,
+    db: str | Path,
+    model: str | Path | keras.Model | OnnxModel | KerasModel | FaceEncoder | None = None,
+    threshold: float | None = None,
+    detector: str | FaceDetector = "haar",
+    detector_model: str | Path | None = None,
+) -> list[Identity]:
     """1:N: name every face of ``image`` from the face database folder ``db``.
 
     Shortcut for ``FaceDatabase(db, model, detector).identify(image, threshold)``; see
@@ -250,7 +272,14 @@ def identify(image, db, model=None, threshold=None, detector="haar", detector_mo
     return FaceDatabase(db, _encoder(model, detector, detector_model)).identify(image, threshold)
 
 
-def enroll(name, images, db, model=None, detector="haar", detector_model=None):
+def enroll(
+    name: str,
+    images: str | Path | np.ndarray | Iterable[str | Path | np.ndarray],
+    db: str | Path,
+    model: str | Path | keras.Model | OnnxModel | KerasModel | FaceEncoder | None = None,
+    detector: str | FaceDetector = "haar",
+    detector_model: str | Path | None = None,
+) -> Enrollment:
     """Add photos of ``name`` to the face database ``db``; see :meth:`cvapps.faces.database.FaceDatabase.enroll`."""
     from cvapps.faces.database import FaceDatabase
 

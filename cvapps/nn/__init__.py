@@ -10,4 +10,6 @@
 This ``__init__`` imports no Keras, so light modules (``cvapps.models``) can read ``TASKS`` from it.
 """
 
+from __future__ import annotations
+
 TASKS = ("classify", "detect", "segment", "faces", "style")

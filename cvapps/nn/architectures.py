@@ -3,7 +3,7 @@
 Each family is a function from a preprocessed image tensor to its feature pyramid, and has its
 original classification head. ``Backbone(family="vgg16")`` wraps the pyramid so every app accepts
 it; :func:`build_architecture` adds the original head, which is how the parameter counts below are
-checked (``tests/test_architectures.py`` builds each one and compares with Keras):
+checked (``tests/nn/test_architectures.py`` builds each one and compares with Keras):
 
     family     input        parameters   published figure and where it comes from
     lenet5     32x32x1          61,706   "about 60,000" (LeCun et al. 1998, sec. II.B). Ours: full C3
@@ -44,6 +44,8 @@ Only Keras layers and ``keras.ops`` are used, so every family builds on TensorFl
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import keras
 
@@ -88,7 +90,16 @@ STRIDE2_LAYER = {
 # --- blocks ------------------------------------------------------------------------------------
 
 
-def conv(x, filters, kernel_size, strides=1, padding="same", groups=1, activation="relu", name=None):
+def conv(
+    x: keras.KerasTensor,
+    filters: int,
+    kernel_size: int | tuple[int, int],
+    strides: int | tuple[int, int] = 1,
+    padding: str = "same",
+    groups: int = 1,
+    activation: str | None = "relu",
+    name: str | None = None,
+) -> keras.KerasTensor:
     """Convolution with bias and an activation, the pre-batch-norm way (LeNet to GoogLeNet).
 
     ``groups`` splits input and output channels into that many independent convolutions
@@ -100,7 +111,9 @@ def conv(x, filters, kernel_size, strides=1, padding="same", groups=1, activatio
     )(x)
 
 
-def resnet_block(x, filters, strides=1, projection=False, name=None):
+def resnet_block(
+    x: keras.KerasTensor, filters: int, strides: int = 1, projection: bool = False, name: str | None = None
+) -> keras.KerasTensor:
     """He et al.'s bottleneck block: 1x1 reduce to ``filters``, 3x3, 1x1 expand to 4 * ``filters``.
 
     The *identity block* adds its input unchanged; the *convolutional block* (``projection=True``)
@@ -125,7 +138,16 @@ def resnet_block(x, filters, strides=1, projection=False, name=None):
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def inception_module(x, branch1, reduce3, branch3, reduce5, branch5, pool_projection, name):
+def inception_module(
+    x: keras.KerasTensor,
+    branch1: int,
+    reduce3: int,
+    branch3: int,
+    reduce5: int,
+    branch5: int,
+    pool_projection: int,
+    name: str,
+) -> keras.KerasTensor:
     """Szegedy et al.'s module: 1x1, 1x1->3x3, 1x1->5x5 and 3x3 max pool->1x1, concatenated.
 
     The 1x1 reductions are the point: on a 28x28x192 input, a direct 5x5 convolution to 32 channels
@@ -140,7 +162,9 @@ def inception_module(x, branch1, reduce3, branch3, reduce5, branch5, pool_projec
     return keras.layers.Concatenate(name=f"{name}_output")([a, b, c, d])
 
 
-def depthwise_separable_block(x, filters, strides=1, name=None):
+def depthwise_separable_block(
+    x: keras.KerasTensor, filters: int, strides: int = 1, name: str | int | None = None
+) -> keras.KerasTensor:
     """Howard et al.'s block: 3x3 depthwise (one filter per channel), then 1x1 pointwise, each
     followed by batch norm and ReLU6. Multiplies: h*w*c_in*9 + h*w*c_in*c_out, against
     h*w*9*c_in*c_out for a full 3x3 convolution (8 to 9 times fewer for c_out >= 64)."""
@@ -285,7 +309,7 @@ _PYRAMIDS = {
 }
 
 
-def classic_pyramid(family, x):
+def classic_pyramid(family: str, x: keras.KerasTensor) -> dict[str, keras.KerasTensor]:
     """The feature pyramid of ``family`` on a preprocessed image tensor ``x`` (batch, H, W, C).
 
     Returns a dict level -> tensor (P2..P5; LeNet-5: P1, P2). Raises ValueError for an unknown family.
@@ -298,7 +322,7 @@ def classic_pyramid(family, x):
 # --- original heads ----------------------------------------------------------------------------
 
 
-def classic_head(family, pyramid, num_classes):
+def classic_head(family: str, pyramid: Mapping[str, keras.KerasTensor], num_classes: int) -> keras.KerasTensor:
     """The family's original classifier on its deepest level; returns (batch, num_classes) logits.
 
     LeNet-5: C5 120 (a 5x5 convolution on 5x5 maps, so a dense layer on their 400 values), F6 84,
@@ -329,7 +353,9 @@ def classic_head(family, pyramid, num_classes):
     return keras.layers.Dense(num_classes, name="logits")(x)
 
 
-def build_architecture(name, include_top=True, num_classes=None, input_shape=None):
+def build_architecture(
+    name: str, include_top: bool = True, num_classes: int | None = None, input_shape: Sequence[int | None] | None = None
+) -> keras.Model:
     """A classic network as a plain functional model, at its native input by default.
 
     Args:
@@ -357,7 +383,7 @@ def build_architecture(name, include_top=True, num_classes=None, input_shape=Non
     return model
 
 
-def check_input_size(family, height, width):
+def check_input_size(family: str, height: int | None, width: int | None) -> None:
     """Raise ValueError when an input is too small for every level of ``family`` to exist."""
     smallest = MIN_INPUT[family]
     for side in (height, width):

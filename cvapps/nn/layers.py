@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 import keras
 
 from cvapps.nn import TASKS
@@ -21,7 +24,13 @@ class Metadata(keras.layers.Layer):
     (1, 2)
     """
 
-    def __init__(self, task="classify", class_names=(), settings=None, **kwargs):
+    def __init__(
+        self,
+        task: str = "classify",
+        class_names: Iterable[str] = (),
+        settings: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ):
         kwargs.setdefault("name", "cvapps_metadata")
         super().__init__(**kwargs)
         if task not in TASKS:
@@ -30,13 +39,13 @@ class Metadata(keras.layers.Layer):
         self.class_names = [str(name) for name in class_names]
         self.settings = dict(settings or {})  # JSON values the app's post-processing needs (anchors, ...)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         return inputs
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "task": self.task, "class_names": self.class_names, "settings": self.settings}
 
 
@@ -50,17 +59,17 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     [0.1, 0.55, 1.0, 0.5, 0.0]
     """
 
-    def __init__(self, peak, total_steps, warmup=0.2, start=0.1):
+    def __init__(self, peak: float, total_steps: int, warmup: float = 0.2, start: float = 0.1):
         self.peak, self.total_steps, self.warmup, self.start = peak, total_steps, warmup, start
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> Any:
         step = keras.ops.cast(step, "float32")
         up = max(1.0, self.total_steps * self.warmup)
         rising = self.peak * (self.start + (1 - self.start) * step / up)
         falling = self.peak * (self.total_steps - step) / max(1.0, self.total_steps - up)
         return keras.ops.maximum(0.0, keras.ops.where(step < up, rising, falling))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup": self.warmup, "start": self.start}
 
 
@@ -81,11 +90,13 @@ class LocalResponseNormalization(keras.layers.Layer):
     5.9238
     """
 
-    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
+    def __init__(
+        self, depth_radius: int = 2, bias: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs: Any
+    ):
         super().__init__(**kwargs)
         self.depth_radius, self.bias, self.alpha, self.beta = int(depth_radius), float(bias), float(alpha), float(beta)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         squares = keras.ops.square(inputs)
         r = self.depth_radius
         padded = keras.ops.pad(squares, [[0, 0], [0, 0], [0, 0], [r, r]])
@@ -93,10 +104,10 @@ class LocalResponseNormalization(keras.layers.Layer):
         window = sum(padded[..., i : i + channels] for i in range(2 * r + 1))
         return inputs / keras.ops.power(self.bias + self.alpha * window, self.beta)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "depth_radius": self.depth_radius,
@@ -116,11 +127,11 @@ class Luminance(keras.layers.Layer):
     153.0
     """
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         weights = keras.ops.convert_to_tensor([0.299, 0.587, 0.114], dtype=inputs.dtype)
         return keras.ops.sum(inputs * weights, axis=-1, keepdims=True)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return (*input_shape[:-1], 1)
 
 
@@ -137,7 +148,7 @@ class GroupedConv2D(keras.layers.Conv2D):
     ((1, 5, 5, 4), 112)
     """
 
-    def convolution_op(self, inputs, kernel):
+    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
         if self.groups == 1:
             return super().convolution_op(inputs, kernel)
         parts = zip(keras.ops.split(inputs, self.groups, axis=-1), keras.ops.split(kernel, self.groups, axis=-1))
@@ -166,10 +177,10 @@ class HorizontalFlip(keras.layers.Layer):
     [2.0, 1.0, 0.0]
     """
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         return keras.ops.flip(inputs, axis=2)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
 
@@ -184,8 +195,8 @@ class GELU(keras.layers.Layer):
     0.841345
     """
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         return 0.5 * inputs * (1.0 + keras.ops.erf(inputs * 0.7071067811865476))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape

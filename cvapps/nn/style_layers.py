@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 
@@ -19,24 +21,24 @@ class InstanceNormalization(keras.layers.Layer):
     [-1.0, 1.0]
     """
 
-    def __init__(self, epsilon=1e-5, **kwargs):
+    def __init__(self, epsilon: float = 1e-5, **kwargs: Any):
         super().__init__(**kwargs)
         self.epsilon = epsilon
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         channels = input_shape[-1]
         self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
 
-    def call(self, x):
+    def call(self, x: Any) -> Any:
         ops = keras.ops
         mean = ops.mean(x, axis=(1, 2), keepdims=True)
         centred = x - mean
         variance = ops.mean(ops.square(centred), axis=(1, 2), keepdims=True)
         return centred * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "epsilon": self.epsilon}

@@ -21,8 +21,13 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
 
 OLD_NAMES = {"done.weights.h5": "main_done.weights.h5", "log.csv": "main_log.csv", "backup": "main_backup"}
 
@@ -66,7 +71,7 @@ class TrainResult:
         return self.metrics
 
 
-def run_folder(checkpoint_dir, output) -> Path:
+def run_folder(checkpoint_dir: str | Path | None, output: str | Path) -> Path:
     """The run folder: ``checkpoint_dir``, or ``runs/<output stem>``; created, old names migrated."""
     folder = Path(checkpoint_dir or Path("runs") / Path(output).stem)
     try:
@@ -82,7 +87,16 @@ def run_folder(checkpoint_dir, output) -> Path:
 
 
 def fit_resumable(
-    model, train, run_dir, *, epochs, phase="main", validation=None, callbacks=(), verbose=1, keep=None
+    model: keras.Model,
+    train: Any,
+    run_dir: str | Path,
+    *,
+    epochs: int,
+    phase: str = "main",
+    validation: Any = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = 1,
+    keep: keras.Model | None = None,
 ) -> PhaseResult:
     """``model.fit`` that survives interruption and is not repeated once finished.
 
@@ -142,7 +156,7 @@ def fit_resumable(
     return PhaseResult({k: [float(v) for v in values] for k, values in fit.history.items()}, False)
 
 
-def read_history(csv_path) -> dict:
+def read_history(csv_path: str | Path) -> dict:
     """Per-epoch numbers from a CSVLogger file: {name: [values]}, the epoch column and non-numeric columns
     left out.
 

@@ -63,7 +63,7 @@ _EXPORTS = {
     "build_unet": "cvapps.segmentation.model",
     "Segmentation": "cvapps.segmentation.predict",
     "_class_ids": "cvapps.segmentation.predict",
-    "pad_to_multiple": "cvapps.segmentation.predict",
+    "pad_to_multiple": "cvapps.core.images",
     "_tile_starts": "cvapps.segmentation.predict",
     "_tile_weight": "cvapps.segmentation.predict",
     "predict_probabilities": "cvapps.segmentation.predict",

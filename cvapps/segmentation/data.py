@@ -24,8 +24,10 @@ Layouts :func:`load_segmentation` reads (``DATA`` may also hold them under ``tra
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,13 +146,13 @@ class SegmentationData:
     def __len__(self):
         return len(self.paths)
 
-    def subset(self, indices):
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SegmentationData:
         """The pairs at ``indices`` (same class names and problems)."""
         return SegmentationData(
             [self.paths[i] for i in indices], [self.masks[i] for i in indices], self.class_names, list(self.problems)
         )
 
-    def merge(self, other):
+    def merge(self, other: SegmentationData) -> SegmentationData:
         """Both data sets in one; class names must agree."""
         if tuple(other.class_names) != self.class_names:
             raise ValueError(
@@ -161,7 +163,7 @@ class SegmentationData:
             self.paths + other.paths, self.masks + other.masks, self.class_names, self.problems + other.problems
         )
 
-    def pixel_counts(self):
+    def pixel_counts(self) -> np.ndarray:
         """(C,) number of pixels of each class over all masks."""
         counts = np.zeros(len(self.class_names), np.int64)
         for mask in self.masks:
@@ -169,7 +171,9 @@ class SegmentationData:
         return counts
 
 
-def split_segmentation(data, fraction, seed=0):
+def split_segmentation(
+    data: SegmentationData, fraction: float, seed: int | None = 0
+) -> tuple[SegmentationData, SegmentationData]:
     """Split by image into ``(train, held_out)``; ``held_out`` has round(fraction * N) images (>= 1).
 
     The rule of :func:`cvapps.classification.data.split_by_image`: deterministic for ``seed``.
@@ -185,7 +189,7 @@ def split_segmentation(data, fraction, seed=0):
 # --- loading ------------------------------------------------------------------------------------
 
 
-def read_mask(path) -> np.ndarray:
+def read_mask(path: str | Path) -> np.ndarray:
     """A mask file as (H, W) uint8 values, without any palette or colour conversion.
 
     Raises:
@@ -214,7 +218,7 @@ def read_mask(path) -> np.ndarray:
     return array
 
 
-def binary_or_index(mask, num_classes):
+def binary_or_index(mask: np.ndarray, num_classes: int) -> np.ndarray:
     """Class indices from a mask file's values: 0/255 binary masks become 0/1 when there are
     2 classes; other values are the class indices themselves."""
     if num_classes == 2:
@@ -292,7 +296,12 @@ def _find_pair_folders(root):
     return None
 
 
-def load_segmentation(path, classes=None, class_names=None, progress=None) -> SegmentationData:
+def load_segmentation(
+    path: str | Path,
+    classes: Sequence[str] | None = None,
+    class_names: Iterable[str] | None = None,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+) -> SegmentationData:
     """Load a segmentation data set in any layout this module reads (see the module docstring).
 
     Args:
@@ -382,7 +391,11 @@ def _load_coco_masks(root, classes, problems, progress):
     return SegmentationData(paths, masks, class_names, problems)
 
 
-def load_segmentation_sets(paths, classes=None, progress=None) -> SegmentationData:
+def load_segmentation_sets(
+    paths: Sequence[str | Path],
+    classes: Sequence[str] | None = None,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+) -> SegmentationData:
     """Load one or more data folders and merge them (e.g. Penn-Fudan plus coco128's persons)."""
     if not paths:
         raise ValueError("no data sets given; pass at least one folder.")
@@ -396,7 +409,7 @@ def load_segmentation_sets(paths, classes=None, progress=None) -> SegmentationDa
 # --- augmentation -------------------------------------------------------------------------------
 
 
-def border_weights(mask, w0=10.0, sigma=5.0):
+def border_weights(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
     """Ronneberger et al.'s weight map: w(x) = 1 + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2)),
     d1, d2 the distances to the nearest and second-nearest object (connected component of a
     non-background class). Thin background gaps between touching objects get large weights.
@@ -423,7 +436,9 @@ def border_weights(mask, w0=10.0, sigma=5.0):
     return weights
 
 
-def elastic_field(shape, rng, grid=3, sigma=10.0):
+def elastic_field(
+    shape: tuple[int, int], rng: np.random.Generator, grid: int = 3, sigma: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Smooth random displacements (paper: a 3x3 grid of N(0, sigma) pixel shifts, bicubic
     interpolation) -> (map_x, map_y) float32 for ``cv2.remap``."""
     import cv2
@@ -436,7 +451,13 @@ def elastic_field(shape, rng, grid=3, sigma=10.0):
     return xs + dx, ys + dy
 
 
-def colour_jitter(image, rng, brightness=0.2, contrast=0.2, saturation=0.3):
+def colour_jitter(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+    saturation: float = 0.3,
+) -> np.ndarray:
     """Random brightness, contrast and saturation of a float RGB image in [0, 255] (image only)."""
     image = image * (1 + rng.uniform(-brightness, brightness))
     mean = image.mean()
@@ -447,21 +468,21 @@ def colour_jitter(image, rng, brightness=0.2, contrast=0.2, saturation=0.3):
 
 
 def augment_pair(
-    image,
-    mask,
-    size,
-    rng,
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
     *,
-    weights=None,
-    fit=False,
-    scale=(0.75, 1.25),
-    rotate=15.0,
-    flip=True,
-    vflip=False,
-    elastic=0.0,
-    colour=True,
-    border="reflect",
-):
+    weights: np.ndarray | None = None,
+    fit: bool = False,
+    scale: tuple[float, float] = (0.75, 1.25),
+    rotate: float = 15.0,
+    flip: bool = True,
+    vflip: bool = False,
+    elastic: float = 0.0,
+    colour: bool = True,
+    border: str = "reflect",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """One random ``size`` x ``size`` training crop of ``image`` and ``mask``, same geometry for both.
 
     One affine matrix does scale, rotation and flips and picks the crop (the image bilinear, the
@@ -513,7 +534,7 @@ def augment_pair(
     return out_image, out_mask, out_weights
 
 
-def fit_pair(image, mask, size, fit=False):
+def fit_pair(image: np.ndarray, mask: np.ndarray, size: int, fit: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A deterministic ``size`` x ``size`` view for validation: the image scaled so its longer
     side is ``size`` (``fit``) or its centre crop, zero-padded (mask: background) to the square."""
     import cv2
@@ -563,17 +584,17 @@ class SegmentationBatches(_py_dataset_base()):
 
     def __init__(
         self,
-        data,
-        image_size=256,
-        batch_size=8,
-        augment=False,
-        repeats=1,
-        border_weight=0.0,
-        fit=False,
-        seed=0,
-        workers=2,
-        max_side=None,
-        **options,
+        data: SegmentationData,
+        image_size: int = 256,
+        batch_size: int = 8,
+        augment: bool = False,
+        repeats: int = 1,
+        border_weight: float = 0.0,
+        fit: bool = False,
+        seed: int = 0,
+        workers: int = 2,
+        max_side: int | None = None,
+        **options: Any,
     ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         if len(data) == 0:
@@ -652,7 +673,7 @@ class SegmentationBatches(_py_dataset_base()):
                 targets[b, :, :, 1] = weights
         return images, targets
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         if self.augment:
             self.epoch += 1
             self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.order)) % len(self.data)

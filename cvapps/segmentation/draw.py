@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from cvapps.segmentation.predict import _check_image, _class_ids
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from cvapps.segmentation.predict import Segmentation
+
 # --- drawing ------------------------------------------------------------------------------------
 
 
-def colour_labels(labels, num_classes=None):
+def colour_labels(labels: np.ndarray, num_classes: int | None = None) -> np.ndarray:
     """(H, W) class indices -> (H, W, 3) uint8 RGB: background black, class k in
     :func:`cvapps.core.annotate.class_colour` (k - 1)."""
     from cvapps.core.annotate import class_colour
@@ -19,7 +27,7 @@ def colour_labels(labels, num_classes=None):
     return palette[np.clip(labels, 0, len(palette) - 1)]
 
 
-def overlay(image, segmentation, alpha=0.5):
+def overlay(image: ArrayLike, segmentation: Segmentation, alpha: float = 0.5) -> np.ndarray:
     """``image`` with non-background pixels tinted by their class colour: out = (1 - a) image +
     a colour on those pixels (a = ``alpha``); background untouched.
 
@@ -38,7 +46,9 @@ def overlay(image, segmentation, alpha=0.5):
     return np.clip(image * (1 - a) + colours * a, 0, 255).astype(np.uint8)
 
 
-def cutout(image, segmentation, classes=None):
+def cutout(
+    image: ArrayLike, segmentation: Segmentation, classes: str | int | Iterable[str | int] | None = None
+) -> np.ndarray:
     """(H, W, 4) uint8 RGBA: the image with alpha = probability of ``classes`` (default every
     non-background class) x 255, so the background is transparent."""
     image = _check_image(image)
@@ -48,7 +58,12 @@ def cutout(image, segmentation, classes=None):
     return np.dstack([image, np.clip(alpha * 255, 0, 255).astype(np.uint8)])
 
 
-def blur_background(image, segmentation, strength=31, classes=None):
+def blur_background(
+    image: ArrayLike,
+    segmentation: Segmentation,
+    strength: int = 31,
+    classes: str | int | Iterable[str | int] | None = None,
+) -> np.ndarray:
     """Background blur: out = p * image + (1 - p) * gaussian_blur(image), p the per-pixel
     probability of ``classes`` (default every non-background class): a soft matte."""
     import cv2
@@ -72,7 +87,9 @@ def _check_match(image, segmentation):
         )
 
 
-def comparison_figure(rows, class_names, height=160):
+def comparison_figure(
+    rows: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], class_names: Sequence[str], height: int = 160
+) -> np.ndarray:
     """Rows of (image, truth labels, predicted labels) -> one RGB image, a row per sample with
     the image, the truth and the prediction side by side (each scaled to ``height``)."""
     import cv2

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
 import numpy as np
 
 from cvapps.runtime import open_model
@@ -9,10 +13,22 @@ from cvapps.segmentation.draw import comparison_figure
 from cvapps.segmentation.metrics import confusion_matrix, segmentation_metrics
 from cvapps.segmentation.predict import predict_probabilities
 
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.runtime import OpenedModel
+    from cvapps.segmentation.data import SegmentationData
+
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def evaluate_segmenter(model, data, tile="auto", progress=None, samples=4):
+def evaluate_segmenter(
+    model: str | Path | keras.Model | OpenedModel,
+    data: SegmentationData,
+    tile: int | Literal["auto"] | None = "auto",
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+    samples: int = 4,
+) -> tuple[dict[str, Any], np.ndarray | None]:
     """Score a segmenter on :class:`SegmentationData` at each image's original resolution.
 
     Args:

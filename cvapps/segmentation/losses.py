@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from cvapps._keras import import_keras
 from cvapps.segmentation.metrics import parse_loss
 
@@ -30,12 +33,19 @@ class SegmentationLoss(keras.losses.Loss):
     (Dice over the non-background classes, smoothed by 1 so an absent class scores 1.)
     """
 
-    def __init__(self, terms="ce+dice", num_classes=2, gamma=2.0, name="segmentation_loss", **kwargs):
+    def __init__(
+        self,
+        terms: str | Mapping[str, float] = "ce+dice",
+        num_classes: int = 2,
+        gamma: float = 2.0,
+        name: str = "segmentation_loss",
+        **kwargs: Any,
+    ):
         super().__init__(name=name, **kwargs)
         self.terms = parse_loss(terms) if isinstance(terms, str) else dict(terms)
         self.num_classes, self.gamma = int(num_classes), float(gamma)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Any, y_pred: Any) -> Any:
         ops = keras.ops
         labels = ops.cast(y_true[..., 0], "int32")
         weights = y_true[..., 1] if y_true.shape[-1] == 2 else ops.ones_like(y_true[..., 0])
@@ -56,7 +66,7 @@ class SegmentationLoss(keras.losses.Loss):
             total = total + self.terms["dice"] * (1.0 - ops.mean(dice, axis=-1))
         return total
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "terms": self.terms, "num_classes": self.num_classes, "gamma": self.gamma}
 
 
@@ -65,21 +75,21 @@ class MeanIoU(keras.metrics.Metric):
     """Mean over classes of IoU = TP / (TP + FP + FN), from a confusion matrix accumulated over
     the epoch (classes absent from both truth and prediction are left out of the mean)."""
 
-    def __init__(self, num_classes=2, name="miou", **kwargs):
+    def __init__(self, num_classes: int = 2, name: str = "miou", **kwargs: Any):
         super().__init__(name=name, **kwargs)
         self.num_classes = int(num_classes)
         self.confusion = self.add_variable(
             (self.num_classes * self.num_classes,), initializer="zeros", name="confusion", dtype="float32"
         )
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         ops = keras.ops
         truth = ops.reshape(ops.cast(y_true[..., 0], "int32"), (-1,))
         predicted = ops.reshape(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), (-1,))
         counts = ops.bincount(truth * self.num_classes + predicted, minlength=self.num_classes**2)
         self.confusion.assign_add(ops.cast(counts[: self.num_classes**2], "float32"))
 
-    def result(self):
+    def result(self) -> Any:
         ops = keras.ops
         confusion = ops.reshape(self.confusion, (self.num_classes, self.num_classes))
         tp = ops.diagonal(confusion)
@@ -87,8 +97,8 @@ class MeanIoU(keras.metrics.Metric):
         present = ops.cast(union > 0, "float32")
         return ops.sum(present * tp / ops.maximum(union, 1.0)) / ops.maximum(ops.sum(present), 1.0)
 
-    def reset_state(self):
+    def reset_state(self) -> None:
         self.confusion.assign(keras.ops.zeros((self.num_classes**2,), "float32"))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_classes": self.num_classes}

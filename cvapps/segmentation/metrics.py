@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cvapps.segmentation import LOSS_TERMS
 
 # --- losses and metrics ------------------------------------------------------------------------
 
 
-def parse_loss(text):
+def parse_loss(text: str) -> dict[str, float]:
     """``"ce+dice"`` -> {"ce": 1.0, "dice": 1.0}; terms may carry weights: ``"ce+0.5*dice"``.
 
     >>> parse_loss("focal+0.5*dice")
@@ -29,7 +33,7 @@ def parse_loss(text):
     return terms
 
 
-def confusion_matrix(truth, predicted, num_classes):
+def confusion_matrix(truth: ArrayLike, predicted: ArrayLike, num_classes: int) -> np.ndarray:
     """(C, C) int64 counts, rows the true class, columns the predicted one.
 
     >>> confusion_matrix(np.array([[0, 1], [1, 1]]), np.array([[0, 1], [0, 1]]), 2).tolist()
@@ -39,7 +43,7 @@ def confusion_matrix(truth, predicted, num_classes):
     return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def segmentation_metrics(confusion, class_names):
+def segmentation_metrics(confusion: ArrayLike, class_names: Iterable[str]) -> dict[str, Any]:
     """IoU and Dice per class and their means, and pixel accuracy, from a (C, C) confusion.
 
     IoU_c = TP / (TP + FP + FN); Dice_c = 2 TP / (2 TP + FP + FN); ``miou``/``dice`` average the

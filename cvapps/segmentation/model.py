@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
 from cvapps.segmentation import FAMILIES
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import keras
 
 # --- model -------------------------------------------------------------------------------------
 
@@ -62,21 +70,21 @@ def _classic_encoder(image_size, filters, depth):
 
 
 def build_unet(
-    num_classes=2,
-    class_names=None,
+    num_classes: int = 2,
+    class_names: Iterable[str] | None = None,
     *,
-    family="unet",
-    size="s",
-    alpha=0.35,
-    weights=None,
-    filters=32,
-    depth=4,
-    decoder_filters=None,
-    upsample="transpose",
-    image_size=None,
-    tile=256,
-    scale_to=None,
-):
+    family: str = "unet",
+    size: str = "s",
+    alpha: float = 0.35,
+    weights: str | Path | None = None,
+    filters: int = 32,
+    depth: int = 4,
+    decoder_filters: Sequence[int] | None = None,
+    upsample: str = "transpose",
+    image_size: int | None = None,
+    tile: int = 256,
+    scale_to: int | None = None,
+) -> keras.Model:
     """A U-Net: (batch, H, W, 3) RGB pixels in [0, 255] -> (batch, H, W, num_classes) probabilities.
 
     Args:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from cvapps.core.images import pad_to_multiple
 from cvapps.runtime import open_model
 from cvapps.segmentation import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    import keras
+    from numpy.typing import ArrayLike
+
+    from cvapps.runtime import OpenedModel
 
 # --- results -----------------------------------------------------------------------------------
 
@@ -48,7 +57,9 @@ class Segmentation:
             raise ValueError(f"{len(self.class_names)} class names for {p.shape[2]} probability channels.")
 
     @classmethod
-    def from_probabilities(cls, probabilities, class_names, source="array"):
+    def from_probabilities(
+        cls, probabilities: ArrayLike, class_names: Iterable[str], source: str = "array"
+    ) -> Segmentation:
         probabilities = np.asarray(probabilities, np.float32)
         return cls(probabilities, probabilities.argmax(-1).astype(np.uint8), tuple(class_names), source)
 
@@ -57,7 +68,7 @@ class Segmentation:
         """(H, W) float32 probability of any non-background class: 1 - p(class 0)."""
         return 1.0 - self.probabilities[..., 0]
 
-    def mask(self, classes=None) -> np.ndarray:
+    def mask(self, classes: str | int | Iterable[str | int] | None = None) -> np.ndarray:
         """(H, W) bool: pixels labelled with one of ``classes`` (names or ids; default every
         non-background class)."""
         ids = _class_ids(classes, self.class_names)
@@ -96,25 +107,6 @@ def _class_ids(classes, class_names):
 # --- inference ---------------------------------------------------------------------------------
 
 
-def pad_to_multiple(image, stride, mode="reflect"):
-    """Pad (H, W, ...) at the bottom and right to multiples of ``stride``; returns (padded, (H, W)).
-
-    >>> padded, size = pad_to_multiple(np.zeros((33, 64, 3)), 32)
-    >>> padded.shape, size
-    ((64, 64, 3), (33, 64))
-    """
-    height, width = image.shape[:2]
-    pad_h, pad_w = (-height) % stride, (-width) % stride
-    if not pad_h and not pad_w:
-        return image, (height, width)
-    pads = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (image.ndim - 2)
-    if mode == "reflect" and (pad_h >= height or pad_w >= width):
-        mode = "symmetric"  # reflect needs the pad to be shorter than the side
-        if pad_h > height or pad_w > width:
-            mode = "edge"
-    return (np.pad(image, pads, mode=mode) if mode != "constant" else np.pad(image, pads)), (height, width)
-
-
 def _tile_starts(length, tile, step):
     if length <= tile:
         return [0]
@@ -128,7 +120,13 @@ def _tile_weight(tile):
     return np.minimum(ramp[:, None], ramp[None, :])
 
 
-def predict_probabilities(model, image, tile="auto", overlap=0.25, batch_size=8):
+def predict_probabilities(
+    model: str | Path | keras.Model | OpenedModel,
+    image: ArrayLike,
+    tile: int | Literal["auto"] | None = "auto",
+    overlap: float = 0.25,
+    batch_size: int = 8,
+) -> np.ndarray:
     """(H, W, 3) RGB image -> (H, W, C) float32 class probabilities at the image's resolution.
 
     Scales the image first when the model says so (``settings["scale_to"]``), pads it to a
@@ -209,7 +207,13 @@ def _check_image(image):
     return image
 
 
-def segment(images, model=None, *, tile="auto", runtime="auto"):
+def segment(
+    images: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    model: str | Path | keras.Model | OpenedModel | None = None,
+    *,
+    tile: int | Literal["auto"] | None = "auto",
+    runtime: str = "auto",
+) -> list[Segmentation]:
     """Segment images: per image the class probabilities and labels at its original resolution.
 
     Args:

@@ -3,46 +3,52 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cvapps.segmentation.metrics import parse_loss
 from cvapps.segmentation.model import build_unet
+
+if TYPE_CHECKING:
+    from cvapps.nn.training import TrainResult
+    from cvapps.segmentation.data import SegmentationData
 
 # --- training ----------------------------------------------------------------------------------
 
 
 def train_segmenter(
-    data,
-    output,
+    data: SegmentationData | str | Path,
+    output: str | Path,
     *,
-    validation=None,
-    family="unet",
-    size="s",
-    alpha=0.35,
-    weights=None,
-    filters=32,
-    depth=4,
-    decoder_filters=None,
-    upsample="transpose",
-    image_size=256,
-    fit=False,
-    epochs=20,
-    repeats=1,
-    batch_size=8,
-    learning_rate=1e-3,
-    weight_decay=1e-4,
-    loss="ce+dice",
-    border_weight=0.0,
-    augment=True,
-    elastic=0.0,
-    rotate=15.0,
-    scale=(0.75, 1.25),
-    vflip=False,
-    max_side=None,
-    checkpoint_dir=None,
-    seed=0,
-    verbose=1,
-):
+    validation: SegmentationData | None = None,
+    family: str = "unet",
+    size: str = "s",
+    alpha: float = 0.35,
+    weights: str | Path | None = None,
+    filters: int = 32,
+    depth: int = 4,
+    decoder_filters: Sequence[int] | None = None,
+    upsample: str = "transpose",
+    image_size: int = 256,
+    fit: bool = False,
+    epochs: int = 20,
+    repeats: int = 1,
+    batch_size: int = 8,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-4,
+    loss: str = "ce+dice",
+    border_weight: float = 0.0,
+    augment: bool = True,
+    elastic: float = 0.0,
+    rotate: float = 15.0,
+    scale: tuple[float, float] = (0.75, 1.25),
+    vflip: bool = False,
+    max_side: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    seed: int = 0,
+    verbose: int | str = 1,
+) -> TrainResult:
     """Train a U-Net on a :class:`cvapps.segmentation.data.SegmentationData`; save it to ``output``.
 
     Args:

@@ -3,10 +3,10 @@
 Workflow:
 
     >>> from cvapps.style import stylize
-    >>> result = stylize("photo.jpg", style="starry_night")               # doctest: +SKIP
+    >>> [result] = stylize("photo.jpg", style="starry_night")             # doctest: +SKIP
     >>> result.image.shape, result.method, round(result.seconds, 2)       # doctest: +SKIP
     ((480, 640, 3), 'fast', 0.08)
-    >>> result = stylize("photo.jpg", style="my_painting.jpg")            # any painting  # doctest: +SKIP
+    >>> [result] = stylize("photo.jpg", style="my_painting.jpg")          # any painting  # doctest: +SKIP
     >>> result.method                                                      # doctest: +SKIP
     'optimize'
 
@@ -61,10 +61,9 @@ _EXPORTS = {
     "optimize_image": "cvapps.style.optimize",
     "_step_history_class": "cvapps.style.optimize",
     "Stylized": "cvapps.style.predict",
-    "_check_array": "cvapps.style.predict",
     "_resize_short": "cvapps.style.predict",
     "resize_long": "cvapps.style.predict",
-    "pad_to_multiple": "cvapps.style.predict",
+    "pad_to_multiple": "cvapps.core.images",
     "stylize_array": "cvapps.style.predict",
     "preserve_colors": "cvapps.style.predict",
     "blend": "cvapps.style.predict",
@@ -74,6 +73,7 @@ _EXPORTS = {
     "_style_name": "cvapps.style.predict",
     "_painting_of_model": "cvapps.style.predict",
     "stylize": "cvapps.style.predict",
+    "StyleOptions": "cvapps.style.predict",
     "list_content_images": "cvapps.style.train",
     "load_photos": "cvapps.style.train",
     "_batches_class": "cvapps.style.train",

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from cvapps.style import DEFAULT_CONTENT_LEVEL, DEFAULT_STYLE_LEVELS, LOSS_NETWORKS
 
+if TYPE_CHECKING:
+    from cvapps.nn.backbone import Backbone
+
 # --- costs -------------------------------------------------------------------------------------
 
 
-def gram_matrix(features):
+def gram_matrix(features: Any) -> Any:
     """(B, H, W, C) activations -> (B, C, C) Gram matrices, G_kk' = 1/(H W) sum_ij a_ijk a_ijk'.
 
     >>> import numpy as np
@@ -26,7 +32,7 @@ def gram_matrix(features):
     return ops.einsum("bhwc,bhwd->bcd", features, features) / positions
 
 
-def content_cost(content, generated):
+def content_cost(content: Any, generated: Any) -> Any:
     """1/2 mean over (H, W, C) of (content - generated)^2, per image: (B, H, W, C) x2 -> (B,)."""
     import keras
 
@@ -35,7 +41,7 @@ def content_cost(content, generated):
     return 0.5 * ops.mean(ops.square(difference), axis=(1, 2, 3))
 
 
-def style_cost(style_gram, generated_gram):
+def style_cost(style_gram: Any, generated_gram: Any) -> Any:
     """1/4 mean over (C, C) of (G_S - G_G)^2 = 1/(4 C^2) sum_kk' (G_S - G_G)^2, per image -> (B,).
 
     ``style_gram`` may be (C, C) or (B, C, C); ``generated_gram`` is (B, C, C).
@@ -47,7 +53,7 @@ def style_cost(style_gram, generated_gram):
     return 0.25 * ops.mean(ops.square(difference), axis=(-2, -1))
 
 
-def total_variation(images):
+def total_variation(images: Any) -> Any:
     """Mean squared difference of vertically and horizontally neighbouring pixels, per image:
     (B, H, W, 3) pixels in [0, 255] -> (B,), computed on pixels / 255."""
     import keras
@@ -72,7 +78,13 @@ class LossNetwork:
         style_levels: dict level -> weight lambda_l (normalised to sum to 1).
     """
 
-    def __init__(self, backbone, name, content_level=DEFAULT_CONTENT_LEVEL, style_levels=None):
+    def __init__(
+        self,
+        backbone: Backbone,
+        name: str,
+        content_level: str = DEFAULT_CONTENT_LEVEL,
+        style_levels: Mapping[str, float] | None = None,
+    ):
         import keras
 
         style_levels = dict(DEFAULT_STYLE_LEVELS if style_levels is None else style_levels)
@@ -94,11 +106,11 @@ class LossNetwork:
         self.model = keras.Model(backbone.input, outputs, name="loss_network")
         self.model.trainable = False
 
-    def features(self, images):
+    def features(self, images: Any) -> dict[str, Any]:
         """(B, H, W, 3) pixels -> dict level -> activations (inference mode, batch norm frozen)."""
         return self.model(images, training=False)
 
-    def style_targets(self, style_image):
+    def style_targets(self, style_image: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """(H, W, 3) style image -> (level -> (C, C) Gram as NumPy, level -> its normaliser)."""
         features = self.model.predict_on_batch(np.asarray(style_image, np.float32)[None])
         grams = {level: np.asarray(gram_matrix(features[level]))[0] for level in self.style_levels}
@@ -107,7 +119,11 @@ class LossNetwork:
         return grams, scales
 
 
-def build_loss_network(name="auto", content_level=DEFAULT_CONTENT_LEVEL, style_levels=None):
+def build_loss_network(
+    name: str | LossNetwork = "auto",
+    content_level: str = DEFAULT_CONTENT_LEVEL,
+    style_levels: Mapping[str, float] | None = None,
+) -> LossNetwork:
     """The frozen loss network.
 
     Args:
@@ -160,12 +176,19 @@ class PerceptualLoss:
     ``tv_loss`` and ``total``; the content activations may be given precomputed.
     """
 
-    def __init__(self, network, style_image, content_weight=1.0, style_weight=10.0, tv_weight=1.0):
+    def __init__(
+        self,
+        network: LossNetwork,
+        style_image: np.ndarray,
+        content_weight: float = 1.0,
+        style_weight: float = 10.0,
+        tv_weight: float = 1.0,
+    ):
         self.network = network
         self.grams, self.scales = network.style_targets(style_image)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
 
-    def parts(self, content, generated, content_features=None):
+    def parts(self, content: Any, generated: Any, content_features: Any | None = None) -> dict[str, Any]:
         import keras
 
         ops = keras.ops

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from cvapps.style.costs import PerceptualLoss, build_loss_network
 from cvapps.style.predict import StyleRunner, _painting_of_model, is_style_image, read_style_image, resize_long, stylize
 from cvapps.style.train import list_content_images
 
+if TYPE_CHECKING:
+    from cvapps.style.costs import LossNetwork
+
 # --- evaluation --------------------------------------------------------------------------------
 
 
 def evaluate_style(
-    content_dir,
-    style,
-    method=None,
-    size=256,
-    loss_network="auto",
-    max_images=None,
-    steps=200,
-    runtime="auto",
-    progress=None,
-    style_size=256,
-):
+    content_dir: str | Path,
+    style: str | Path | np.ndarray,
+    method: str | None = None,
+    size: int = 256,
+    loss_network: str | LossNetwork = "auto",
+    max_images: int | None = None,
+    steps: int = 200,
+    runtime: str = "auto",
+    progress: Callable[[Sequence[Path], int], Iterable[Path]] | None = None,
+    style_size: int = 256,
+) -> tuple[dict[str, Any], int, list[str]]:
     """Stylise the photos of ``content_dir`` and score them with a loss network.
 
     Args:
@@ -55,7 +62,7 @@ def evaluate_style(
         except ValueError as error:
             skipped.append(str(error))
             continue
-        result = stylize(photo, runner)
+        [result] = stylize(photo, runner)
         seconds += result.seconds
         parts = loss.parts(photo[None].astype(np.float32), result.image[None].astype(np.float32))
         content_losses.append(float(np.asarray(parts["content_loss"])[0]))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from cvapps.style.costs import PerceptualLoss, build_loss_network
+
+if TYPE_CHECKING:
+    from cvapps.style.costs import LossNetwork
 
 # --- the optimisation method (Gatys et al.) ----------------------------------------------------
 
@@ -41,17 +46,17 @@ def _image_model_class():
 
 
 def optimize_image(
-    content,
-    style_image,
-    steps=200,
-    learning_rate=4.0,
-    init="content",
-    loss_network="auto",
-    content_weight=1.0,
-    style_weight=10.0,
-    tv_weight=1.0,
-    seed=0,
-):
+    content: np.ndarray,
+    style_image: np.ndarray,
+    steps: int = 200,
+    learning_rate: float = 4.0,
+    init: str = "content",
+    loss_network: str | LossNetwork = "auto",
+    content_weight: float = 1.0,
+    style_weight: float = 10.0,
+    tv_weight: float = 1.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, list[float]]]:
     """Gatys et al.: optimise the pixels of G with Adam so J(G) falls.
 
     Args:

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cvapps.core.images import check_rgb_array, pad_to_multiple
 from cvapps.core.sources import IMAGE_SUFFIXES
 from cvapps.style import METHODS
 from cvapps.style.costs import build_loss_network
 from cvapps.style.optimize import optimize_image
+
+if TYPE_CHECKING:
+    import keras
+
+    from cvapps.runtime import OpenedModel
 
 # --- inference ---------------------------------------------------------------------------------
 
@@ -54,15 +62,6 @@ class Stylized:
             raise ValueError(f"method must be one of {METHODS}, received {self.method!r}.")
 
 
-def _check_array(image):
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"an image array must have shape (H, W, 3) RGB; received shape {image.shape}.")
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return image
-
-
 def _resize_short(image, side):
     """Resize so the shorter side is ``side`` (aspect kept)."""
     import cv2
@@ -73,7 +72,7 @@ def _resize_short(image, side):
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def resize_long(image, size):
+def resize_long(image: np.ndarray, size: int | None) -> np.ndarray:
     """Resize (H, W, 3) so its longer side is ``size`` pixels (aspect kept); None or the same
     size returns the image itself."""
     import cv2
@@ -90,21 +89,7 @@ def resize_long(image, size):
     return cv2.resize(image, shape, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def pad_to_multiple(image, stride):
-    """Reflect-pad (H, W, 3) at the bottom and right to multiples of ``stride``: (padded, (H, W)).
-
-    >>> pad_to_multiple(np.zeros((5, 9, 3), np.uint8), 4)[0].shape
-    (8, 12, 3)
-    """
-    h, w = image.shape[:2]
-    ph, pw = -h % stride, -w % stride
-    if not (ph or pw):
-        return image, (h, w)
-    mode = "reflect" if ph < h and pw < w else "edge"
-    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode=mode), (h, w)
-
-
-def stylize_array(model, image, stride=None):
+def stylize_array(model: OpenedModel | keras.Model, image: np.ndarray, stride: int | None = None) -> np.ndarray:
     """Run a fast style net on one (H, W, 3) RGB image of any size -> (H, W, 3) uint8.
 
     ``model``: an opened model (:func:`cvapps.runtime.open_model`) or a ``keras.Model``. The
@@ -119,7 +104,7 @@ def stylize_array(model, image, stride=None):
     return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
-def preserve_colors(stylized, content):
+def preserve_colors(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
     """Luminance-only transfer: the stylised Y with the content's Cb, Cr (BT.601, full range).
 
     Y = 0.299 R + 0.587 G + 0.114 B; Cb, Cr from the content; back to RGB with the inverse matrix.
@@ -138,7 +123,7 @@ def preserve_colors(stylized, content):
     return np.clip(rgb, 0, 255).round().astype(np.uint8)
 
 
-def blend(content, stylized, strength):
+def blend(content: np.ndarray, stylized: np.ndarray, strength: float) -> np.ndarray:
     """(1 - strength) content + strength stylised, uint8; strength 0 returns ``content`` itself."""
     if strength == 0:
         return content
@@ -148,7 +133,7 @@ def blend(content, stylized, strength):
     return np.clip(mixed, 0, 255).round().astype(np.uint8)
 
 
-def is_style_image(style):
+def is_style_image(style: object) -> bool:
     """True when ``style`` names a painting (an image path or an array) rather than a shipped model."""
     if isinstance(style, np.ndarray):
         return True
@@ -156,7 +141,7 @@ def is_style_image(style):
     return Path(text).suffix.lower() in IMAGE_SUFFIXES
 
 
-def shipped_styles():
+def shipped_styles() -> dict[str, dict]:
     """name -> card dict of every shipped style model (task "style")."""
     from cvapps.models import model_card, shipped_models
 
@@ -174,14 +159,14 @@ class StyleRunner:
 
     def __init__(
         self,
-        style,
-        method=None,
-        runtime="auto",
-        blend_style=None,
-        blend_weight=0.5,
-        loss_network="auto",
-        steps=200,
-        style_size=256,
+        style: str | Path | np.ndarray,
+        method: str | None = None,
+        runtime: str = "auto",
+        blend_style: str | Path | np.ndarray | None = None,
+        blend_weight: float = 0.5,
+        loss_network: str = "auto",
+        steps: int = 200,
+        style_size: int = 256,
     ):
         from cvapps.runtime import open_model
 
@@ -209,7 +194,7 @@ class StyleRunner:
             self.network = build_loss_network(loss_network)
         self.name = "+".join(_style_name(item) for item in names)
 
-    def __call__(self, image):
+    def __call__(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB, fully stylised."""
         if self.method == "fast":
             outputs = [stylize_array(model, image) for model in self.models]
@@ -251,53 +236,97 @@ def _painting_of_model(name, side):
     )
 
 
+@dataclass(frozen=True)
+class StyleOptions:
+    """The less-used settings of :func:`stylize` (a small frozen record, not a ``**options`` tunnel).
+
+    Attributes:
+        blend_style: a second style mixed in: ``(1 - blend_weight) style + blend_weight blend_style``
+            (a shipped name or ``.keras`` for ``"fast"``, a painting for ``"optimize"``); None: none.
+        blend_weight: 0..1, the second style's share.
+        steps: Adam steps on the pixels for method ``"optimize"``.
+        loss_network: the optimisation's loss network, one of :data:`cvapps.style.LOSS_NETWORKS`.
+
+    >>> StyleOptions(steps=50).steps
+    50
+    """
+
+    blend_style: str | Path | np.ndarray | None = None
+    blend_weight: float = 0.5
+    steps: int = 200
+    loss_network: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.blend_weight <= 1:
+            raise ValueError(f"blend_weight must be in [0, 1], received {self.blend_weight!r}.")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a whole number of at least 1, received {self.steps!r}.")
+
+
 def stylize(
-    content,
-    style="starry_night",
-    method=None,
-    strength=1.0,
-    preserve_color=False,
-    size=None,
-    blend_style=None,
-    blend_weight=0.5,
-    runtime="auto",
-    steps=200,
-    loss_network="auto",
-):
-    """Stylise one picture.
+    images: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    style: str | Path | np.ndarray | StyleRunner = "starry_night",
+    *,
+    method: str | None = None,
+    strength: float = 1.0,
+    preserve_color: bool = False,
+    size: int | None = None,
+    options: StyleOptions | None = None,
+    runtime: str = "auto",
+) -> list[Stylized]:
+    """Stylise pictures: one :class:`Stylized` per image, in input order (as ``classify``/``segment``).
 
     Args:
-        content: a path or an (H, W, 3) RGB array.
+        images: a path, an (H, W, 3) RGB array, an (N, H, W, 3) batch, or a list of paths/arrays.
         style: a shipped style name or ``.keras`` path (method ``"fast"``), or a painting's
             image path or array (method ``"optimize"``), or a :class:`StyleRunner` already opened.
+            Opened fast nets are cached, so a loop of calls with a style name costs the net, not the load.
         method: ``"fast"`` (a trained net, well under a second), ``"optimize"`` (Gatys et al.,
-            ``steps`` Adam steps on the pixels; any painting; tens of seconds on a CPU), or None:
+            ``options.steps`` Adam steps on the pixels; any painting; tens of seconds on a CPU), or None:
             ``"optimize"`` when ``style`` is an image, else ``"fast"``. With ``"optimize"`` and a
             shipped style name, the painting that style was trained on is used.
         strength: 0..1, blend between the content (0) and the stylised picture (1).
         preserve_color: keep the content's colours (stylised luminance, original Cb, Cr).
         size: longer side of the result in pixels; None keeps the content's size (the fast net
             takes any size and aspect ratio; the optimisation is slow above ~512).
-        blend_style, blend_weight: a second style mixed in: (1 - w) style + w blend_style.
+        options: :class:`StyleOptions` (a blended second style, optimisation steps, loss network).
         runtime: ``"auto"``, ``"onnx"`` or ``"keras"`` for the fast nets.
 
     Returns:
-        :class:`Stylized`.
+        list of :class:`Stylized`.
+
+    Raises:
+        ValueError: strength outside 0..1, an unreadable file (named), an array that is not (H, W, 3).
+
+    >>> [styled] = stylize("photo.jpg", style="starry_night", strength=0.8)   # doctest: +SKIP
+    >>> styled.image.shape, styled.method                                      # doctest: +SKIP
+    ((480, 640, 3), 'fast')
     """
-    started = time.perf_counter()
     if not 0 <= strength <= 1:
         raise ValueError(f"strength must be between 0 and 1, received {strength!r}.")
+    options = StyleOptions() if options is None else options
+    if not isinstance(options, StyleOptions):
+        raise TypeError(f"options must be a StyleOptions, received {type(options).__name__}.")
+    if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+        images = [images]
+    runner = (
+        style
+        if isinstance(style, StyleRunner)
+        else StyleRunner(
+            style, method, runtime, options.blend_style, options.blend_weight, options.loss_network, options.steps
+        )
+    )
+    return [_stylize_one(image, runner, strength, preserve_color, size) for image in images]
+
+
+def _stylize_one(content, runner, strength, preserve_color, size):
+    started = time.perf_counter()
     source = str(content) if isinstance(content, (str, Path)) else "array"
     if isinstance(content, (str, Path)):
         from cvapps.core.sources import read_image
 
         content = read_image(content)
-    content = resize_long(_check_array(content), size)
-    runner = (
-        style
-        if isinstance(style, StyleRunner)
-        else StyleRunner(style, method, runtime, blend_style, blend_weight, loss_network, steps)
-    )
+    content = resize_long(check_rgb_array(content), size)
     if strength == 0:
         image = content
     else:
@@ -310,9 +339,9 @@ def stylize(
     )
 
 
-def read_style_image(style_image, side=256):
+def read_style_image(style_image: str | Path | np.ndarray, side: int | None = 256) -> np.ndarray:
     """A painting as (H, W, 3) uint8 RGB with its shorter side resized to ``side`` (None: as is)."""
     from cvapps.core.sources import read_image
 
-    image = read_image(style_image) if isinstance(style_image, (str, Path)) else _check_array(style_image)
+    image = read_image(style_image) if isinstance(style_image, (str, Path)) else check_rgb_array(style_image)
     return _resize_short(image, side) if side else image

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,10 +15,14 @@ from cvapps.style.costs import PerceptualLoss, build_loss_network
 from cvapps.style.predict import _resize_short, read_style_image, stylize_array
 from cvapps.style.transformer import build_transformer
 
+if TYPE_CHECKING:
+    from cvapps.nn.training import TrainResult
+    from cvapps.style.costs import LossNetwork
+
 # --- training ----------------------------------------------------------------------------------
 
 
-def list_content_images(folders):
+def list_content_images(folders: Sequence[str | Path]) -> list[Path]:
     """Image files under each folder (recursive, sorted), a list of Paths.
 
     Raises:
@@ -33,7 +39,7 @@ def list_content_images(folders):
     return paths
 
 
-def load_photos(paths, side):
+def load_photos(paths: Iterable[str | Path], side: int) -> tuple[list[np.ndarray], list[str]]:
     """Decode photos with the shorter side resized to ``side`` (JPEG draft mode: fast).
 
     Returns:
@@ -133,32 +139,32 @@ def _samples_callback(transformer, photos, folder, every):
 
 
 def train_style(
-    style_image,
-    content,
-    output,
+    style_image: str | Path,
+    content: Sequence[str | Path],
+    output: str | Path,
     *,
-    image_size=160,
-    batch_size=4,
-    epochs=10,
-    steps_per_epoch=80,
-    learning_rate=3e-3,
-    content_weight=1.0,
-    style_weight=2.0,
-    tv_weight=5.0,
-    style_size=256,
-    loss_network="auto",
-    content_level=DEFAULT_CONTENT_LEVEL,
-    style_levels=None,
-    width=16,
-    residual_blocks=4,
-    downsamples=2,
-    separable=True,
-    max_images=None,
-    checkpoint_dir=None,
-    sample_every=1,
-    seed=0,
-    verbose=2,
-):
+    image_size: int = 160,
+    batch_size: int = 4,
+    epochs: int = 10,
+    steps_per_epoch: int = 80,
+    learning_rate: float = 3e-3,
+    content_weight: float = 1.0,
+    style_weight: float = 2.0,
+    tv_weight: float = 5.0,
+    style_size: int = 256,
+    loss_network: str | LossNetwork = "auto",
+    content_level: str = DEFAULT_CONTENT_LEVEL,
+    style_levels: Mapping[str, float] | None = None,
+    width: int = 16,
+    residual_blocks: int = 4,
+    downsamples: int = 2,
+    separable: bool = True,
+    max_images: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    sample_every: int = 1,
+    seed: int = 0,
+    verbose: int | str = 2,
+) -> TrainResult:
     """Train a fast style network for one painting on folders of content photos.
 
     Args:

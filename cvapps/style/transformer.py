@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
+
 # --- the fast transformation network (Johnson et al.) ------------------------------------------
 
 
-def build_transformer(width=16, residual_blocks=4, downsamples=2, separable=True, settings=None, name="transformer"):
+def build_transformer(
+    width: int = 16,
+    residual_blocks: int = 4,
+    downsamples: int = 2,
+    separable: bool = True,
+    settings: dict[str, Any] | None = None,
+    name: str = "transformer",
+) -> keras.Model:
     """Johnson et al.'s image transformation network, lightened for a CPU.
 
     Layout (c = ``width``, d = ``downsamples``, stride 2^d):

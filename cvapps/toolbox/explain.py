@@ -30,7 +30,12 @@ against what Keras built (``mismatches`` lists any disagreement):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
 
 SKIPPED_KINDS = ("InputLayer",)
 
@@ -62,7 +67,7 @@ class LayerRow:
     level: str = ""
 
     @property
-    def agrees(self):
+    def agrees(self) -> bool:
         shape_ok = all(k is None or k == c for k, c in zip(self.keras_shape, self.output_shape)) and len(
             self.keras_shape
         ) == len(self.output_shape)
@@ -80,19 +85,19 @@ class Explanation:
     lessons: list = field(default_factory=list)
 
     @property
-    def total_params(self):
+    def total_params(self) -> int:
         return sum(row.params for row in self.rows)
 
     @property
-    def total_macs(self):
+    def total_macs(self) -> int:
         return sum(row.macs for row in self.rows)
 
     @property
-    def mismatches(self):
+    def mismatches(self) -> list[str]:
         """Rows whose computed shape or parameter count differs from Keras's."""
         return [row.name for row in self.rows if not row.agrees]
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "input_shape": list(self.input_shape),
@@ -119,7 +124,7 @@ class Explanation:
             "lessons": self.lessons,
         }
 
-    def table(self):
+    def table(self) -> str:
         """The report as fixed-width text."""
         header = ("layer", "type", "kernel", "output", "params", "mult-adds", "RF", "level")
         lines = [
@@ -172,7 +177,7 @@ def _number(x):
 # --- the arithmetic ----------------------------------------------------------------------------
 
 
-def conv_output_size(n, f, s=1, padding="valid"):
+def conv_output_size(n: int, f: int, s: int = 1, padding: str | int = "valid") -> int:
     """Output side of a convolution or pooling window: floor((n + 2p - f) / s) + 1.
 
     ``padding`` is ``"valid"`` (p = 0), ``"same"`` (2p = :func:`same_padding`) or an int p per side.
@@ -192,12 +197,12 @@ def conv_output_size(n, f, s=1, padding="valid"):
     return (n + total - f) // s + 1
 
 
-def same_padding(n, f, s=1):
+def same_padding(n: int, f: int, s: int = 1) -> int:
     """Total padding of a "same" window: max((ceil(n / s) - 1) * s + f - n, 0); f - 1 at stride 1."""
     return max((math.ceil(n / s) - 1) * s + f - n, 0)
 
 
-def conv_params(f, c_in, c_out, groups=1, bias=True):
+def conv_params(f: int | tuple[int, int], c_in: int, c_out: int, groups: int = 1, bias: bool = True) -> int:
     """(f * f * c_in / groups + bias) * c_out; ``f`` an int or (fh, fw).
 
     >>> conv_params(5, 3, 6)   # (5*5*3 + 1) * 6
@@ -218,7 +223,7 @@ class _Tensor:
     start: float = 0.0  # input position (pixel index) of the centre of output 0
 
 
-def explain(model, input_shape=None, name=None):
+def explain(model: keras.Model, input_shape: Sequence[int] | None = None, name: str | None = None) -> Explanation:
     """The per-layer table of a functional Keras model (nested models are walked through).
 
     Args:
@@ -426,7 +431,7 @@ def _pair(value):
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
-def level_geometry(backbone, level, image_size=None):
+def level_geometry(backbone: keras.Model, level: str, image_size: int | None = None) -> Geometry:
     """:class:`Geometry` of a backbone level: where each of its positions looks in the input.
 
     Args:

@@ -29,10 +29,19 @@ model, through one compiled ``predict_on_batch`` per batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+    from numpy.typing import ArrayLike
+
+    from cvapps.core.sources import Source
+    from cvapps.toolbox.explain import Geometry
 
 BACKGROUND = 255  # white page
 SEPARATOR = 2  # pixels between tiles
@@ -67,7 +76,7 @@ def _walk(layer):
         yield from _walk(child)
 
 
-def first_conv_layer(model):
+def first_conv_layer(model: str | Path | keras.Model) -> keras.layers.Layer:
     """The first 2-D convolution of ``model`` (a ``Conv2D``, ``DepthwiseConv2D`` or
     :class:`cvapps.nn.kernel_layers.FixedConv2D`), searching nested models (a classifier's
     ``backbone``, MobileNetV2 inside it) in layer order.
@@ -105,7 +114,7 @@ def _is_pyramid(output):
     return isinstance(output, dict) and output and all(str(k)[:1] == "P" and str(k)[1:].isdigit() for k in output)
 
 
-def find_backbone(model):
+def find_backbone(model: str | Path | keras.Model) -> keras.Model | _PyramidView:
     """The cvapps backbone of ``model``, in layer order: the model itself when it has
     ``pyramid_outputs`` (a :class:`cvapps.nn.backbone.Backbone`), else the first nested layer that
     has them (the ``"backbone"`` layer of classifiers, detectors and face models), else the first
@@ -214,7 +223,7 @@ def _text_width(text, scale=0.45):
     return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] + 8
 
 
-def grid(tiles, columns, gap=SEPARATOR, background=BACKGROUND):
+def grid(tiles: Iterable[np.ndarray], columns: int, gap: int = SEPARATOR, background: int = BACKGROUND) -> np.ndarray:
     """Lay out equal-shaped (h, w, 3) uint8 tiles row by row, ``gap`` pixels apart.
 
     >>> grid([np.zeros((2, 3, 3), np.uint8)] * 5, columns=2, gap=1).shape   # 3 rows, 2 columns
@@ -233,7 +242,7 @@ def grid(tiles, columns, gap=SEPARATOR, background=BACKGROUND):
     return canvas
 
 
-def stack(parts, gap=6, background=BACKGROUND):
+def stack(parts: Sequence[np.ndarray], gap: int = 6, background: int = BACKGROUND) -> np.ndarray:
     """Stack pictures top to bottom, left-aligned, on a page as wide as the widest."""
     width = max(p.shape[1] for p in parts)
     rows = []
@@ -255,7 +264,7 @@ def _normalise(values):
     return np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
-def colour_map(gray, name="viridis"):
+def colour_map(gray: np.ndarray, name: str = "viridis") -> np.ndarray:
     """(h, w) uint8 -> (h, w, 3) uint8 RGB through ``"viridis"`` or ``"gray"``."""
     if name == "gray":
         return np.repeat(gray[:, :, None], 3, axis=2)
@@ -285,7 +294,7 @@ def _scale_tile(tile, low=48, high=96):
 # --- first-layer filters -----------------------------------------------------------------------
 
 
-def filter_tiles(kernel, depthwise=False):
+def filter_tiles(kernel: ArrayLike, depthwise: bool = False) -> list[np.ndarray]:
     """A Conv2D kernel (kh, kw, c_in, c_out) -> list of (kh, kw, 3) uint8 tiles, one per filter.
 
     Each filter is min-max normalised to [0, 255] on its own (over its colour channels together,
@@ -314,7 +323,7 @@ def filter_tiles(kernel, depthwise=False):
     return tiles
 
 
-def first_layer_filters(model, tile=48, title=True) -> np.ndarray:
+def first_layer_filters(model: str | Path | keras.Model, tile: int = 48, title: bool = True) -> np.ndarray:
     """A picture of the first convolution layer's filters (see :func:`first_conv_layer`).
 
     Args:
@@ -371,7 +380,13 @@ class FeatureMaps:
     input_size: tuple
 
 
-def feature_maps(model, image, levels=("P3",), max_channels=64, colours="viridis") -> FeatureMaps:
+def feature_maps(
+    model: str | Path | keras.Model,
+    image: str | Path | np.ndarray,
+    levels: str | Sequence[str] = ("P3",),
+    max_channels: int = 64,
+    colours: str = "viridis",
+) -> FeatureMaps:
     """A picture of the backbone's feature maps at ``levels`` for one image.
 
     The image is resized as the model expects (its square input size; an any-size model gets
@@ -532,17 +547,17 @@ def _patch_window(row, col, geometry, scale_y, scale_x, side):
 
 
 def top_patches(
-    model,
-    images,
-    level="P4",
-    units=None,
-    top=9,
-    per_image=1,
-    patch_size=None,
-    image_size=None,
-    batch_size=16,
-    cell=80,
-    geometry=None,
+    model: str | Path | keras.Model,
+    images: str | Path | Source | Sequence[str | Path | np.ndarray] | np.ndarray,
+    level: str = "P4",
+    units: Iterable[int] | None = None,
+    top: int = 9,
+    per_image: int = 1,
+    patch_size: float | None = None,
+    image_size: int | None = None,
+    batch_size: int = 16,
+    cell: int = 80,
+    geometry: Geometry | Sequence[float] | None = None,
 ) -> TopPatches:
     """For units of one level, the image patches that activate each most (Zeiler & Fergus 2014).
 

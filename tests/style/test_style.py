@@ -156,16 +156,24 @@ def test_train_style_saves_a_loadable_model_with_samples(tiny_style):
 
 
 def test_stylize_strength_zero_returns_the_content_and_sizes_follow(tiny_style):
-    from cvapps.style import stylize
+    from cvapps.style import StyleOptions, stylize
 
     result, root = tiny_style
     content = np.random.default_rng(1).integers(0, 255, (21, 30, 3), dtype=np.uint8)
-    same = stylize(content, style=str(result.model_path), strength=0)
+    [same] = stylize(content, style=str(result.model_path), strength=0)
     assert np.array_equal(same.image, content) and same.method == "fast"
-    out = stylize(content, style=str(result.model_path), size=15, preserve_color=True, runtime="keras")
+    [out] = stylize(content, style=str(result.model_path), size=15, preserve_color=True, runtime="keras")
     assert out.image.shape == (10, 15, 3) and out.style == "tiny"  # 21 * 15 / 30 = 10.5, rounded to even
-    mixed = stylize(content, style=str(result.model_path), blend_style=str(result.model_path), blend_weight=0.3)
+    blended = StyleOptions(blend_style=str(result.model_path), blend_weight=0.3)
+    [mixed] = stylize(content, style=str(result.model_path), options=blended)
     assert mixed.style == "tiny+tiny" and mixed.image.shape == content.shape
+    # a batch and a list give one result per image, in order, with their sources
+    batch = stylize(np.stack([content, content[::-1]]), style=str(result.model_path))
+    assert [r.image.shape for r in batch] == [content.shape] * 2 and batch[1].source == "array"
+    with pytest.raises(ValueError, match=r"blend_weight must be in \[0, 1\], received 2"):
+        StyleOptions(blend_weight=2)
+    with pytest.raises(TypeError, match="options must be a StyleOptions, received dict"):
+        stylize(content, style=str(result.model_path), options={"steps": 3})
     with pytest.raises(ValueError, match="strength must be between 0 and 1"):
         stylize(content, style=str(result.model_path), strength=1.5)
     with pytest.raises(ValueError, match="for any painting use method 'optimize'"):
@@ -295,7 +303,10 @@ def test_optimize_with_a_real_painting(real_data):
     from cvapps.style import stylize
 
     painting = real_data / "style" / "paintings" / "starry_night.jpg"
-    out = stylize(real_data / "style" / "photos" / "tubingen.jpg", style=str(painting), size=48, steps=3)
+    from cvapps.style import StyleOptions
+
+    photo = real_data / "style" / "photos" / "tubingen.jpg"
+    [out] = stylize(photo, style=str(painting), size=48, options=StyleOptions(steps=3))
     assert out.method == "optimize" and max(out.image.shape[:2]) == 48 and out.style == "starry_night"
 
 
@@ -307,7 +318,8 @@ def test_shipped_styles_stylise_a_photo(real_data):
         pytest.skip("no shipped styles")
     photo = real_data / "style" / "photos" / "chicago.jpg"
     for name in styles:
-        out = stylize(photo, style=name, size=200)
+        [out] = stylize(photo, style=name, size=200)
         assert out.method == "fast" and max(out.image.shape[:2]) == 200
-        content = stylize(photo, style=name, size=200, strength=0).image
+        [unchanged] = stylize(photo, style=name, size=200, strength=0)
+        content = unchanged.image
         assert np.abs(out.image.astype(int) - content.astype(int)).mean() > 10  # visibly changed

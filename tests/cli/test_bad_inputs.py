@@ -11,7 +11,7 @@ from cvapps.cli import cli
 
 
 def test_crops_never_leave_their_folder(tmp_path):
-    from cvapps.cli.commands import _safe_name
+    from cvapps.cli.detect import _safe_name
 
     # ".." as a class name (from a model or data file) would write one level up
     for name in ("..", ".", "../../etc", "a/b", "..\\x"):

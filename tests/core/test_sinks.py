@@ -170,7 +170,7 @@ def test_video_sink_failure_and_frame_checks(tmp_path):
 def test_write_json(tmp_path):
     path = write_json(tmp_path / "sub" / "meta.json", {"classes": ["cat", "dog"], "size": 32})
     assert json.loads(path.read_text()) == {"classes": ["cat", "dog"], "size": 32}
-    write_json(path, {"v": 2})  # overwrite=True by default
+    write_json(path, {"v": 2}, overwrite=True)
     assert json.loads(path.read_text()) == {"v": 2}
     with pytest.raises(ValueError, match="already exists"):
         write_json(path, {"v": 3}, overwrite=False)

@@ -1,0 +1,462 @@
+"""Commands of detection: added to the ``cvapps`` groups by :func:`register`.
+
+    cvapps detect SOURCE [--model person] [--confidence-threshold 0.25] [--classes a,b] [--output OUT] [--json FILE]
+    cvapps train detect DATA... --output model.keras [--family ...] [--weights imagenet] ...
+    cvapps eval detect DATA... --model NAME [--holdout 0.2] --json report.json
+    cvapps webcam detect [--model person] [--source 0]
+
+The click declarations come first, then the bodies they call (one file per app).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import numpy as np
+
+from cvapps.cli.commands import Outputs, bar, check_destinations, eval_report, run_webcam_loop
+from cvapps.cli.common import (
+    OutputOptions,
+    ReportOptions,
+    WebcamOptions,
+    backbone_size_options,
+    fail_on_value_error,
+    family_option,
+    output_options,
+    quiet_option,
+    report_options,
+    report_reused,
+    runtime_option,
+    webcam_options,
+    weights_option,
+)
+from cvapps.core.sinks import write_image, write_json
+from cvapps.core.sources import open_source
+from cvapps.detection import DEFAULT_MODEL as DEFAULT_DETECTOR
+
+if TYPE_CHECKING:
+    from cvapps.core.sources import Frame
+    from cvapps.core.webcam import LoopStats
+    from cvapps.detection import Detections
+    from cvapps.runtime import OpenedModel
+
+
+@click.command("detect")
+@click.argument("source")
+@click.option("--model", default=DEFAULT_DETECTOR, show_default=True, help="Shipped detector name or .keras path.")
+@click.option(
+    "--confidence-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="Keep detections scoring at least this (objectness x class).",
+)
+@click.option(
+    "--iou-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.45,
+    show_default=True,
+    help="Non-max suppression: overlaps above this IoU (same class) are suppressed.",
+)
+@click.option("--classes", help="Comma-separated class names to keep (e.g. person,dog); default all.")
+@click.option(
+    "--class-threshold",
+    "class_thresholds",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Confidence threshold for one class, overriding --confidence-threshold (repeatable).",
+)
+@click.option("--max-detections", type=click.IntRange(min=1), default=300, show_default=True)
+@output_options("Annotated image file (one input), folder, or video file.")
+@click.option("--save-crops", type=click.Path(), help="Save each detection's pixels to DIR/<class>/<image>_<k>.jpg.")
+@runtime_option
+@fail_on_value_error
+def detect(
+    source: str,
+    model: str,
+    confidence_threshold: float,
+    iou_threshold: float,
+    classes: str | None,
+    class_thresholds: tuple[str, ...],
+    max_detections: int,
+    save_crops: str | None,
+    runtime: str,
+    outputs: OutputOptions,
+) -> None:
+    """Detect objects in an image, a folder, a glob or a video: boxes with class and confidence."""
+    options = DetectOptions.from_cli(confidence_threshold, iou_threshold, classes, class_thresholds, max_detections)
+    failures = run_detect(source, model, options, outputs, runtime=runtime, save_crops=save_crops)
+    if failures:
+        sys.exit(1)
+
+
+@click.command("detect")
+@click.argument("data", nargs=-1, required=True, type=click.Path())
+@click.option("--output", type=click.Path(), required=True, help="Where to write the trained .keras model.")
+@click.option("--classes", help="Comma-separated class names to keep (e.g. person); default all.")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Images held out for validation (same split as 'eval detect --holdout').",
+)
+@family_option("compact")
+@backbone_size_options
+@weights_option
+@click.option("--image-size", type=click.IntRange(min=64), default=320, show_default=True, help="Multiple of 32.")
+@click.option("--width", type=click.IntRange(min=8), default=64, show_default=True, help="Neck channels.")
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--no-augment", is_flag=True, help="No flips, scale/translate, colour or mosaic.")
+@click.option("--mosaic", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Probability of a mosaic.")
+@click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
+@fail_on_value_error
+def train_detect(
+    data: tuple[str, ...],
+    output: str,
+    classes: str | None,
+    val_fraction: float,
+    family: str,
+    size: str,
+    alpha: float,
+    weights: str | None,
+    image_size: int,
+    width: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    no_augment: bool,
+    mosaic: float,
+    checkpoint_dir: str | None,
+    seed: int,
+    quiet: bool,
+) -> None:
+    """Train a detector on one or more DATA folders (YOLO, Pascal VOC, COCO JSON or Penn-Fudan
+    layout), merged; anchors are fitted to the data. Rerun the same command to resume."""
+    run_train_detect(
+        data,
+        output,
+        classes,
+        val_fraction,
+        seed,
+        quiet,
+        dict(
+            image_size=image_size,
+            family=family,
+            size=size,
+            alpha=alpha,
+            weights=weights,
+            width=width,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            augment=not no_augment,
+            mosaic=mosaic,
+            checkpoint_dir=checkpoint_dir,
+            seed=seed,
+        ),
+    )
+
+
+@click.command("detect")
+@click.argument("data", nargs=-1, required=True, type=click.Path())
+@click.option("--model", required=True, help="Shipped model name or .keras path.")
+@click.option("--classes", help="Comma-separated class names to keep from DATA (as in training).")
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Score only the split 'train detect --val-fraction' held out of DATA.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
+@report_options()
+@click.option("--pr-curve", type=click.Path(), help="Save the precision-recall curves (IoU 0.5) as a PNG here.")
+@fail_on_value_error
+def eval_detect(
+    data: tuple[str, ...],
+    model: str,
+    classes: str | None,
+    holdout: float | None,
+    seed: int,
+    pr_curve: str | None,
+    report: ReportOptions,
+) -> None:
+    """COCO-style mAP (map50, map50_95), per-class AP, precision and recall on DATA."""
+    run_eval_detect(data, model, report, classes=classes, holdout=holdout, seed=seed, pr_curve=pr_curve)
+
+
+@click.command("detect")
+@click.option("--model", default=DEFAULT_DETECTOR, show_default=True, help="Shipped detector name or .keras path.")
+@click.option("--confidence-threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True)
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.45, show_default=True)
+@click.option("--classes", help="Comma-separated class names to keep; default all.")
+@click.option(
+    "--class-threshold",
+    "class_thresholds",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Confidence threshold for one class (repeatable).",
+)
+@runtime_option
+@webcam_options
+@fail_on_value_error
+def webcam_detect(
+    model: str,
+    confidence_threshold: float,
+    iou_threshold: float,
+    classes: str | None,
+    class_thresholds: tuple[str, ...],
+    runtime: str,
+    webcam: WebcamOptions,
+) -> None:
+    """Live boxes over a camera (q or Esc quits) or a video file."""
+    options = DetectOptions.from_cli(confidence_threshold, iou_threshold, classes, class_thresholds)
+    run_webcam_detect(model, options, webcam, runtime=runtime)
+
+
+def register(cli: click.Group, train: click.Group, evaluate: click.Group, webcam: click.Group) -> None:
+    """Add this app's commands to the top-level group and the train/eval/webcam groups."""
+    cli.add_command(detect, "detect")
+    train.add_command(train_detect, "detect")
+    evaluate.add_command(eval_detect, "detect")
+    webcam.add_command(webcam_detect, "detect")
+
+
+# --- command bodies ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """What ``cvapps detect`` and ``cvapps webcam detect`` pass to :func:`cvapps.detection.detect`."""
+
+    confidence_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    classes: tuple[str, ...] | None = None
+    class_thresholds: dict[str, float] | None = None
+    max_detections: int = 300
+
+    @classmethod
+    def from_cli(
+        cls,
+        confidence_threshold: float,
+        iou_threshold: float,
+        classes: str | None,
+        class_thresholds: tuple[str, ...] | None,
+        max_detections: int = 300,
+    ) -> DetectOptions:
+        """Parse ``--classes a,b`` and repeated ``--class-threshold NAME=VALUE``."""
+        names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
+        thresholds = {}
+        for item in class_thresholds or ():
+            name, _, value = item.rpartition("=")
+            try:
+                thresholds[name.strip()] = float(value)
+            except ValueError:
+                name = ""
+            if not name.strip():
+                raise ValueError(f"--class-threshold takes NAME=VALUE, e.g. person=0.5; received {item!r}.")
+        return cls(confidence_threshold, iou_threshold, names, thresholds or None, max_detections)
+
+    def run(self, images: np.ndarray, model: OpenedModel) -> list[Detections]:
+        """:func:`cvapps.detection.detect` with these settings."""
+        from cvapps.detection import detect
+
+        return detect(
+            images,
+            model,
+            confidence_threshold=self.confidence_threshold,
+            iou_threshold=self.iou_threshold,
+            classes=self.classes,
+            max_detections=self.max_detections,
+            class_thresholds=self.class_thresholds,
+        )
+
+
+def run_detect(
+    source: str,
+    model_name: str | OpenedModel,
+    options: DetectOptions,
+    outputs: OutputOptions,
+    *,
+    runtime: str = "auto",
+    save_crops: str | None = None,
+) -> int:
+    """``cvapps detect``: returns the number of inputs that failed."""
+    from cvapps.core.annotate import draw_detections
+    from cvapps.runtime import open_model
+
+    source = open_source(source)
+    settings, outputs = outputs, Outputs(source, outputs)
+    model = open_model(model_name, task="detect", runtime=runtime)
+    options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before any work
+    crops = CropSink(save_crops, settings.overwrite) if save_crops else None
+    with outputs:
+        for frame in outputs.frames():
+            started = time.perf_counter()
+            [found] = options.run(frame.image, model)
+            milliseconds = (time.perf_counter() - started) * 1000
+            if outputs.records:
+                outputs.records.write(
+                    {
+                        "source": frame.source,
+                        "frame": frame.index,
+                        "task": "detect",
+                        "model": model.info.name,
+                        "runtime": model.runtime,
+                        "confidence_threshold": options.confidence_threshold,
+                        "class_thresholds": options.class_thresholds,
+                        "classes": options.classes,
+                        "iou_threshold": options.iou_threshold,
+                        "results": found.to_dict(),
+                        "milliseconds": round(milliseconds, 3),
+                    }
+                )
+            if settings.json_path != "-":
+                label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
+                names = ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence))
+                click.echo(f"{label}: {len(found)} found" + (f": {names}" if names else ""))
+            if outputs.wants_images:
+                outputs.write(draw_detections(frame.image, found), frame)
+            if crops:
+                crops.write(frame, found, outputs.is_video)
+    return outputs.failures
+
+
+class CropSink:
+    """``--save-crops DIR``: each detection's pixels as ``DIR/<class>/<image stem>[_<frame>]_<k>.jpg``
+    (k counts the detections of that image, best first)."""
+
+    def __init__(self, folder: str | Path, overwrite: bool) -> None:
+        self.folder, self.overwrite = Path(folder), overwrite
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"--save-crops {folder}: this is a file; give a folder.")
+
+    def write(self, frame: Frame, found: Detections, is_video: bool) -> None:
+        """Write the crops of one frame's detections."""
+        from cvapps.detection import crop_detections
+
+        stem = Path(str(frame.source)).stem + (f"_{frame.index:06d}" if is_video else "")
+        for k, (crop, name) in enumerate(zip(crop_detections(frame.image, found), found.class_name)):
+            write_image(self.folder / _safe_name(name) / f"{stem}_{k}.jpg", crop, overwrite=self.overwrite)
+
+
+def _safe_name(name: str) -> str:
+    """A class name usable as one folder name inside the crops folder: "traffic light" stays, "a/b"
+    becomes "a_b", and names of dots only ("..", ".") or with leading dots lose them, so a class name
+    from a model or data file never points outside the folder.
+
+    >>> [_safe_name(n) for n in ("traffic light", "a/b", "..", "../x", ".hidden")]
+    ['traffic light', 'a_b', 'unnamed', '_x', 'hidden']
+    """
+    safe = "".join(c if c.isalnum() or c in " -_." else "_" for c in str(name)).strip()
+    return safe.lstrip(".").strip() or "unnamed"
+
+
+def _detection_sets(data, classes, holdout, seed):
+    """Load and merge DATA folders; with ``holdout``, the (train, held_out) split, else (all, None)."""
+    from cvapps.detection.data import split_detection
+    from cvapps.detection.formats import load_detection_sets
+
+    names = [c.strip() for c in classes.split(",")] if classes else None
+    merged = load_detection_sets(list(data), names)
+    for problem in merged.problems:
+        click.echo(f"warning: {problem}", err=True)
+    return split_detection(merged, holdout, seed) if holdout else (merged, None)
+
+
+def run_train_detect(
+    data: tuple[str, ...],
+    output: str,
+    classes: str | None,
+    val_fraction: float,
+    seed: int,
+    quiet: bool,
+    options: dict[str, Any],
+) -> None:
+    """``cvapps train detect``; ``options``: the keywords of :func:`cvapps.detection.train_detector`."""
+    from cvapps.detection import fit_anchors, train_detector
+
+    started = time.time()
+    train, val = _detection_sets(data, classes, val_fraction, seed)
+    anchors, mean_best_iou = fit_anchors(train, options["image_size"], seed=seed)
+    if not quiet:
+        click.echo(
+            f"{len(train)} training images ({train.num_boxes} boxes), {len(val)} held out; "
+            f"anchors fitted: mean best IoU {mean_best_iou:.3f}"
+        )
+    result = train_detector(
+        train,
+        output,
+        validation=val,
+        anchors=anchors,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
+        **options,
+    )
+    report_reused(result)
+    click.echo(f"saved {output} after {time.time() - started:.0f} s")
+
+
+def run_eval_detect(
+    data: tuple[str, ...],
+    model_name: str,
+    report_options: ReportOptions,
+    *,
+    classes: str | None = None,
+    holdout: float | None = None,
+    seed: int = 0,
+    pr_curve: str | None = None,
+) -> dict:
+    """``cvapps eval detect``: print and save the report (and the PR curves as a PNG)."""
+    from cvapps.core.plots import pr_curve_image
+    from cvapps.detection import evaluate_detector
+
+    started, quiet, json_path = time.time(), report_options.quiet, report_options.json_path
+    check_destinations(report_options, pr_curve)
+    everything, held_out = _detection_sets(data, classes, holdout, seed)
+    dataset = held_out if holdout else everything
+    metrics = evaluate_detector(model_name, dataset, progress=bar(quiet, "detecting", "img"), with_curves=True)
+    curves = metrics.pop("pr_curves")
+    if pr_curve:
+        write_image(pr_curve, pr_curve_image(curves), overwrite=report_options.overwrite)
+    report = eval_report(
+        "detect", model_name, " + ".join(map(str, data)), holdout, seed, len(dataset), started, metrics
+    )
+    click.echo(f"map50 {metrics['map50']:.4f}   map50_95 {metrics['map50_95']:.4f}")
+    click.echo(f"{'class':<16}{'ap50':>8}{'ap50_95':>9}{'precision':>10}{'recall':>8}{'boxes':>7}")
+    for name, row in metrics["per_class"].items():
+        click.echo(
+            f"{name:<16}{row['ap50']:>8.4f}{row['ap50_95']:>9.4f}{row['precision']:>10.4f}{row['recall']:>8.4f}{row['num_true']:>7}"
+        )
+    if json_path:
+        write_json(json_path, report, overwrite=report_options.overwrite)
+    return report
+
+
+def run_webcam_detect(
+    model_name: str | OpenedModel, options: DetectOptions, webcam: WebcamOptions, *, runtime: str = "auto"
+) -> LoopStats:
+    """``cvapps webcam detect``: live boxes over a camera or video; ``options`` a DetectOptions."""
+    from cvapps.core.annotate import draw_detections
+    from cvapps.runtime import open_model
+
+    model = open_model(model_name, task="detect", runtime=runtime)
+    options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before opening the camera
+
+    def process(image):
+        [found] = options.run(image, model)
+        return draw_detections(image, found)
+
+    stats = run_webcam_loop(process, webcam)
+    if not webcam.quiet:
+        click.echo(
+            f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)"
+        )
+    return stats
