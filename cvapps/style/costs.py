@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -205,3 +206,39 @@ class PerceptualLoss:
         j_tv = total_variation(generated)
         total = self.content_weight * j_content + self.style_weight * j_style + self.tv_weight * j_tv
         return {"content_loss": j_content, "style_loss": j_style, "tv_loss": j_tv, "total": total}
+
+
+TRACKED_PARTS = ("content_loss", "style_loss", "tv_loss")
+
+
+@functools.cache
+def perceptual_model_class() -> type:
+    """The Keras model base of both style methods (built on first use, so importing stays Keras-free).
+
+    A subclass sets ``self.loss_function`` (a :class:`PerceptualLoss`) and defines
+    ``loss_parts(x, y_pred) -> dict`` of the loss's parts; ``fit`` then minimises the mean of
+    ``parts["total"]`` and logs the mean content, style and TV losses (:data:`TRACKED_PARTS`).
+    Gatys et al.'s optimisation fits the pixels of one image with it, Johnson et al.'s training
+    fits the weights of the transformation net.
+    """
+    import keras
+
+    class PerceptualModel(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.trackers = [keras.metrics.Mean(name=k) for k in TRACKED_PARTS]
+
+        def loss_parts(self, x, y_pred):
+            raise NotImplementedError
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            parts = self.loss_parts(x, y_pred)
+            for tracker in self.trackers:
+                tracker.update_state(keras.ops.mean(parts[tracker.name]))
+            return keras.ops.mean(parts["total"])
+
+        @property
+        def metrics(self):
+            return [*super().metrics, *self.trackers]
+
+    return PerceptualModel

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cvapps.style.costs import PerceptualLoss, build_loss_network
+from cvapps.style.costs import PerceptualLoss, build_loss_network, perceptual_model_class
 
 if TYPE_CHECKING:
     from cvapps.style.costs import LossNetwork
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def _image_model_class():
     import keras
 
-    class ImageModel(keras.Model):
+    class ImageModel(perceptual_model_class()):
         """Its only weight is the generated image G; fitting it runs gradient descent on J(G)."""
 
         def __init__(self, start, loss, content):
@@ -27,20 +27,12 @@ def _image_model_class():
             self.content_features = loss.network.features(self.content)[loss.network.content_level]
             self.pixels = self.add_weight(shape=start.shape, initializer="zeros", name="pixels")
             self.pixels.assign(start.astype(np.float32))
-            self.trackers = [keras.metrics.Mean(name=k) for k in ("content_loss", "style_loss", "tv_loss")]
 
         def call(self, x, training=False):
             return keras.ops.clip(self.pixels, 0.0, 255.0)[None]
 
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            parts = self.loss_function.parts(self.content, y_pred, self.content_features)
-            for tracker in self.trackers:
-                tracker.update_state(keras.ops.mean(parts[tracker.name]))
-            return keras.ops.mean(parts["total"])
-
-        @property
-        def metrics(self):
-            return [*super().metrics, *self.trackers]
+        def loss_parts(self, x, y_pred):
+            return self.loss_function.parts(self.content, y_pred, self.content_features)
 
     return ImageModel
 

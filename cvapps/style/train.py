@@ -94,29 +94,21 @@ def _batches_class():
 
 
 def _trainer_class():
-    import keras
+    from cvapps.style.costs import perceptual_model_class
 
-    class StyleTrainer(keras.Model):
+    class StyleTrainer(perceptual_model_class()):
         """Wraps the transformation net; its loss is the perceptual loss of its outputs."""
 
         def __init__(self, transformer, loss):
             super().__init__()
             self.transformer = transformer
             self.loss_function = loss
-            self.trackers = [keras.metrics.Mean(name=k) for k in ("content_loss", "style_loss", "tv_loss")]
 
         def call(self, x, training=False):
             return self.transformer(x, training=training)
 
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            parts = self.loss_function.parts(x, y_pred)
-            for tracker in self.trackers:
-                tracker.update_state(keras.ops.mean(parts[tracker.name]))
-            return keras.ops.mean(parts["total"])
-
-        @property
-        def metrics(self):
-            return [*super().metrics, *self.trackers]
+        def loss_parts(self, x, y_pred):
+            return self.loss_function.parts(x, y_pred)
 
     return StyleTrainer
 
