@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -142,29 +142,38 @@ def train_detect(
 ) -> None:
     """Train a detector on one or more DATA folders (YOLO, Pascal VOC, COCO JSON or Penn-Fudan
     layout), merged; anchors are fitted to the data. Rerun the same command to resume."""
-    run_train_detect(
-        data,
+    from cvapps.detection import fit_anchors, train_detector
+
+    started = time.time()
+    train, val = _detection_sets(data, classes, val_fraction, seed)
+    anchors, mean_best_iou = fit_anchors(train, image_size, seed=seed)
+    if not quiet:
+        click.echo(
+            f"{len(train)} training images ({train.num_boxes} boxes), {len(val)} held out; "
+            f"anchors fitted: mean best IoU {mean_best_iou:.3f}"
+        )
+    result = train_detector(
+        train,
         output,
-        classes,
-        val_fraction,
-        seed,
-        quiet,
-        dict(
-            image_size=image_size,
-            family=family,
-            size=size,
-            alpha=alpha,
-            weights=weights,
-            width=width,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            augment=not no_augment,
-            mosaic=mosaic,
-            checkpoint_dir=checkpoint_dir,
-            seed=seed,
-        ),
+        validation=val,
+        anchors=anchors,
+        image_size=image_size,
+        family=family,
+        size=size,
+        alpha=alpha,
+        weights=weights,
+        width=width,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        augment=not no_augment,
+        mosaic=mosaic,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )
+    report_reused(result)
+    click.echo(f"saved {output} after {time.time() - started:.0f} s")
 
 
 @click.command("detect")
@@ -370,38 +379,6 @@ def _detection_sets(data, classes, holdout, seed):
     for problem in merged.problems:
         click.echo(f"warning: {problem}", err=True)
     return split_detection(merged, holdout, seed) if holdout else (merged, None)
-
-
-def run_train_detect(
-    data: tuple[str, ...],
-    output: str,
-    classes: str | None,
-    val_fraction: float,
-    seed: int,
-    quiet: bool,
-    options: dict[str, Any],
-) -> None:
-    """``cvapps train detect``; ``options``: the keywords of :func:`cvapps.detection.train_detector`."""
-    from cvapps.detection import fit_anchors, train_detector
-
-    started = time.time()
-    train, val = _detection_sets(data, classes, val_fraction, seed)
-    anchors, mean_best_iou = fit_anchors(train, options["image_size"], seed=seed)
-    if not quiet:
-        click.echo(
-            f"{len(train)} training images ({train.num_boxes} boxes), {len(val)} held out; "
-            f"anchors fitted: mean best IoU {mean_best_iou:.3f}"
-        )
-    result = train_detector(
-        train,
-        output,
-        validation=val,
-        anchors=anchors,
-        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
-        **options,
-    )
-    report_reused(result)
-    click.echo(f"saved {output} after {time.time() - started:.0f} s")
 
 
 def run_eval_detect(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from cvapps.core.webcam import LoopStats
-    from cvapps.nn.training import TrainResult
     from cvapps.runtime import OpenedModel
     from cvapps.segmentation import Segmentation
 
@@ -140,12 +139,78 @@ def segment(
 @quiet_option
 @fail_on_value_error
 def train_segment(
-    data: tuple[str, ...], output: str, classes: str | None, val_fraction: float, quiet: bool, seed: int, **options: Any
+    data: tuple[str, ...],
+    output: str,
+    classes: str | None,
+    val_fraction: float,
+    family: str,
+    filters: int,
+    depth: int,
+    size: str,
+    alpha: float,
+    weights: str | None,
+    upsample: str,
+    image_size: int,
+    fit: bool,
+    epochs: int,
+    repeats: int,
+    batch_size: int,
+    learning_rate: float,
+    loss: str,
+    border_weight: float,
+    elastic: float,
+    rotate: float,
+    scale: tuple[float, float],
+    vflip: bool,
+    max_side: int | None,
+    no_augment: bool,
+    checkpoint_dir: str | None,
+    seed: int,
+    quiet: bool,
 ) -> None:
     """Train a U-Net on one or more DATA folders (image/ + label/, images/ + masks/, Penn-Fudan,
     COCO category masks), merged. Rerun the same command to resume."""
+    from cvapps.segmentation import train_segmenter
 
-    run_train_segment(data, output, classes, val_fraction, seed, quiet, options)
+    started = time.time()
+    train, val = _segmentation_sets(data, classes, val_fraction, seed, quiet)
+    if not quiet:
+        counts = train.pixel_counts()
+        shares = ", ".join(f"{n} {c / max(1, counts.sum()):.1%}" for n, c in zip(train.class_names, counts))
+        click.echo(f"{len(train)} training pairs, {len(val)} held out; classes: {shares}")
+    result = train_segmenter(
+        train,
+        output,
+        validation=val,
+        family=family,
+        size=size,
+        alpha=alpha,
+        weights=weights,
+        filters=filters,
+        depth=depth,
+        upsample=upsample,
+        image_size=image_size,
+        fit=fit,
+        epochs=epochs,
+        repeats=repeats,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        border_weight=border_weight,
+        augment=not no_augment,
+        elastic=elastic,
+        rotate=rotate,
+        scale=scale,
+        vflip=vflip,
+        max_side=max_side,
+        checkpoint_dir=checkpoint_dir,
+        seed=seed,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
+    )
+    for message in result.skipped:
+        click.echo(f"warning: {message}", err=True)
+    report_reused(result)
+    click.echo(f"saved {output} after {time.time() - started:.0f} s")
 
 
 @click.command("segment")
@@ -306,44 +371,6 @@ def _segmentation_sets(data, classes, holdout, seed, quiet):
     if len(merged) == 0:
         raise ValueError(f"{' '.join(map(str, data))}: no usable image/mask pairs (see the warnings above).")
     return split_segmentation(merged, holdout, seed) if holdout else (merged, None)
-
-
-def run_train_segment(
-    data: tuple[str, ...],
-    output: str,
-    classes: str | None,
-    val_fraction: float,
-    seed: int,
-    quiet: bool,
-    options: dict[str, Any],
-) -> TrainResult:
-    """``cvapps train segment``."""
-    from cvapps.segmentation import train_segmenter
-
-    started = time.time()
-    train, val = _segmentation_sets(data, classes, val_fraction, seed, quiet)
-    if not quiet:
-        counts = train.pixel_counts()
-        shares = ", ".join(f"{n} {c / max(1, counts.sum()):.1%}" for n, c in zip(train.class_names, counts))
-        click.echo(f"{len(train)} training pairs, {len(val)} held out; classes: {shares}")
-    options = dict(options)
-    fit = options.pop("fit")
-    augment = not options.pop("no_augment")
-    result = train_segmenter(
-        train,
-        output,
-        validation=val,
-        fit=fit,
-        augment=augment,
-        seed=seed,
-        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
-        **options,
-    )
-    for message in result.skipped:
-        click.echo(f"warning: {message}", err=True)
-    report_reused(result)
-    click.echo(f"saved {output} after {time.time() - started:.0f} s")
-    return result
 
 
 def run_eval_segment(
