@@ -41,6 +41,7 @@ def train_classifier(
     checkpoint_dir: str | Path | None = None,
     seed: int = 0,
     verbose: int | str = 1,
+    restart: str = "check",
 ) -> TrainResult:
     """Train a classifier on a folder-per-class data set or an ``.npz``; save it to ``output``.
 
@@ -66,10 +67,16 @@ def train_classifier(
         tta: save the model averaged over each photo and its mirror (:func:`with_flip_averaging`);
             rerunning a finished run with ``tta=True`` only re-saves it.
         patience: stop when validation accuracy has not improved for this many epochs.
+        restart: what a run folder of another run (other arguments or data) means:
+            ``"check"`` refuses it, ``"resume"`` continues it, ``"fresh"`` starts over (see
+            :func:`cvapps.nn.training.start_run`). More ``epochs`` than a finished run continue it.
 
     Returns:
         :class:`TrainResult`.
     """
+    from cvapps.nn.training import run_arguments
+
+    arguments = run_arguments(locals(), exclude=("fine_tune_epochs", "tta"))  # what defines the run
     from cvapps._keras import import_keras
 
     keras = import_keras()
@@ -82,7 +89,7 @@ def train_classifier(
     from cvapps.models import keras_output_path, save_model
     from cvapps.nn.backbone import build_backbone, train_top_levels
     from cvapps.nn.layers import OneCycle
-    from cvapps.nn.training import fit_resumable, run_folder
+    from cvapps.nn.training import fingerprint, fit_resumable, run_folder, split_record, start_run, validation_parts
 
     started = time.time()
     output = keras_output_path(output)
@@ -95,7 +102,8 @@ def train_classifier(
         raise ValueError(f"{data}: no readable training images.")
     skipped = list(train.skipped)
     val = load_class_folders(validation, image_size) if validation else load_classification(data, image_size, "val")
-    if val is None:
+    carved = val is None
+    if carved:
         train, val = split_off(train, val_fraction, seed)
     elif tuple(val.class_names) != tuple(train.class_names):
         raise ValueError(f"validation classes {val.class_names} differ from training classes {train.class_names}.")
@@ -105,11 +113,16 @@ def train_classifier(
     from cvapps.nn.architectures import ARCHITECTURES
 
     head = head or ("original" if family in ARCHITECTURES else "pool")
-    model = build_classifier(backbone, len(train.class_names), train.class_names, dropout=dropout, head=head)
+    split = split_record(val_fraction if carved else None, seed if carved else None, val)
+    model = build_classifier(
+        backbone, len(train.class_names), train.class_names, dropout=dropout, head=head, settings={"split": split}
+    )
     train_batches = ClassificationBatches(train, batch_size, augment=True, flip=flip, translate=translate, seed=seed)
     val_batches = ClassificationBatches(val, batch_size)
 
     run_dir = run_folder(checkpoint_dir, output)
+    data_print = fingerprint(validation_parts(train), validation_parts(val))
+    start_run(run_dir, arguments, data_print, restart=restart)
     history, reused = {}, []
     phases = [("main", epochs, learning_rate)]
     if fine_tune_epochs:

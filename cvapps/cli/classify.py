@@ -35,10 +35,12 @@ from cvapps.cli.common import (
     backbone_size_options,
     fail_on_value_error,
     family_option,
+    holdout_options,
     output_options,
     quiet_option,
     report_options,
     report_reused,
+    restart_options,
     runtime_option,
     warn,
     webcam_options,
@@ -151,6 +153,7 @@ def classify(
 @click.option("--patience", type=click.IntRange(min=1), help="Early stopping on validation accuracy.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@restart_options
 @quiet_option
 @fail_on_value_error
 def train_classify(
@@ -182,6 +185,7 @@ def train_classify(
     checkpoint_dir: str | None,
     seed: int,
     quiet: bool,
+    restart: str,
 ) -> None:
     """Train a classifier on DATA: a folder per class (root/<class>/*.jpg, or root/train/...)
     or a keras.datasets-style .npz. Rerun the same command to resume an interrupted run."""
@@ -215,6 +219,7 @@ def train_classify(
         patience=patience,
         checkpoint_dir=checkpoint_dir,
         seed=seed,
+        restart=restart,
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),  # a bar on a terminal, a line per epoch in logs
     )
     for message in result.skipped:
@@ -237,20 +242,15 @@ def train_classify(
 )
 @report_options()
 @click.option("--confusion", type=click.Path(), help="Save the confusion matrix as a PNG here.")
-@click.option(
-    "--holdout",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Score only the validation split that 'train --val-fraction' carved out of DATA.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
+@holdout_options("train classify")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @fail_on_value_error
 def eval_classify(
     data: str,
     model: str,
     confusion: str | None,
-    holdout: float | None,
-    seed: int,
+    holdout: float | str | None,
+    seed: int | None,
     batch_size: int,
     report: ReportOptions,
 ) -> None:
@@ -380,31 +380,37 @@ def run_eval_classify(
     confusion_path: str | None = None,
     *,
     batch_size: int = 256,
-    holdout: float | None = None,
-    seed: int = 0,
+    holdout: float | str | None = None,
+    seed: int | None = None,
 ) -> dict:
-    """``cvapps eval classify``: print and save the report. ``holdout`` scores only the
-    stratified split that training carved out with the same fraction and seed."""
+    """``cvapps eval classify``: print and save the report. ``holdout`` (a fraction, or ``"model"``: the
+    model's recorded split) scores only the stratified split that training carved out of DATA."""
     from cvapps.classification import evaluate_classifier
     from cvapps.classification.data import load_classification, split_off
     from cvapps.core.plots import confusion_matrix_image
     from cvapps.models import load_model, model_info
+    from cvapps.nn.training import check_holdout, resolve_holdout
 
     started, quiet, json_path = time.time(), report_options.quiet, report_options.json_path
+    confusion_path = confusion_path or (confusion_beside(json_path) if json_path else None)
     check_destinations(report_options, confusion_path)
     model = load_model(model_name, task="classify")
     info = model_info(model)
+    recorded = info.settings.get("split")
+    if holdout is not None:
+        holdout, seed = resolve_holdout(recorded, holdout, seed)
     dataset = load_classification(
         data, info.image_size, split="train" if holdout else "test", progress=bar(quiet, "reading", "img")
     )
     if holdout:
         _, dataset = split_off(dataset, holdout, seed)
+        check_holdout(recorded, dataset)
     for message in dataset.skipped:
         click.echo(f"warning: skipped {message}", err=True)
     if len(dataset) == 0:
         raise ValueError(f"{data}: no readable images to evaluate.")
     metrics = evaluate_classifier(model, dataset, batch_size, progress=bar(quiet, "predicting", "batch"))
-    report = eval_report("classify", model_name, str(data), holdout, seed, len(dataset), started, metrics)
+    report = eval_report("classify", model_name, str(data), holdout, seed or 0, len(dataset), started, metrics)
     click.echo(f"top1 {metrics['top1']:.4f}   top5 {metrics['top5']:.4f}")
     click.echo(f"{'class':<16}{'precision':>10}{'recall':>10}{'support':>9}")
     for name, row in metrics["per_class"].items():
@@ -416,7 +422,6 @@ def run_eval_classify(
         click.echo(f"{name[:12]:<13}" + " ".join(f"{v:>5}" for v in row))
     if json_path:
         write_json(json_path, report, overwrite=report_options.overwrite)
-        confusion_path = confusion_path or confusion_beside(json_path)
     if confusion_path:
         columns = classes + (["other"] if other else [])
         image = confusion_matrix_image(metrics["confusion"], classes, columns)

@@ -101,8 +101,8 @@ class SplitOptions:
     """Which part of DATA an ``eval`` command scores: ``--classes``, ``--holdout``, ``--seed`` (as in training)."""
 
     classes: str | None = None
-    holdout: float | None = None
-    seed: int = 0
+    holdout: float | str | None = None  # "model": the split the model recorded
+    seed: int | None = None
 
 
 def _collect(function: Callable, into: str, build: Callable[[dict], Any], options: list) -> Callable:
@@ -215,9 +215,9 @@ def report_reused(result: object) -> None:
     """Say on stderr when a training command trained nothing because its run had finished before."""
     if getattr(result, "reused", ()):
         click.echo(
-            f"note: phase(s) {', '.join(result.reused)} had finished in an earlier run with this run folder; "
-            "their saved weights were reused and nothing was trained. To train again, delete the run folder "
-            "or pass another --checkpoint-dir.",
+            f"note: phase(s) {', '.join(result.reused)} had finished in an earlier run of this command "
+            "(same arguments and data); their saved weights were reused and nothing was trained. Pass more "
+            "--epochs to continue training, or --fresh to train again from the start.",
             err=True,
         )
 
@@ -271,3 +271,69 @@ weights_option = click.option(
     "--weights",
     help="'imagenet' (mobilenetv2, efficientnet_lite0) or a .weights.h5 file (mobilenetv2); default random.",
 )
+
+
+class HoldoutFraction(click.ParamType):
+    """``--holdout`` alone (``"model"``: the model's recorded split) or ``--holdout 0.2`` (a fraction in (0, 1))."""
+
+    name = "[FRACTION]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
+        if value == "model" or isinstance(value, float):
+            return value
+        try:
+            fraction = float(value)
+        except (TypeError, ValueError):
+            self.fail(
+                f"{value!r} is not a fraction; --holdout takes a fraction in (0, 1) or nothing (the model's own "
+                "split). Put DATA before --holdout.",
+                param,
+                ctx,
+            )
+        if not 0 < fraction < 1:
+            self.fail(f"{fraction} is not in (0, 1).", param, ctx)
+        return fraction
+
+
+def holdout_options(train_command: str) -> Callable:
+    """``--holdout [FRACTION]`` and ``--seed`` of an eval command (``train_command``: the command that split)."""
+
+    def decorate(function: Callable) -> Callable:
+        function = click.option(
+            "--seed",
+            type=int,
+            help="Seed of that split; default the model's own (as recorded in training).",
+        )(function)
+        return click.option(
+            "--holdout",
+            type=HoldoutFraction(),
+            is_flag=False,
+            flag_value="model",
+            help=f"Score only the images '{train_command} --val-fraction' held out of DATA. Alone: the split the "
+            "model recorded; with a fraction, that fraction (refused when it differs from the model's).",
+        )(function)
+
+    return decorate
+
+
+def restart_options(function: Callable) -> Callable:
+    """``--resume`` / ``--fresh`` of every train command, passed as ``restart`` ("check", "resume", "fresh").
+
+    Without either, a run folder that belongs to another run (other arguments or data) is refused.
+    """
+    options = [
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Continue the run in the run folder even though its arguments or data changed.",
+        ),
+        click.option("--fresh", is_flag=True, help="Start over: delete the run folder's state first."),
+    ]
+
+    def build(kwargs):
+        resume, fresh = kwargs.pop("resume"), kwargs.pop("fresh")
+        if resume and fresh:
+            raise click.UsageError("--resume and --fresh exclude each other; pass one.")
+        return "resume" if resume else "fresh" if fresh else "check"
+
+    return _collect(function, "restart", build, options)

@@ -27,10 +27,12 @@ from cvapps.cli.common import (
     backbone_size_options,
     fail_on_value_error,
     family_option,
+    holdout_options,
     output_options,
     quiet_option,
     report_options,
     report_reused,
+    restart_options,
     runtime_option,
     webcam_options,
     weights_option,
@@ -118,6 +120,7 @@ def detect(
 @click.option("--mosaic", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Probability of a mosaic.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@restart_options
 @quiet_option
 @fail_on_value_error
 def train_detect(
@@ -139,10 +142,12 @@ def train_detect(
     checkpoint_dir: str | None,
     seed: int,
     quiet: bool,
+    restart: str,
 ) -> None:
     """Train a detector on one or more DATA folders (YOLO, Pascal VOC, COCO JSON or Penn-Fudan
     layout), merged; anchors are fitted to the data. Rerun the same command to resume."""
     from cvapps.detection import fit_anchors, train_detector
+    from cvapps.nn.training import split_record
 
     started = time.time()
     train, val = _detection_sets(data, classes, val_fraction, seed)
@@ -170,6 +175,8 @@ def train_detect(
         mosaic=mosaic,
         checkpoint_dir=checkpoint_dir,
         seed=seed,
+        restart=restart,
+        split=split_record(val_fraction, seed, val),
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )
     report_reused(result)
@@ -180,12 +187,7 @@ def train_detect(
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @click.option("--model", required=True, help="Shipped model name or .keras path.")
 @click.option("--classes", help="Comma-separated class names to keep from DATA (as in training).")
-@click.option(
-    "--holdout",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Score only the split 'train detect --val-fraction' held out of DATA.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
+@holdout_options("train detect")
 @report_options()
 @click.option("--pr-curve", type=click.Path(), help="Save the precision-recall curves (IoU 0.5) as a PNG here.")
 @fail_on_value_error
@@ -193,8 +195,8 @@ def eval_detect(
     data: tuple[str, ...],
     model: str,
     classes: str | None,
-    holdout: float | None,
-    seed: int,
+    holdout: float | str | None,
+    seed: int | None,
     pr_curve: str | None,
     report: ReportOptions,
 ) -> None:
@@ -387,24 +389,33 @@ def run_eval_detect(
     report_options: ReportOptions,
     *,
     classes: str | None = None,
-    holdout: float | None = None,
-    seed: int = 0,
+    holdout: float | str | None = None,
+    seed: int | None = None,
     pr_curve: str | None = None,
 ) -> dict:
-    """``cvapps eval detect``: print and save the report (and the PR curves as a PNG)."""
+    """``cvapps eval detect``: print and save the report (and the PR curves as a PNG). ``holdout``: a
+    fraction, or ``"model"`` (the split the model recorded in training)."""
     from cvapps.core.plots import pr_curve_image
     from cvapps.detection import evaluate_detector
+    from cvapps.nn.training import check_holdout, resolve_holdout
+    from cvapps.runtime import open_model
 
     started, quiet, json_path = time.time(), report_options.quiet, report_options.json_path
     check_destinations(report_options, pr_curve)
-    everything, held_out = _detection_sets(data, classes, holdout, seed)
+    model = open_model(model_name, task="detect", runtime="keras")
+    recorded = model.info.settings.get("split")
+    if holdout is not None:
+        holdout, seed = resolve_holdout(recorded, holdout, seed)
+    everything, held_out = _detection_sets(data, classes, holdout, seed or 0)
+    if holdout:
+        check_holdout(recorded, held_out)
     dataset = held_out if holdout else everything
-    metrics = evaluate_detector(model_name, dataset, progress=bar(quiet, "detecting", "img"), with_curves=True)
+    metrics = evaluate_detector(model, dataset, progress=bar(quiet, "detecting", "img"), with_curves=True)
     curves = metrics.pop("pr_curves")
     if pr_curve:
         write_image(pr_curve, pr_curve_image(curves), overwrite=report_options.overwrite)
     report = eval_report(
-        "detect", model_name, " + ".join(map(str, data)), holdout, seed, len(dataset), started, metrics
+        "detect", model_name, " + ".join(map(str, data)), holdout, seed or 0, len(dataset), started, metrics
     )
     click.echo(f"map50 {metrics['map50']:.4f}   map50_95 {metrics['map50_95']:.4f}")
     click.echo(f"{'class':<16}{'ap50':>8}{'ap50_95':>9}{'precision':>10}{'recall':>8}{'boxes':>7}")

@@ -26,11 +26,13 @@ from cvapps.cli.common import (
     backbone_size_options,
     fail_on_value_error,
     family_option,
+    holdout_options,
     output_options,
     quiet_option,
     renamed,
     report_options,
     report_reused,
+    restart_options,
     runtime_option,
     warn,
     webcam_options,
@@ -136,6 +138,7 @@ def segment(
 @click.option("--no-augment", is_flag=True)
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@restart_options
 @quiet_option
 @fail_on_value_error
 def train_segment(
@@ -167,9 +170,11 @@ def train_segment(
     checkpoint_dir: str | None,
     seed: int,
     quiet: bool,
+    restart: str,
 ) -> None:
     """Train a U-Net on one or more DATA folders (image/ + label/, images/ + masks/, Penn-Fudan,
     COCO category masks), merged. Rerun the same command to resume."""
+    from cvapps.nn.training import split_record
     from cvapps.segmentation import train_segmenter
 
     started = time.time()
@@ -205,6 +210,8 @@ def train_segment(
         max_side=max_side,
         checkpoint_dir=checkpoint_dir,
         seed=seed,
+        restart=restart,
+        split=split_record(val_fraction, seed, val),
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )
     for message in result.skipped:
@@ -217,12 +224,7 @@ def train_segment(
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Shipped model name or .keras path.")
 @click.option("--classes", help="Comma-separated class names to keep from COCO masks (as in training).")
-@click.option(
-    "--holdout",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Score only the split 'train segment --val-fraction' held out of DATA.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
+@holdout_options("train segment")
 @report_options()
 @click.option("--figure", type=click.Path(), help="Save image / truth / prediction rows here (default beside --json).")
 @click.option("--samples", type=click.IntRange(min=0), default=4, show_default=True, help="Rows in the figure.")
@@ -232,8 +234,8 @@ def eval_segment(
     data: tuple[str, ...],
     model: str,
     classes: str | None,
-    holdout: float | None,
-    seed: int,
+    holdout: float | str | None,
+    seed: int | None,
     figure: str | None,
     samples: int,
     tile: int | None,
@@ -383,22 +385,31 @@ def run_eval_segment(
     samples: int = 4,
     tile: int | None = None,
 ) -> dict:
-    """``cvapps eval segment``: print and save the report and the figure."""
+    """``cvapps eval segment``: print and save the report and the figure. ``split.holdout``: a fraction,
+    or ``"model"`` (the split the model recorded in training)."""
+    from cvapps.nn.training import check_holdout, resolve_holdout
+    from cvapps.runtime import open_model
     from cvapps.segmentation import evaluate_segmenter
 
     started, quiet, json_path = time.time(), report_options.quiet, report_options.json_path
     holdout, seed = split.holdout, split.seed
     figure = figure or (str(Path(json_path).with_suffix("")) + "_samples.png" if json_path else None)
     check_destinations(report_options, figure)
-    everything, held_out = _segmentation_sets(data, split.classes, holdout, seed, quiet)
+    model = open_model(model_name, task="segment", runtime="keras")
+    recorded = model.info.settings.get("split")
+    if holdout is not None:
+        holdout, seed = resolve_holdout(recorded, holdout, seed)
+    everything, held_out = _segmentation_sets(data, split.classes, holdout, seed or 0, quiet)
+    if holdout:
+        check_holdout(recorded, held_out)
     dataset = held_out if holdout else everything
     metrics, picture = evaluate_segmenter(
-        model_name, dataset, tile=tile or "auto", progress=bar(quiet, "segmenting", "img"), samples=samples
+        model, dataset, tile=tile or "auto", progress=bar(quiet, "segmenting", "img"), samples=samples
     )
     for problem in metrics["problems"]:
         click.echo(f"warning: {problem}", err=True)
     report = eval_report(
-        "segment", model_name, " + ".join(map(str, data)), holdout, seed, len(dataset), started, metrics
+        "segment", model_name, " + ".join(map(str, data)), holdout, seed or 0, len(dataset), started, metrics
     )
     click.echo(
         f"miou {metrics['miou']:.4f}   dice {metrics['dice']:.4f}   pixel_accuracy {metrics['pixel_accuracy']:.4f}"

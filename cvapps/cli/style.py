@@ -30,6 +30,7 @@ from cvapps.cli.common import (
     quiet_option,
     renamed,
     report_options,
+    restart_options,
     runtime_option,
     warn,
     webcam_options,
@@ -195,6 +196,7 @@ def styles_command(as_json: bool) -> None:
 @click.option("--max-images", type=click.IntRange(min=1), help="Use at most this many content photos.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state and samples (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@restart_options
 @quiet_option
 @fail_on_value_error
 def train_style_command(
@@ -219,6 +221,7 @@ def train_style_command(
     checkpoint_dir: str | None,
     seed: int,
     quiet: bool,
+    restart: str,
 ) -> None:
     """Train a fast style network for the painting STYLE_IMAGE on --content photos.
     Progress goes to the log, sample outputs to CHECKPOINT_DIR/samples; rerun to resume."""
@@ -245,6 +248,7 @@ def train_style_command(
         max_images=max_images,
         checkpoint_dir=checkpoint_dir,
         seed=seed,
+        restart=restart,
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )
     for message in result.skipped:

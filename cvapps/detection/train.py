@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -63,6 +63,8 @@ def train_detector(
     checkpoint_dir: str | Path | None = None,
     seed: int = 0,
     verbose: int | str = 1,
+    split: dict[str, Any] | None = None,
+    restart: str = "check",
 ) -> TrainResult:
     """Train a detector on a :class:`cvapps.detection.data.DetectionData`; save it to ``output``.
 
@@ -74,10 +76,17 @@ def train_detector(
         augment, mosaic: flip, scale/translate, HSV and mosaic augmentation (cvapps.detection.augment).
         checkpoint_dir: resumable state; rerunning the same command resumes. Default
             ``runs/<output stem>``.
+        split: how ``validation`` was held out of the data (:func:`cvapps.nn.training.split_record`),
+            stored in the model so ``eval detect --holdout`` scores the same images; default: a split of
+            unknown fraction of ``validation``.
+        restart: ``"check"``, ``"resume"`` or ``"fresh"`` (see :func:`cvapps.nn.training.start_run`).
 
     Returns:
         :class:`cvapps.nn.training.TrainResult` (the model is saved to ``output``).
     """
+    from cvapps.nn.training import run_arguments
+
+    arguments = run_arguments(locals(), exclude=("anchors", "split"))  # what defines the run
     from cvapps._keras import import_keras
 
     keras = import_keras()
@@ -85,7 +94,15 @@ def train_detector(
     from cvapps.models import save_model
     from cvapps.nn.backbone import build_backbone
     from cvapps.nn.layers import OneCycle
-    from cvapps.nn.training import TrainResult, fit_resumable, run_folder
+    from cvapps.nn.training import (
+        TrainResult,
+        fingerprint,
+        fit_resumable,
+        run_folder,
+        split_record,
+        start_run,
+        validation_parts,
+    )
 
     started = time.time()
 
@@ -94,6 +111,7 @@ def train_detector(
     keras.utils.set_random_seed(seed)
     backbone = build_backbone(family=family, size=size, alpha=alpha, image_size=image_size, weights=weights)
     model = build_detector(backbone, len(data.class_names), anchors, data.class_names, width=width)
+    model.get_layer("cvapps_metadata").settings["split"] = split or split_record(None, None, validation)
     geometry = SlotGeometry.build(image_size, anchors)
 
     class AssignedBatches(keras.utils.PyDataset):
@@ -116,6 +134,7 @@ def train_detector(
     train = AssignedBatches(DetectionBatches(data, image_size, batch_size, augment=augment, mosaic=mosaic, seed=seed))
     val = AssignedBatches(DetectionBatches(validation, image_size, batch_size)) if validation is not None else None
     run_dir = run_folder(checkpoint_dir, output)
+    start_run(run_dir, arguments, fingerprint(validation_parts(data), validation_parts(validation)), restart=restart)
     model.compile(
         optimizer=keras.optimizers.AdamW(OneCycle(learning_rate, epochs * len(train)), weight_decay=weight_decay),
         loss=detection_loss(geometry, len(data.class_names)),

@@ -13,6 +13,17 @@ A run folder holds, per phase (``main``, ``fine_tune``, ...), the same three thi
     {phase}_done.weights.h5    the weights at the end of the phase, written atomically; a rerun of a
                                finished phase loads them instead of training again (``reused``)
 
+and one record of the whole run:
+
+    run.json                   what the run is: the trainer's arguments (all but the epochs), a
+                               fingerprint of the data, the split, and per phase the epochs it was
+                               trained for
+
+A rerun with other arguments or other data refuses (``restart="resume"``, the CLI's ``--resume``,
+continues the changed run deliberately; ``restart="fresh"``, ``--fresh``, starts over). A rerun of a
+finished phase with more epochs continues it from its saved weights (the learning-rate schedule is
+the new length's, entered at the epoch reached), and the phases after it are trained again.
+
 Run folders of the earlier scheme (``done.weights.h5``, ``log.csv``, ``backup/`` of detection, faces and
 style) are renamed to the ``main_`` names on first use, so they resume or reuse as before.
 """
@@ -20,7 +31,10 @@ style) are renamed to the ``main_`` names on first use, so they resume or reuse 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +44,8 @@ if TYPE_CHECKING:
     import keras
 
 OLD_NAMES = {"done.weights.h5": "main_done.weights.h5", "log.csv": "main_log.csv", "backup": "main_backup"}
+RUN_RECORD = "run.json"
+RESTARTS = ("check", "resume", "fresh")
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,227 @@ def run_folder(checkpoint_dir: str | Path | None, output: str | Path) -> Path:
     return folder
 
 
+def fingerprint(*parts: Any) -> str:
+    """A short SHA-256 of what a run trains on: arrays by their bytes, shape and dtype; paths of existing
+    files by (path, size, modification time); lists and tuples item by item; anything else by ``repr``.
+
+    >>> import numpy as np
+    >>> fingerprint(np.zeros(3)) == fingerprint(np.zeros(3)) != fingerprint(np.ones(3))
+    True
+    """
+    digest = hashlib.sha256()
+
+    def feed(part):
+        if hasattr(part, "tobytes") and hasattr(part, "dtype"):
+            digest.update(f"array{part.shape}{part.dtype}".encode())
+            digest.update(memoryview(part.tobytes() if not part.flags.c_contiguous else part).cast("B"))
+        elif isinstance(part, (list, tuple)):
+            digest.update(f"seq{len(part)}".encode())
+            for item in part:
+                feed(item)
+        elif isinstance(part, Path) or (isinstance(part, str) and os.path.isfile(part)):
+            try:
+                stat = os.stat(part)
+                digest.update(f"file{part}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(f"missing{part}".encode())
+        else:
+            digest.update(repr(part).encode())
+
+    for part in parts:
+        feed(part)
+    return digest.hexdigest()[:16]
+
+
+def split_record(fraction: float | None, seed: int | None, validation: Any) -> dict[str, Any]:
+    """What the model records of its held-out split: the fraction and seed that carved it (None when
+    the validation set was given) and the size and fingerprint of the held-out part, so ``eval
+    --holdout`` can score the same images and refuse another split."""
+    return {
+        "fraction": fraction,
+        "seed": seed,
+        "validation_images": len(validation) if validation is not None else 0,
+        "validation_fingerprint": fingerprint(validation_parts(validation)) if validation is not None else None,
+    }
+
+
+def validation_parts(data: Any) -> Any:
+    """What identifies a data set's images: its paths (``paths`` or ``samples[i].path``), else its arrays."""
+    if data is None:
+        return None
+    if getattr(data, "paths", None) is not None:
+        return [str(p) for p in data.paths]
+    if getattr(data, "samples", None) is not None:
+        return [str(getattr(s, "path", s)) for s in data.samples]
+    return [getattr(data, "images", None), getattr(data, "labels", None)]
+
+
+NOT_THE_RUN = ("data", "output", "validation", "checkpoint_dir", "verbose", "epochs", "restart", "progress")
+
+
+def run_arguments(arguments: dict[str, Any], exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """A trainer's arguments that define its run: ``locals()`` at the top of the trainer, without the
+    data (fingerprinted instead), where it is written, how verbose, the epochs (more epochs continue a
+    run) and ``exclude``.
+
+    >>> run_arguments({"data": "x", "epochs": 5, "learning_rate": 0.1, "seed": 0})
+    {'learning_rate': 0.1, 'seed': 0}
+    """
+    return {k: v for k, v in arguments.items() if k not in NOT_THE_RUN and k not in exclude}
+
+
+def resolve_holdout(
+    recorded: dict[str, Any] | None, fraction: float | str | None, seed: int | None
+) -> tuple[float, int]:
+    """The (fraction, seed) an ``eval --holdout`` scores: the model's recorded split (``recorded``, from
+    :func:`split_record`) when ``fraction`` is ``"model"``; a fraction or seed that differs from the
+    recorded one is an error, since it would score images the model trained on.
+
+    >>> resolve_holdout({"fraction": 0.2, "seed": 0}, "model", None)
+    (0.2, 0)
+    >>> resolve_holdout(None, 0.1, None)   # a model that recorded nothing: as asked
+    (0.1, 0)
+    """
+    if recorded is None or recorded.get("fraction") is None:
+        if fraction == "model":
+            how = "was validated on a separate folder" if recorded else "records no split (trained before splits were"
+            raise ValueError(
+                f"--holdout without a fraction uses the model's recorded split, but this model {how}"
+                + (")" if not recorded else "")
+                + "; pass the fraction it was trained with (e.g. --holdout 0.2), or score a folder it never saw."
+            )
+        return float(fraction), 0 if seed is None else int(seed)
+    if fraction != "model" and abs(float(fraction) - recorded["fraction"]) > 1e-9:
+        raise ValueError(
+            f"--holdout {fraction} differs from the split this model was trained with (--val-fraction "
+            f"{recorded['fraction']}): it would score images the model trained on. Pass --holdout alone "
+            "to score its own held-out images."
+        )
+    if seed is not None and int(seed) != recorded.get("seed"):
+        raise ValueError(
+            f"--seed {seed} differs from the seed of this model's split ({recorded.get('seed')}): it would score "
+            "images the model trained on. Leave --seed out."
+        )
+    return float(recorded["fraction"]), int(recorded.get("seed") or 0)
+
+
+def check_holdout(recorded: dict[str, Any] | None, held_out: Any) -> None:
+    """Refuse a held-out set that is not the one the model was validated on (the data changed since)."""
+    if not recorded or not recorded.get("validation_fingerprint") or held_out is None:
+        return
+    if fingerprint(validation_parts(held_out)) != recorded["validation_fingerprint"]:
+        raise ValueError(
+            f"the held-out split of DATA ({len(held_out)} images) is not the one this model was validated on "
+            f"({recorded.get('validation_images')} images): DATA changed since training (files added, removed "
+            "or edited), so some held-out images may have been trained on. Score a folder the model never saw."
+        )
+
+
+def start_run(run_dir: str | Path, arguments: dict[str, Any], data: str, *, restart: str = "check") -> dict[str, Any]:
+    """Check the run folder against this run and record it in ``run.json``.
+
+    Args:
+        run_dir: the run folder (:func:`run_folder`).
+        arguments: the trainer's arguments that define the run (JSON values; leave out the epochs,
+            the output path, the checkpoint folder and verbosity).
+        data: :func:`fingerprint` of the training data.
+        restart: ``"check"``: a run folder of another run (other arguments or data) is an error;
+            ``"resume"``: continue it anyway (the record is updated); ``"fresh"``: delete the folder's
+            state and start over.
+
+    Returns:
+        The record (``{"arguments", "data", "phases"}``).
+    """
+    if restart not in RESTARTS:
+        raise ValueError(f"restart must be one of {RESTARTS}, received {restart!r}.")
+    run_dir = Path(run_dir)
+    record_path = run_dir / RUN_RECORD
+    arguments = json.loads(json.dumps(arguments, default=str))  # JSON values, as they will be read back
+    if restart == "fresh":
+        _clear_run(run_dir)
+    previous = _read_record(record_path)
+    state = [p.name for p in run_dir.iterdir() if p.name != RUN_RECORD and not p.name.startswith(".")]
+    if previous is None and state and restart == "check":
+        raise ValueError(
+            f"{run_dir} holds the state of an earlier run that recorded nothing about itself (made before "
+            "runs were recorded); pass --resume to continue it as this run, or --fresh to start over."
+        )
+    if previous is not None and restart == "check":
+        changed = sorted(
+            key
+            for key in set(arguments) | set(previous.get("arguments", {}))
+            if arguments.get(key) != previous.get("arguments", {}).get(key)
+        )
+        if previous.get("data") != data:
+            changed.append("the training data (files, sizes or dates)")
+        if changed:
+            raise ValueError(
+                f"{run_dir} belongs to another run: {', '.join(changed)} changed. Pass --resume to continue "
+                "the changed run deliberately, --fresh to start over, or another --checkpoint-dir."
+            )
+    record = {"arguments": arguments, "data": data, "phases": (previous or {}).get("phases", {})}
+    _write_record(record_path, record)
+    return record
+
+
+def _clear_run(run_dir):
+    for path in run_dir.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _read_record(path):
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: damaged run record ({error}); pass --fresh to start the run over.") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: damaged run record (not a JSON object); pass --fresh to start the run over.")
+    return record
+
+
+def _write_record(path, record):
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot write the run record ({error.strerror}).") from None
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def _phase_trained(run_dir, phase, epochs):
+    """Record that ``phase`` was trained for ``epochs``; phases recorded after it are stale: drop them."""
+    path = run_dir / RUN_RECORD
+    record = _read_record(path)
+    if record is None:
+        return
+    phases = record.setdefault("phases", {})
+    names = list(phases)
+    if phase in names:
+        for later in names[names.index(phase) + 1 :]:
+            phases.pop(later)
+            for stale in (f"{later}_done.weights.h5", f"{later}_log.csv"):
+                if (run_dir / stale).exists():
+                    (run_dir / stale).unlink()
+            if (run_dir / f"{later}_backup").is_dir():
+                shutil.rmtree(run_dir / f"{later}_backup")
+    phases.pop(phase, None)
+    phases[phase] = {"epochs": int(epochs)}
+    _write_record(path, record)
+
+
+def _phase_epochs(run_dir, phase):
+    record = _read_record(run_dir / RUN_RECORD)
+    return (record or {}).get("phases", {}).get(phase, {}).get("epochs")
+
+
 def fit_resumable(
     model: keras.Model,
     train: Any,
@@ -123,6 +360,7 @@ def fit_resumable(
     keep = keep or model
     finished = run_dir / f"{phase}_done.weights.h5"
     log = run_dir / f"{phase}_log.csv"
+    initial_epoch = 0
     if finished.is_file():
         with warnings.catch_warnings():  # a done file of the earlier scheme also holds optimizer state
             warnings.simplefilter("ignore", UserWarning)
@@ -131,13 +369,21 @@ def fit_resumable(
             except Exception as error:  # h5py and Keras raise many types for a damaged or foreign file
                 raise ValueError(
                     f"{finished}: cannot be loaded ({type(error).__name__}: {str(error)[:120]}); the "
-                    f"run folder belongs to another model or is damaged. Delete {run_dir} to start over, "
-                    "or pass another --checkpoint-dir."
+                    f"run folder belongs to another model or is damaged. Pass --fresh to start over, "
+                    "or another --checkpoint-dir."
                 ) from None
-        return PhaseResult(read_history(log) if log.is_file() else {}, True)
+        trained = _phase_epochs(run_dir, phase)
+        if trained is None or epochs <= trained:
+            return PhaseResult(read_history(log) if log.is_file() else {}, True)
+        initial_epoch = trained  # more epochs than the finished run: continue from its weights
+        if getattr(model, "optimizer", None) is not None and train is not None and hasattr(train, "__len__"):
+            model.optimizer.iterations.assign(trained * len(train))  # enter the schedule at that epoch
+    if hasattr(train, "set_epoch"):  # the shuffle of the epoch the run resumes at (or continues from)
+        train.set_epoch(initial_epoch or _logged_epochs(log))
     fit = model.fit(
         train,
         validation_data=validation,
+        initial_epoch=initial_epoch,
         epochs=epochs,
         verbose=verbose,
         callbacks=[
@@ -150,10 +396,22 @@ def fit_resumable(
     try:
         keep.save_weights(str(temporary))
         os.replace(temporary, finished)
+    except OSError as error:
+        raise ValueError(f"{finished}: cannot write the trained weights ({error.strerror}).") from None
     finally:
         if temporary.exists():
             temporary.unlink()
-    return PhaseResult({k: [float(v) for v in values] for k, values in fit.history.items()}, False)
+    _phase_trained(run_dir, phase, epochs)
+    history = read_history(log) if initial_epoch and log.is_file() else fit.history
+    return PhaseResult({k: [float(v) for v in values] for k, values in history.items()}, False)
+
+
+def _logged_epochs(log):
+    """Epochs already in a phase's CSV log (an interrupted run resumes after them)."""
+    if not log.is_file():
+        return 0
+    with open(log, newline="") as handle:
+        return sum(1 for _ in csv.DictReader(handle))
 
 
 def read_history(csv_path: str | Path) -> dict:

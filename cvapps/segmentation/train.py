@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cvapps.segmentation.metrics import parse_loss
 from cvapps.segmentation.model import build_unet
@@ -48,6 +48,8 @@ def train_segmenter(
     checkpoint_dir: str | Path | None = None,
     seed: int = 0,
     verbose: int | str = 1,
+    split: dict[str, Any] | None = None,
+    restart: str = "check",
 ) -> TrainResult:
     """Train a U-Net on a :class:`cvapps.segmentation.data.SegmentationData`; save it to ``output``.
 
@@ -68,11 +70,26 @@ def train_segmenter(
         max_side: shrink cached images larger than this once (speed).
         checkpoint_dir: resumable state; rerunning the same command resumes (default runs/<stem>).
 
+        split: how ``validation`` was held out (:func:`cvapps.nn.training.split_record`), stored in the
+            model for ``eval segment --holdout``.
+        restart: ``"check"``, ``"resume"`` or ``"fresh"`` (see :func:`cvapps.nn.training.start_run`).
+
     Returns:
         :class:`cvapps.nn.training.TrainResult`.
     """
+    from cvapps.nn.training import run_arguments
+
+    arguments = run_arguments(locals(), exclude=("split",))  # what defines the run
     from cvapps._keras import import_keras
-    from cvapps.nn.training import TrainResult, fit_resumable, run_folder
+    from cvapps.nn.training import (
+        TrainResult,
+        fingerprint,
+        fit_resumable,
+        run_folder,
+        split_record,
+        start_run,
+        validation_parts,
+    )
     from cvapps.segmentation.losses import MeanIoU, SegmentationLoss
 
     keras = import_keras()
@@ -131,6 +148,8 @@ def train_segmenter(
             validation, image_size, batch_size, border_weight=border_weight, fit=fit, max_side=max_side
         )
     run_dir = run_folder(checkpoint_dir, output)
+    model.get_layer("cvapps_metadata").settings["split"] = split or split_record(None, None, validation)
+    start_run(run_dir, arguments, fingerprint(validation_parts(data), validation_parts(validation)), restart=restart)
     steps = epochs * len(train_batches)
     optimizer = keras.optimizers.AdamW(OneCycle(learning_rate, steps, warmup=0.1), weight_decay=weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])

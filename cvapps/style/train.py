@@ -156,6 +156,7 @@ def train_style(
     sample_every: int = 1,
     seed: int = 0,
     verbose: int | str = 2,
+    restart: str = "check",
 ) -> TrainResult:
     """Train a fast style network for one painting on folders of content photos.
 
@@ -171,19 +172,24 @@ def train_style(
         width, residual_blocks, downsamples, separable: :func:`build_transformer`.
         checkpoint_dir: resumable state (``BackupAndRestore``), ``log.csv`` and ``samples/``
             (stylised sample photos every ``sample_every`` epochs); default ``runs/<output stem>``.
-            Rerunning the same command resumes; after a finished run it only re-saves.
+            Rerunning the same command resumes; after a finished run it only re-saves; more
+            ``epochs`` continue it.
+        restart: ``"check"``, ``"resume"`` or ``"fresh"`` (see :func:`cvapps.nn.training.start_run`).
 
     Besides ``output`` it writes ``<output stem>.style.jpg``, the painting at ``style_size``.
 
     Returns:
         :class:`cvapps.nn.training.TrainResult` (``history["main"]``: loss, content_loss, style_loss, tv_loss per epoch).
     """
+    from cvapps.nn.training import run_arguments
+
+    arguments = run_arguments(locals(), exclude=("style_image", "content", "sample_every"))  # what defines the run
     from cvapps._keras import import_keras
 
     keras = import_keras()
     from cvapps.models import keras_output_path, save_model
     from cvapps.nn.layers import OneCycle
-    from cvapps.nn.training import TrainResult, fit_resumable, read_history, run_folder
+    from cvapps.nn.training import TrainResult, fingerprint, fit_resumable, read_history, run_folder, start_run
 
     started = time.time()
     output = keras_output_path(output)
@@ -221,6 +227,8 @@ def train_style(
     trainer.compile(optimizer=keras.optimizers.Adam(OneCycle(learning_rate, epochs * steps_per_epoch, warmup=0.1)))
 
     run_dir = run_folder(checkpoint_dir, output)
+    arguments["loss_network"] = network.name
+    start_run(run_dir, arguments, fingerprint(style_path, [str(p) for p in paths]), restart=restart)
     sample_photos = [_resize_short(p, 192)[:192, :192] for p in photos[:3]]
     batches = _batches_class()(photos, image_size, batch_size, steps_per_epoch, seed)
     done = fit_resumable(

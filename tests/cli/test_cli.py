@@ -182,26 +182,45 @@ def test_models_lists_shipped_models():
 
 
 def test_eval_holdout_scores_only_the_carved_out_split(tiny_classifier, tmp_path):
-    data = make_shapes_dataset(tmp_path / "data", per_class=8, seed=3)
+    data = tiny_classifier.parent / "data"  # what the fixture trained on, with --val-fraction 0.25
     report_path = tmp_path / "r.json"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "eval",
-            "classify",
-            str(data),
-            "--model",
-            str(tiny_classifier),
-            "--holdout",
-            "0.25",
-            "--json",
-            str(report_path),
-        ],
-    )
+    args = ["eval", "classify", str(data), "--model", str(tiny_classifier), "--json", str(report_path)]
+    result = CliRunner().invoke(cli, [*args, "--holdout"])  # alone: the split the model recorded
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
-    assert report["num_images"] == 4  # 25% of 8 per class, 2 classes
+    assert report["num_images"] == 8  # 25% of 16 per class, 2 classes
     assert "holdout 0.25" in report["data"]
+    result = CliRunner().invoke(cli, [*args, "--holdout", "0.25", "--overwrite"])  # the same fraction, given
+    assert result.exit_code == 0, result.output
+    # another fraction or another seed would score training images: refused, before anything is written
+    for extra in (["--holdout", "0.05"], ["--holdout", "--seed", "1"]):
+        result = CliRunner().invoke(cli, [*args, *extra, "--overwrite"])
+        assert result.exit_code == 2 and "differs" in result.output, result.output
+    # the same fraction of other data is not the model's held-out set
+    other = make_shapes_dataset(tmp_path / "other", per_class=8, seed=3)
+    result = CliRunner().invoke(cli, ["eval", "classify", str(other), "--model", str(tiny_classifier), "--holdout"])
+    assert result.exit_code == 2 and "DATA changed since training" in result.output, result.output
+    # an existing report is refused without --overwrite
+    result = CliRunner().invoke(cli, [*args, "--holdout"])
+    assert result.exit_code == 2 and "already exists; pass --overwrite" in result.output, result.output
+
+
+def test_train_reruns_continue_refuse_or_start_over(tmp_path):
+    data = make_shapes_dataset(tmp_path / "data", per_class=6)
+    base = ["train", "classify", str(data), "--output", str(tmp_path / "m.keras"), "--size", "xs"]
+    base += ["--image-size", "32", "--batch-size", "4", "--checkpoint-dir", str(tmp_path / "run"), "--quiet"]
+    assert CliRunner().invoke(cli, [*base, "--epochs", "1"]).exit_code == 0
+    again = CliRunner().invoke(cli, [*base, "--epochs", "1"])  # the same command: reused, said so
+    assert again.exit_code == 0 and "nothing was trained" in again.output
+    more = CliRunner().invoke(cli, [*base, "--epochs", "2"])  # more epochs: continued, not reused
+    assert more.exit_code == 0 and "nothing was trained" not in more.output, more.output
+    log = (tmp_path / "run" / "main_log.csv").read_text().splitlines()
+    assert len(log) == 1 + 2  # header + epochs 1 and 2
+    changed = CliRunner().invoke(cli, [*base, "--epochs", "2", "--learning-rate", "0.01"])
+    assert changed.exit_code == 2 and "learning_rate changed" in changed.output and "--fresh" in changed.output
+    assert CliRunner().invoke(cli, [*base, "--epochs", "1", "--learning-rate", "0.01", "--fresh"]).exit_code == 0
+    both = CliRunner().invoke(cli, [*base, "--resume", "--fresh"])
+    assert both.exit_code == 2 and "exclude each other" in both.output
 
 
 def test_demo_writes_annotated_photos(tmp_path):
