@@ -46,6 +46,7 @@ from cvapps.cli.common import (
     webcam_options,
     weights_option,
 )
+from cvapps.core.records import SCHEMA_VERSION
 from cvapps.core.sinks import write_image, write_json
 from cvapps.core.sources import open_source
 
@@ -350,6 +351,7 @@ def run_classify(
                 if outputs.records:
                     outputs.records.write(
                         {
+                            "schema_version": SCHEMA_VERSION,
                             "source": frame.source,
                             "frame": frame.index,
                             "task": "classify",

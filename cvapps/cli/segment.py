@@ -38,6 +38,7 @@ from cvapps.cli.common import (
     webcam_options,
     weights_option,
 )
+from cvapps.core.records import SCHEMA_VERSION
 from cvapps.core.sinks import write_image, write_json
 from cvapps.core.sources import open_source
 from cvapps.segmentation import DEFAULT_MODEL
@@ -339,6 +340,7 @@ def run_segment(
             if outputs.records:
                 outputs.records.write(
                     {
+                        "schema_version": SCHEMA_VERSION,
                         "source": frame.source,
                         "frame": frame.index,
                         "task": "segment",

@@ -35,6 +35,7 @@ from cvapps.cli.common import (
     warn,
     webcam_options,
 )
+from cvapps.core.records import SCHEMA_VERSION
 from cvapps.core.sinks import write_json
 from cvapps.core.sources import open_source
 
@@ -405,6 +406,7 @@ def run_stylize(source: str, choice: StyleChoice, outputs: OutputOptions, *, run
             if outputs.records:
                 outputs.records.write(
                     {
+                        "schema_version": SCHEMA_VERSION,
                         "source": frame.source,
                         "frame": frame.index,
                         "task": "style",

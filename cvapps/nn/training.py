@@ -12,6 +12,7 @@ A run folder holds, per phase (``main``, ``fine_tune``, ...), the same three thi
     {phase}_log.csv            one row per epoch (CSVLogger, appended across resumes)
     {phase}_done.weights.h5    the weights at the end of the phase, written atomically; a rerun of a
                                finished phase loads them instead of training again (``reused``)
+    {phase}_curves.png         the logged numbers as training curves (train and val_ per quantity)
 
 and one record of the whole run:
 
@@ -403,7 +404,23 @@ def fit_resumable(
             temporary.unlink()
     _phase_trained(run_dir, phase, epochs)
     history = read_history(log) if initial_epoch and log.is_file() else fit.history
+    write_curves(run_dir, phase)
     return PhaseResult({k: [float(v) for v in values] for k, values in history.items()}, False)
+
+
+def write_curves(run_dir: str | Path, phase: str = "main") -> Path | None:
+    """``{phase}_curves.png`` in the run folder: the phase's logged per-epoch numbers as training curves
+    (:func:`cvapps.core.plots.training_curves_image`); None when the phase logged nothing."""
+    from cvapps.core.plots import training_curves_image
+    from cvapps.core.sinks import write_image
+
+    run_dir = Path(run_dir)
+    log = run_dir / f"{phase}_log.csv"
+    history = read_history(log) if log.is_file() else {}
+    if not history:
+        return None
+    image = training_curves_image(history, title=f"{run_dir.name}: phase {phase}")
+    return write_image(run_dir / f"{phase}_curves.png", image, overwrite=True)
 
 
 def _logged_epochs(log):

@@ -35,9 +35,10 @@ def test_a_finished_phase_is_reused_not_retrained(tmp_path):
     first = fit_resumable(model, _batches(keras), run, epochs=2, verbose=0)
     assert not first.reused and len(first.history["loss"]) == 2
     assert sorted(p.name for p in run.iterdir()) == [
+        "main_curves.png",
         "main_done.weights.h5",
         "main_log.csv",
-    ]  # backup removed at the end
+    ]  # backup removed at the end; the curves drawn from the log
     again = _tiny(keras)
     second = fit_resumable(again, _batches(keras), run, epochs=2, verbose=0)
     assert second.reused and second.history["loss"] == pytest.approx(first.history["loss"])
