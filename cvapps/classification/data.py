@@ -37,7 +37,7 @@ class ClassificationData:
         images: (N, S, S, 3) uint8 RGB.
         labels: (N,) int32, indices into ``class_names``.
         class_names: one name per class.
-        skipped: one-line messages for files that could not be read.
+        skipped: one-line messages for files that could not be read and were left out, one per file.
     """
 
     images: np.ndarray
@@ -67,7 +67,8 @@ def load_classification(
 
     Args:
         path: a folder (``<class>/*`` or ``train/<class>/*``) or an ``.npz`` file.
-        image_size: every image is resized to ``image_size`` x ``image_size``.
+        image_size: every image is resized to ``image_size`` x ``image_size`` (a JPEG much larger
+            than that is decoded at 1/2, 1/4 or 1/8 scale first, see ``read_image(reduce_to=...)``).
         split: ``"train"``, ``"val"`` or ``"test"``; for a folder holding split sub-folders it
             picks one, for an ``.npz`` it picks ``x_train``/``x_test`` (``"val"`` is not in npz).
         progress: optional ``progress(iterable, total) -> iterable`` wrapped around the file
@@ -127,7 +128,7 @@ def load_class_folders(
 
     def load(path):
         try:
-            return resize_square(read_image(path), image_size), None
+            return resize_square(read_image(path, reduce_to=image_size), image_size), None
         except ValueError as error:
             return None, str(error)
 

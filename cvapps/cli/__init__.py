@@ -24,12 +24,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cvapps")
-def cli() -> None:
+@click.option(
+    "--allow-truncated",
+    is_flag=True,
+    help="Decode image files that are cut short (what is there; the rest grey) instead of refusing them. "
+    "Also: CVAPPS_ALLOW_TRUNCATED=1.",
+)
+def cli(allow_truncated: bool) -> None:
     """cvapps: computer-vision apps on one Keras backbone.
 
     Classification, detection, segmentation, face verification and style transfer on the same
     backbone, sources, sinks and command grammar. Start with: cvapps demo --output demo_out
     """
+    from cvapps.core.sources import set_allow_truncated
+
+    set_allow_truncated(True if allow_truncated else None)  # None: CVAPPS_ALLOW_TRUNCATED decides
     _log_to_stderr()
 
 

@@ -1,8 +1,7 @@
-"""Data helpers shared by the apps' loaders (NumPy and the standard library only)."""
+"""Data helpers shared by the apps' loaders (NumPy, PyYAML and the standard library only)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -36,86 +35,63 @@ def split_by_image(data: Any, fraction: float, seed: int | None = 0) -> tuple[An
 
 
 def read_yaml_names(path: str | Path) -> tuple[list[str] | None, dict[str, str]]:
-    """Class names from a YOLO ``data.yaml`` without PyYAML: ``(names or None, keys)``.
+    """Class names from a YOLO ``data.yaml`` (read with PyYAML's ``safe_load``): ``(names or None, keys)``.
 
-    Understands ``names: [a, b]``, ``names: {0: a, 1: b}``, and blocks of ``  0: a`` or
-    ``  - a`` lines under ``names:``. ``keys`` holds the other top-level ``key: value`` pairs
-    (strings) so split paths such as ``train: images/train2017`` can be read.
+    ``names`` may be a list (``names: [a, b]`` or a block of ``- a`` lines) or a mapping of the
+    indices 0..N-1 to names (``names: {0: a, 1: b}`` or ``0: a`` lines), in any YAML form
+    (quoting, anchors and aliases, multi-line flow lists); names come back as strings. None when
+    there is no ``names`` entry or it is neither of those. ``keys`` holds the other top-level
+    entries whose values are single values, as strings (``train: images/train2017`` -> the split's
+    path; ``nc: 2`` -> ``"2"``; an empty value -> ``""``); lists and mappings there are left out.
+
+    Raises:
+        ValueError: the file cannot be read, is not valid YAML, or is not a ``key: value`` mapping;
+            the message names it.
     """
-    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    keys, names, i = {}, None, 0
-    while i < len(lines):
-        line = _strip_comment(lines[i])
-        match = re.match(r"^([A-Za-z_][\w-]*)\s*:\s*(.*)$", line)
-        i += 1
-        if not match:
-            continue
-        key, value = match[1], match[2].strip()
-        if key != "names":
-            keys[key] = _unquote(value)
-            continue
-        if value.startswith(("[", "{")):
-            closing = "]" if value.startswith("[") else "}"
-            while closing not in value and i < len(lines):
-                value += " " + _strip_comment(lines[i]).strip()
-                i += 1
-            items = [item.strip() for item in _split_commas(value.strip()[1:].rsplit(closing, 1)[0]) if item.strip()]
-            names = [_unquote(item.split(":", 1)[1] if closing == "}" else item) for item in items]
-            if closing == "}":
-                names = _by_index([item.split(":", 1)[0] for item in items], names)
-            continue
-        block = []
-        while i < len(lines) and (not lines[i].strip() or lines[i][:1] in (" ", "\t", "-")):
-            entry = _strip_comment(lines[i]).strip()
-            i += 1
-            if entry:
-                block.append(entry)
-        if block and all(e.startswith("-") for e in block):
-            names = [_unquote(e[1:].strip()) for e in block]
-        elif block:
-            pairs = [e.split(":", 1) for e in block]
-            names = _by_index([p[0] for p in pairs], [_unquote(p[1].strip()) if len(p) == 2 else "" for p in pairs])
-    return names, keys
+    import yaml
 
-
-def _by_index(indices, values):
     try:
-        order = [int(_unquote(k.strip())) for k in indices]
-    except ValueError:
+        content = yaml.safe_load(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the file ({error.strerror or error}).") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(
+            f"{path}: not valid YAML ({problem}{where}); expected a YOLO data.yaml such as 'names: [cat, dog]'."
+        ) from None
+    if content is None:
+        return None, {}
+    if not isinstance(content, dict):
+        raise ValueError(
+            f"{path}: holds a YAML {type(content).__name__}, not 'key: value' lines; expected a YOLO data.yaml "
+            "such as 'names: [cat, dog]'."
+        )
+    keys = {
+        str(key): "" if value is None else str(value)
+        for key, value in content.items()
+        if key != "names" and not isinstance(value, (list, dict))
+    }
+    return _names(content.get("names")), keys
+
+
+def _names(value):
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    if not isinstance(value, dict) or not value:
+        return None
+    try:
+        order = [int(k) for k in value]
+    except (TypeError, ValueError):
         return None
     if sorted(order) != list(range(len(order))):
         return None
-    result = [None] * len(order)
-    for k, v in zip(order, values):
-        result[k] = v
-    return result
+    names = [""] * len(order)
+    for index, name in zip(order, value.values()):
+        names[index] = _text(name)
+    return names
 
 
-def _strip_comment(line):
-    quote = None
-    for pos, ch in enumerate(line):
-        if ch in "'\"" and quote in (None, ch):
-            quote = None if quote else ch
-        elif ch == "#" and quote is None and (pos == 0 or line[pos - 1] in " \t"):
-            return line[:pos].rstrip()
-    return line.rstrip()
-
-
-def _split_commas(text):
-    parts, current, quote = [], "", None
-    for ch in text:
-        if ch in "'\"" and quote in (None, ch):
-            quote = None if quote else ch
-        if ch == "," and quote is None:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    return parts + [current]
-
-
-def _unquote(text):
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text
+def _text(value):
+    return "" if value is None else str(value)

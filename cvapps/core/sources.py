@@ -9,6 +9,17 @@
 Images are read with Pillow, EXIF orientation applied; grayscale, RGBA, palette and 16-bit
 images become RGB uint8. A file that cannot be read yields a :class:`Frame` with ``image=None``
 and ``error`` set, so one bad file never ends a batch. Folders are walked recursively and sorted.
+
+Two process-wide read options, seen by every thread:
+
+- truncated files (a JPEG missing its last bytes) are refused by default, with a message that
+  names the file; ``cvapps --allow-truncated``, ``CVAPPS_ALLOW_TRUNCATED=1`` or
+  :func:`set_allow_truncated` decodes what is there (:func:`truncated_scope`).
+- an image of more than 50 megapixels is refused with a message naming it and the cap, before
+  it is decoded (a 140 KB PNG can hold 144 megapixels: 430 MB as RGB); ``CVAPPS_MAX_PIXELS=N``
+  or :func:`set_max_pixels` moves the cap, ``read_image(path, max_pixels=N)`` sets it for one
+  read. ``read_image(path, reduce_to=S)`` decodes a large JPEG at 1/2, 1/4 or 1/8 scale when
+  the caller shrinks it to S anyway.
 """
 
 from __future__ import annotations
@@ -16,8 +27,10 @@ from __future__ import annotations
 import glob as globlib
 import os
 import queue
+import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,27 +62,225 @@ class Frame:
     error: str | None = None
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB with EXIF orientation applied.
+# --- process-wide read options -----------------------------------------------------------------
+# Plain module globals, not thread-locals or context variables, so the worker threads that decode
+# ahead (_image_frames, the loaders' thread pools, PyDataset workers) see what the main thread set.
+
+DEFAULT_MAX_PIXELS = 50_000_000
+_UNSET = object()
+_allow_truncated: bool | None = None  # None: follow CVAPPS_ALLOW_TRUNCATED
+_max_pixels: object = _UNSET  # _UNSET: follow CVAPPS_MAX_PIXELS, else DEFAULT_MAX_PIXELS
+_scope_lock = threading.Lock()
+_scope_depth = 0
+_scope_saved = False
+
+
+def set_allow_truncated(allow: bool | None) -> None:
+    """Decode images whose file is cut short (the part that is there; the rest is grey) instead
+    of refusing them, in every read of this process (``cvapps --allow-truncated``).
+
+    ``None`` goes back to the environment: on when ``CVAPPS_ALLOW_TRUNCATED`` is ``1``/``true``/``yes``.
+    """
+    global _allow_truncated
+    if allow is not None and not isinstance(allow, bool):
+        raise TypeError(f"set_allow_truncated expects True, False or None, received {allow!r}.")
+    _allow_truncated = allow
+
+
+def get_allow_truncated() -> bool:
+    """Whether truncated images are decoded (see :func:`set_allow_truncated`); default False."""
+    if _allow_truncated is not None:
+        return _allow_truncated
+    return os.environ.get("CVAPPS_ALLOW_TRUNCATED", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_max_pixels(pixels: int | None) -> None:
+    """The largest image, in pixels (width x height decoded), that reads accept in this process.
+
+    ``0`` removes the cap (Pillow's own decompression-bomb limit, ``PIL.Image.MAX_IMAGE_PIXELS``,
+    still applies); ``None`` goes back to ``CVAPPS_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS` (50 MP).
+    """
+    global _max_pixels
+    if pixels is None:
+        _max_pixels = _UNSET
+        return
+    if isinstance(pixels, bool) or not isinstance(pixels, (int, np.integer)) or pixels < 0:
+        raise ValueError(f"max pixels must be a whole number >= 0 (0: no cap), received {pixels!r}.")
+    _max_pixels = int(pixels)
+
+
+def get_max_pixels() -> int | None:
+    """The process-wide pixel cap per image (see :func:`set_max_pixels`); None when there is none.
 
     Raises:
-        ValueError: the file is missing, empty, truncated or not an image; the message names it.
+        ValueError: ``CVAPPS_MAX_PIXELS`` is set but not a whole number.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    if _max_pixels is _UNSET:
+        text = os.environ.get("CVAPPS_MAX_PIXELS", "").strip()
+        if not text:
+            return DEFAULT_MAX_PIXELS
+        try:
+            value = int(float(text)) if re.fullmatch(r"\d+(\.\d*)?([eE]\d+)?", text) else -1
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise ValueError(
+                f"CVAPPS_MAX_PIXELS={text!r}: expected a whole number of pixels such as 100000000 (0: no cap)."
+            )
+        return value or None
+    return _max_pixels or None
+
+
+@contextmanager
+def truncated_scope() -> Iterator[None]:
+    """Inside it, Pillow decodes truncated files when :func:`get_allow_truncated` says so.
+
+    Pillow has one switch for the whole process (``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``); it is
+    turned on only while at least one of our reads is inside this scope (counted across threads)
+    and put back as it was after the last one, so it does not stay on for other code.
+    """
+    global _scope_depth, _scope_saved
+    if not get_allow_truncated():
+        yield
+        return
+    from PIL import ImageFile
+
+    with _scope_lock:
+        if _scope_depth == 0:
+            _scope_saved = ImageFile.LOAD_TRUNCATED_IMAGES
+            ImageFile.LOAD_TRUNCATED_IMAGES = True
+        _scope_depth += 1
+    try:
+        yield
+    finally:
+        with _scope_lock:
+            _scope_depth -= 1
+            if _scope_depth == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _scope_saved
+
+
+def _cap(max_pixels):
+    return get_max_pixels() if max_pixels is None else (int(max_pixels) or None)
+
+
+class _Refused(ValueError):
+    """A refusal of ours (message already names the file), not one of Pillow's errors."""
+
+
+def _check_pixels(path, width, height, cap):
+    if cap is not None and width * height > cap:
+        raise _Refused(
+            f"{path}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the limit of "
+            f"{cap / 1e6:g} megapixels per image; raise it with CVAPPS_MAX_PIXELS={width * height} "
+            "(or cvapps.core.sources.set_max_pixels) or shrink the file."
+        )
+
+
+def _read_error(path, error):
+    """The one-line ValueError for a Pillow failure on ``path``."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(error, FileNotFoundError):
+        return ValueError(f"{path}: no such file.")
+    if isinstance(error, UnidentifiedImageError):
+        return ValueError(f"{path}: not an image Pillow can read (expected JPEG, PNG, BMP, ...).")
+    if isinstance(error, Image.DecompressionBombError):
+        return ValueError(f"{path}: image too large to decode safely ({error}).")
+    if "truncated" in str(error).lower():
+        return ValueError(
+            f"{path}: unreadable image ({error}); pass --allow-truncated to decode what is there "
+            "(or CVAPPS_ALLOW_TRUNCATED=1; Python: cvapps.core.sources.set_allow_truncated(True))."
+        )
+    return ValueError(f"{path}: unreadable image ({error}).")
+
+
+_PILLOW_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def read_image(
+    path: str | Path, max_pixels: int | None = None, *, reduce_to: int | tuple[int, int] | None = None
+) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB with EXIF orientation applied.
+
+    Args:
+        path: the image file.
+        max_pixels: refuse images of more pixels than this (width x height as decoded); None:
+            the process-wide cap (:func:`get_max_pixels`, 50 megapixels unless ``CVAPPS_MAX_PIXELS``
+            or :func:`set_max_pixels` says otherwise); 0: no cap.
+        reduce_to: the size the caller will shrink the image to anyway, ``(width, height)`` or one
+            number for a square. A JPEG is then decoded at 1/2, 1/4 or 1/8 scale (``Image.draft``)
+            when that still covers this size, so the array may be smaller than the file; the pixel
+            cap applies to what is decoded. Other formats are decoded whole.
+
+    A truncated file is refused unless :func:`set_allow_truncated` (``cvapps --allow-truncated``,
+    ``CVAPPS_ALLOW_TRUNCATED=1``) is on; then what is there is decoded.
+
+    Raises:
+        ValueError: the file is missing, empty, truncated, too large or not an image; the message names it.
+    """
+    from PIL import Image, ImageOps
 
     path = str(path)
+    cap = _cap(max_pixels)
     try:
-        with Image.open(path) as image:
+        with truncated_scope(), Image.open(path) as image:
+            if reduce_to is not None and image.format == "JPEG":
+                want = (reduce_to, reduce_to) if isinstance(reduce_to, (int, np.integer)) else tuple(reduce_to)
+                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # stored sideways: the draft size too
+                    want = want[::-1]
+                image.draft(None, (max(1, int(want[0])), max(1, int(want[1]))))
+            _check_pixels(path, image.size[0], image.size[1], cap)
             image = ImageOps.exif_transpose(image)
             return to_rgb_uint8(image)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file.") from None
-    except UnidentifiedImageError:
-        raise ValueError(f"{path}: not an image Pillow can read (expected JPEG, PNG, BMP, ...).") from None
-    except Image.DecompressionBombError as error:
-        raise ValueError(f"{path}: image too large to decode safely ({error}).") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{path}: unreadable image ({error}).") from None
+    except _Refused:
+        raise
+    except (Image.DecompressionBombError, *_PILLOW_ERRORS) as error:
+        raise _read_error(path, error) from None
+
+
+def check_image(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` of an image file, EXIF orientation applied, after the cheap checks that
+    :func:`read_image` will take it: the header opens, the size is within the pixel cap, and a JPEG
+    or PNG is not cut short. Loaders call it for every file up front, so a bad file is reported
+    and left out once instead of failing later in a batch.
+
+    Cost: the header and the last bytes of the file. Only a JPEG or PNG whose end marker is
+    missing is decoded (a JPEG at 1/8 scale) to tell truncation from trailing bytes; other formats
+    are checked by header only. Nothing is decoded when truncated images are allowed.
+
+    Raises:
+        ValueError: the same one-line messages as :func:`read_image`.
+    """
+    from PIL import Image
+
+    path = str(path)
+    cap = _cap(max_pixels)
+    try:
+        with truncated_scope(), Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+            _check_pixels(path, width, height, cap)
+            if not get_allow_truncated() and image.format in _END_MARKERS and not _ends_well(path, image.format):
+                if image.format == "JPEG":
+                    image.draft(None, (max(1, width // 8), max(1, height // 8)))
+                image.load()
+    except _Refused:
+        raise
+    except (Image.DecompressionBombError, *_PILLOW_ERRORS) as error:
+        raise _read_error(path, error) from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+
+
+def _ends_well(path, format_):
+    """True when the file ends with its format's end marker (trailing NULs or newlines allowed)."""
+    with open(path, "rb") as file:
+        file.seek(0, os.SEEK_END)
+        file.seek(max(0, file.tell() - 64))
+        tail = file.read().rstrip(b"\x00\r\n ")
+    return tail.endswith(_END_MARKERS[format_])
 
 
 def to_rgb_uint8(image: PIL.Image.Image) -> np.ndarray:

@@ -3,8 +3,11 @@
 One loader, :func:`cvapps.detection.formats.load_detection`, recognises the layout and returns a :class:`DetectionData`:
 image paths with their boxes (**xyxy float32 (N, 4) in the pixels of the original image**, as
 :func:`cvapps.core.sources.read_image` returns it) and class ids (int64 (N,)), the class names, and
-``problems``, one line ``path:line: reason`` for each label that was skipped or clipped. Images
-are not decoded at load time, only their headers are read for the size.
+``problems``, one line ``path:line: reason`` for each label that was skipped or clipped and each
+image left out. Images are not decoded at load time: :func:`cvapps.core.sources.check_image`
+reads each header for the size and checks it cheaply (pixel cap, a JPEG or PNG cut short), so an
+unreadable, truncated or oversized image is named in ``problems`` (followed by a count line) and
+left out of the set instead of failing in a batch or an evaluation.
 
     >>> from cvapps.detection.data import DetectionBatches, split_detection
     >>> from cvapps.detection.formats import load_detection
@@ -22,14 +25,16 @@ Layouts (``load_detection`` picks by what the folder holds):
 
 - YOLO: ``images/`` + ``labels/`` (label path = image path with ``images`` -> ``labels`` and
   ``.txt``), optionally with split sub-folders (``images/train2017``), class names from a
-  ``data.yaml`` ``names:`` entry (list, inline list, or ``index: name`` block; read without PyYAML).
+  ``data.yaml`` ``names:`` entry (list or ``index: name`` mapping, any YAML form; read with PyYAML's
+  ``safe_load``).
   An image without a label file has no objects (YOLO's convention); a label file without an image
   is reported.
 - Pascal VOC: ``images/`` + ``annotations/*.xml``, or ``JPEGImages/`` + ``Annotations/`` (with
   ``ImageSets/Main/<split>.txt`` for ``split``). VOC pixels are 1-based and inclusive, so a box
   ``xmin ymin xmax ymax`` becomes ``(xmin - 1, ymin - 1, xmax, ymax)`` in 0-based pixel edges.
   ``difficult`` objects are kept and flagged in :attr:`DetectionSample.difficult`. Class names
-  are the sorted set of ``<name>`` values.
+  are the sorted set of ``<name>`` values. XML is parsed with ``defusedxml``: a file declaring
+  entities (billion laughs, external entities) is refused by name in ``problems`` and skipped.
 - COCO JSON: a ``.json`` file, or a folder holding one (``annotations.json``, ``*.json`` or
   ``annotations/*.json``); image files are looked up beside the json, in ``images/`` there, or in
   ``images/`` one folder up. ``bbox`` ``[x, y, w, h]`` is in 0-based pixel edges and becomes
@@ -262,9 +267,14 @@ class DetectionBatches(_py_dataset_base()):
         keep_difficult: False leaves VOC ``difficult`` objects out of the targets.
         workers: threads preparing batches ahead of the model.
 
+    Images are decoded with ``read_image(path, reduce_to=image_size)``: a JPEG much larger than
+    ``image_size`` is decoded at 1/2, 1/4 or 1/8 scale (boxes follow).
+
     Attributes:
-        errors: one-line messages for images that could not be read; each such image is
-            replaced by the next readable one and not tried again.
+        errors: one-line messages for images that could not be read (the loaders'
+            up-front check leaves out most such files; this catches files changed since);
+            each such image is replaced by the next readable one and not tried again. Each
+            message is also appended to ``data.problems``, which the trainer returns.
         dropped_boxes: boxes cut because an image had more than ``max_boxes``.
     """
 
@@ -324,10 +334,12 @@ class DetectionBatches(_py_dataset_base()):
                 continue
             sample = self.data.samples[k]
             try:
-                image = read_image(sample.path)
+                image = read_image(sample.path, reduce_to=self.image_size)
             except ValueError as error:
                 self._bad.add(k)
-                self.errors.append(f"{error} Replaced by another image.")
+                message = f"{error} Replaced by another image."
+                self.errors.append(message)
+                self.data.problems.append(message)  # so the trainer's result lists it too
                 continue
             boxes, ids = sample.boxes, sample.class_ids
             if image.shape[1] != sample.width or image.shape[0] != sample.height:  # resized since loading

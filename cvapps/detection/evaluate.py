@@ -162,10 +162,12 @@ def evaluate_detector(
 
     Returns:
         dict from :func:`mean_average_precision` (``map50``, ``map50_95``, ``per_class``), with
-        ``per_class`` keyed by class name. With ``with_curves``, also ``pr_curves``:
-        {class name: (recall, precision) arrays at IoU 0.5} for :func:`cvapps.core.plots.pr_curve_image`
-        (not JSON; take it out before writing the report).
+        ``per_class`` keyed by class name, and ``problems``: one line per image that could not be
+        read (left out of the score), then a count line; empty when every image was read. With
+        ``with_curves``, also ``pr_curves``: {class name: (recall, precision) arrays at IoU 0.5}
+        for :func:`cvapps.core.plots.pr_curve_image` (not JSON; take it out before writing the report).
     """
+    from cvapps.core.sources import read_image
     from cvapps.runtime import open_model
 
     model = open_model(model, task="detect", runtime="keras")
@@ -176,14 +178,22 @@ def evaluate_detector(
         ids = to_model[sample.class_ids] if len(sample.class_ids) else np.zeros(0, np.int64)
         truths.append((sample.boxes[ids >= 0], ids[ids >= 0]))
     paths = [str(p) for p in data.paths]
-    found = [
-        detect(path, model, confidence_threshold=confidence_threshold, iou_threshold=iou_threshold)[0]
-        for path in (progress(paths, len(paths)) if progress else paths)
-    ]
-    metrics = mean_average_precision(found, truths, len(names))
+    found, kept, problems = [], [], []
+    for k, path in enumerate(progress(paths, len(paths)) if progress else paths):
+        try:
+            image = read_image(path)
+        except ValueError as error:  # e.g. changed since loading; the loaders leave out what they can see
+            problems.append(f"{error} Left out of the score.")
+            continue
+        found.append(detect(image, model, confidence_threshold=confidence_threshold, iou_threshold=iou_threshold)[0])
+        kept.append(truths[k])
+    if problems:
+        problems.append(f"{len(problems)} of {len(paths)} images could not be read and were left out of the score")
+    metrics = mean_average_precision(found, kept, len(names))
     if with_curves:
         metrics["pr_curves"] = {name: row["pr_curve"] for name, row in zip(names, metrics["per_class"])}
     metrics["per_class"] = {
         name: {k: v for k, v in row.items() if k != "pr_curve"} for name, row in zip(names, metrics["per_class"])
     }
+    metrics["problems"] = problems
     return metrics

@@ -13,37 +13,27 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml import ElementTree as ET
 
 from cvapps.core.boxes import parse_yolo_labels
 from cvapps.core.data import read_yaml_names
-from cvapps.core.sources import IMAGE_SUFFIXES
+from cvapps.core.sources import IMAGE_SUFFIXES, check_image
 from cvapps.detection.data import DetectionData, DetectionSample
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(width, height)`` of an image file from its header, EXIF orientation applied.
+    """``(width, height)`` of an image file from its header, EXIF orientation applied, after the
+    cheap checks of :func:`cvapps.core.sources.check_image` (pixel cap, truncated JPEG or PNG).
 
     Raises:
-        ValueError: the file is missing or not an image; the message names it.
+        ValueError: the file is missing, not an image, too large or truncated; the message names it.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file.") from None
-    except UnidentifiedImageError:
-        raise ValueError(f"{path}: not an image Pillow can read (expected JPEG, PNG, BMP, ...).") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{path}: unreadable image ({error}).") from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    return check_image(path)
 
 
 def load_detection(path: str | Path, split: str | None = None) -> DetectionData:
@@ -117,13 +107,23 @@ def _images_by_stem(folder):
     return found
 
 
-def _sized_sample(image_path, problems):
-    """(width, height) or None after reporting an unreadable image."""
+def _sized_sample(image_path, problems, unreadable):
+    """(width, height), or None after reporting an unreadable image (and listing it in ``unreadable``)."""
     try:
         return image_size(image_path)
     except ValueError as error:
-        problems.append(f"{error} Image skipped.")
+        problems.append(f"{error} Image left out.")
+        unreadable.append(image_path)
         return None
+
+
+def _count_unreadable(where, unreadable, kept, problems):
+    """The closing count line after the per-file lines of :func:`_sized_sample`."""
+    if unreadable:
+        problems.append(
+            f"{where}: {len(unreadable)} of {len(unreadable) + kept} images could not be read and were left out "
+            "(each named above)"
+        )
 
 
 def _clip_report(rows, width, height, where, problems):
@@ -186,11 +186,11 @@ def load_yolo(root: str | Path, split: str | None = None, yaml_path: str | Path 
     images = sorted(p for p in image_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     label_dir = _label_path_for(image_dir / "x.jpg").parent
 
-    pending, max_id, stems = [], -1, set()
+    pending, max_id, stems, unreadable = [], -1, set(), []
     for image_path in images:
         label_path = _label_path_for(image_path)
         stems.add(label_path)
-        size = _sized_sample(image_path, problems)
+        size = _sized_sample(image_path, problems, unreadable)
         if size is None:
             continue
         text = label_path.read_text(encoding="utf-8", errors="replace") if label_path.is_file() else ""
@@ -214,6 +214,7 @@ def load_yolo(root: str | Path, split: str | None = None, yaml_path: str | Path 
             if label_path not in stems:
                 looked = image_dir / label_path.parent.relative_to(label_dir) / f"{label_path.stem}.*"
                 problems.append(f"{label_path}: label file without an image (looked for {looked}); ignored")
+    _count_unreadable(image_dir, unreadable, len(pending), problems)
     class_names = tuple(names) if names is not None else tuple(str(i) for i in range(max_id + 1))
     return DetectionData(pending, class_names, problems)
 
@@ -249,13 +250,19 @@ def load_voc(
         wanted = {line.split()[0] for line in listing.read_text().splitlines() if line.strip()}
         xml_files = [p for p in xml_files if p.stem in wanted]
     by_stem = _images_by_stem(root / images)
-    problems, records, names = [], [], set()
+    problems, records, names, unreadable = [], [], set(), []
     for xml_path in xml_files:
         text = xml_path.read_text(encoding="utf-8", errors="replace")
         try:
             tree = ET.fromstring(text)
         except ET.ParseError as error:
             problems.append(f"{xml_path}:{error.position[0]}: not valid XML ({error}); file skipped")
+            continue
+        except DefusedXmlException as error:
+            problems.append(
+                f"{xml_path}: refused, the XML declares {_what_forbidden(error)}, which annotations never need "
+                "(an entity-expansion or external-entity attack); file skipped"
+            )
             continue
         filename = (tree.findtext("filename") or "").strip()
         image_path = root / images / filename if filename else None
@@ -264,7 +271,7 @@ def load_voc(
         if image_path is None:
             problems.append(f"{xml_path}: no image {filename or xml_path.stem + '.*'} in {root / images}; file skipped")
             continue
-        size = _sized_sample(image_path, problems)
+        size = _sized_sample(image_path, problems, unreadable)
         if size is None:
             continue
         declared = (tree.findtext("size/width"), tree.findtext("size/height"))
@@ -298,12 +305,23 @@ def load_voc(
         records.append(
             (image_path, size, boxes, labels, np.array(flags, bool)[kept] if len(kept) else np.zeros(0, bool))
         )
+    _count_unreadable(root / images, unreadable, len(records), problems)
     class_names = tuple(sorted(names))
     samples = [
         DetectionSample(p, s[0], s[1], b, np.array([class_names.index(n) for n in labels], np.int64), f)
         for p, s, b, labels, f in records
     ]
     return DetectionData(samples, class_names, problems)
+
+
+def _what_forbidden(error):
+    """``entity 'lol'``, ``external entity 'x' (file:///etc/passwd)``, ... for a defusedxml refusal."""
+    sysid = getattr(error, "sysid", None)
+    if isinstance(error, EntitiesForbidden):
+        return f"external entity {error.name!r} ({sysid})" if sysid else f"entity {error.name!r}"
+    if isinstance(error, ExternalReferenceForbidden):
+        return f"an external reference ({sysid})"
+    return "a DTD"
 
 
 def _ints(values):
@@ -379,13 +397,13 @@ def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Det
         problems.append(
             f"{json_path}: {crowd} iscrowd annotation(s) skipped (crowd regions are groups, not single objects)"
         )
-    samples = []
+    samples, unreadable = [], []
     for entry in content["images"]:
         image_path = image_dir / entry["file_name"]
         if not image_path.is_file():
             problems.append(f"{json_path}: image {entry['file_name']} not found in {image_dir}; skipped")
             continue
-        size = _sized_sample(image_path, problems)
+        size = _sized_sample(image_path, problems, unreadable)
         if size is None:
             continue
         objects = per_image.get(entry.get("id"), [])
@@ -393,6 +411,7 @@ def load_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Det
         samples.append(
             DetectionSample(image_path, size[0], size[1], boxes, np.array([objects[i][1] for i in kept], np.int64))
         )
+    _count_unreadable(json_path, unreadable, len(samples), problems)
     return DetectionData(samples, class_names, problems)
 
 
@@ -411,7 +430,7 @@ def load_pennfudan(root: str | Path, images: str = "images", annotations: str = 
     """
     root = Path(root)
     by_stem = _images_by_stem(root / images)
-    problems, samples = [], []
+    problems, samples, unreadable = [], [], []
     for text_path in sorted((root / annotations).glob("*.txt")):
         lines = text_path.read_text(encoding="utf-8", errors="replace").splitlines()
         named = next((re.search(r'"([^"]+)"', line) for line in lines if line.startswith("Image filename")), None)
@@ -420,7 +439,7 @@ def load_pennfudan(root: str | Path, images: str = "images", annotations: str = 
         if image_path is None:
             problems.append(f"{text_path}: no image {stem}.* in {root / images}; file skipped")
             continue
-        size = _sized_sample(image_path, problems)
+        size = _sized_sample(image_path, problems, unreadable)
         if size is None:
             continue
         rows, where = [], []
@@ -437,6 +456,7 @@ def load_pennfudan(root: str | Path, images: str = "images", annotations: str = 
                 where.append(f"{text_path}:{number}")
         kept, boxes = _clip_report(rows, size[0], size[1], where, problems)
         samples.append(DetectionSample(image_path, size[0], size[1], boxes, np.zeros(len(kept), np.int64)))
+    _count_unreadable(root / images, unreadable, len(samples), problems)
     return DetectionData(samples, ("person",), problems)
 
 

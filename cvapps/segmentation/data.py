@@ -2,7 +2,10 @@
 
 A :class:`SegmentationData` holds the image paths, their masks already decoded to class indices
 ((H, W) uint8, 0 = background, one value per class name) and the problems met while loading
-(files reported by name; a bad pair is left out, the rest loaded).
+(files reported by name; a bad pair is left out, the rest loaded, and a count line closes the
+list). Each image is checked up front by :func:`cvapps.core.sources.check_image` (header, pixel
+cap, a JPEG or PNG cut short), so an unreadable, truncated or oversized image never reaches a
+batch; masks are decoded at load time under the same pixel cap.
 
 Layouts :func:`load_segmentation` reads (``DATA`` may also hold them under ``train/``):
 
@@ -32,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from cvapps.core.data import split_by_image
-from cvapps.core.sources import list_images, read_image
+from cvapps.core.sources import check_image, list_images, read_image, truncated_scope
 
 # COCO's 80 "thing" names in data.yaml order and their panoptic/instance category ids.
 COCO_THING_IDS = (
@@ -197,8 +200,15 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file.")
     try:
-        with Image.open(path) as image:
+        check_image(path)  # too many pixels, cut short, not an image
+    except ValueError as error:
+        reason = str(error).removeprefix(f"{path}: ").rstrip(".")
+        raise ValueError(f"{path}: unreadable mask ({reason}).") from None
+    try:
+        with truncated_scope(), Image.open(path) as image:
             if image.mode in ("RGB", "RGBA"):
                 array = np.asarray(image)
                 if not (np.all(array[..., 0] == array[..., 1]) and np.all(array[..., 1] == array[..., 2])):
@@ -207,7 +217,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             array = np.asarray(image)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
         raise ValueError(f"{path}: unreadable mask ({error}).") from None
     if array.ndim != 2:
         raise ValueError(f"{path}: mask has shape {array.shape}; expected (H, W) class indices.")
@@ -228,16 +238,6 @@ def binary_or_index(mask: np.ndarray, num_classes: int) -> np.ndarray:
     return mask
 
 
-def _image_header_size(path):
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as image:
-        transposed = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-        width, height = image.size
-        del ImageOps
-    return (height, width) if transposed else (width, height)
-
-
 def _paired(images_dir, masks_dir, problems):
     masks = {}
     for path in list_images(masks_dir):
@@ -256,18 +256,24 @@ def _paired(images_dir, masks_dir, problems):
 
 def _collect(pairs, convert, class_names, problems, progress=None):
     """Read and check each mask; keep pairs whose mask matches its image and holds known classes."""
-    paths, masks = [], []
+    paths, masks, unreadable = [], [], 0
     items = progress(pairs, len(pairs)) if progress else pairs
     for image_path, mask_path in items:
         try:
-            width, height = _image_header_size(image_path)
+            width, height = check_image(image_path)  # header, pixel cap, cut short: see check_image
+        except ValueError as error:
+            problems.append(f"{error} Pair left out.")
+            unreadable += 1
+            continue
         except Exception as error:  # noqa: BLE001  Pillow raises many types for a broken file
             problems.append(f"{image_path}: unreadable image ({type(error).__name__}: {error}); pair left out")
+            unreadable += 1
             continue
         try:
             mask = convert(read_mask(mask_path))
         except ValueError as error:
             problems.append(f"{error} Pair left out.")
+            unreadable += 1
             continue
         if mask.shape != (height, width):
             problems.append(
@@ -285,6 +291,12 @@ def _collect(pairs, convert, class_names, problems, progress=None):
             continue
         paths.append(Path(image_path))
         masks.append(np.ascontiguousarray(mask, np.uint8))
+    if unreadable:
+        folder = Path(pairs[0][0]).parent
+        problems.append(
+            f"{folder}: {unreadable} of {len(pairs)} image/mask pairs left out because a file could not be read "
+            "or used (each named above)"
+        )
     return paths, masks
 
 
@@ -359,7 +371,7 @@ def _coco_names(root):
     from cvapps.core.data import read_yaml_names
 
     yaml = root / "data.yaml"
-    names = read_yaml_names(yaml) if yaml.is_file() else None
+    names = read_yaml_names(yaml)[0] if yaml.is_file() else None
     return list(names) if names else None
 
 

@@ -79,6 +79,10 @@ def _batches_class():
         def on_epoch_end(self):
             self.epoch += 1
 
+        def set_epoch(self, epoch):
+            """Draw the crops of ``epoch`` next (a resumed run replays the epoch it resumes at)."""
+            self.epoch = epoch
+
         def __getitem__(self, index):
             rng = np.random.default_rng((self.seed, self.epoch, index))
             batch = np.empty((self.batch_size, self.size, self.size, 3), np.float32)

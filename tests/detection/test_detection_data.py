@@ -1,6 +1,7 @@
 """Detection data: the four loaders on tiny hand-written data sets, augmentation geometry, batches."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,6 +78,37 @@ def test_yaml_name_forms(tmp_path, text):
     assert read_yaml_names(tmp_path / "d.yaml")[0] == ["cat", "dog"]
 
 
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("names: ['a, b', \"it's\", '#1']\n", ["a, b", "it's", "#1"]),  # quoted commas, apostrophes, hashes
+        ("names: ['it''s', \"say \\\"hi\\\"\"]\n", ["it's", 'say "hi"']),  # YAML's own escapes
+        ("names:\n  [cat,\n   dog,\n   bird]\n", ["cat", "dog", "bird"]),  # a flow list over several lines
+        ("pets: &pets\n  - cat\n  - dog\nnames: *pets\n", ["cat", "dog"]),  # an anchor and its alias
+        ("names:\n  0: 'traffic light'  # comment\n  1: \"stop: sign\"\n", ["traffic light", "stop: sign"]),
+        ("names:\n- cat\n- dog\n", ["cat", "dog"]),  # a block list not indented
+        ("names: [1, 2]\n", ["1", "2"]),
+        ("names: cat\n", None),
+    ],
+)
+def test_yaml_is_read_as_yaml(tmp_path, text, names):
+    (tmp_path / "d.yaml").write_text(text)
+    assert read_yaml_names(tmp_path / "d.yaml")[0] == names
+
+
+def test_yaml_keys_and_bad_yaml(tmp_path):
+    (tmp_path / "d.yaml").write_text("path: .\ntrain: 'images/train 2017'\nnc: 2\nval:\nnames: [a, b]\n")
+    names, keys = read_yaml_names(tmp_path / "d.yaml")
+    assert names == ["a", "b"] and keys == {"path": ".", "train": "images/train 2017", "nc": "2", "val": ""}
+    (tmp_path / "bad.yaml").write_text("names: [cat, dog\ntrain: x\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: not valid YAML .*line \d+") as error:
+        read_yaml_names(tmp_path / "bad.yaml")
+    assert "\n" not in str(error.value)
+    (tmp_path / "list.yaml").write_text("- cat\n- dog\n")
+    with pytest.raises(ValueError, match=r"list\.yaml: holds a YAML list"):
+        read_yaml_names(tmp_path / "list.yaml")
+
+
 def test_yolo_without_names_uses_ids_and_reports(tmp_path):
     make_yolo(tmp_path, yaml_text="path: .\n")
     data = load_detection(tmp_path)
@@ -133,6 +165,32 @@ def test_voc_jpegimages_layout_and_bad_xml(tmp_path):
     data = load_detection(tmp_path)
     assert len(data) == 1 and data.num_boxes == 2
     assert any("y.xml:1: not valid XML" in p for p in data.problems)
+
+
+def billion_laughs(levels=6):
+    """Entities of entities: 10**levels 'lol's from a file of a few hundred bytes (the real attack uses 9)."""
+    lines = ['<!ENTITY lol0 "lol">'] + [f'<!ENTITY lol{k} "{f"&lol{k - 1};" * 10}">' for k in range(1, levels + 1)]
+    body = "\n".join(lines)
+    return f'<?xml version="1.0"?>\n<!DOCTYPE annotation [\n{body}\n]>\n<annotation><filename>&lol{levels};</filename></annotation>\n'
+
+
+def test_voc_refuses_entity_expansion_and_external_entities_by_name(tmp_path):
+    write_image(tmp_path / "images" / "ok.jpg", 100, 80)
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "ok.xml").write_text(VOC.format(name="ok.jpg"))
+    (tmp_path / "annotations" / "laughs.xml").write_text(billion_laughs())
+    (tmp_path / "annotations" / "small_laughs.xml").write_text(billion_laughs(4))  # under expat's own limit
+    (tmp_path / "annotations" / "xxe.xml").write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/hostname">]>\n'
+        "<annotation><filename>&x;</filename></annotation>\n"
+    )
+    data = load_detection(tmp_path)
+    assert len(data) == 1 and data.num_boxes == 2
+    laughs = [p for p in data.problems if "laughs.xml" in p]
+    assert len(laughs) == 2 and all("refused, the XML declares entity 'lol0'" in p for p in laughs)
+    assert all(p.endswith("file skipped") and len(p) < 300 for p in laughs)
+    xxe = [p for p in data.problems if "xxe.xml" in p]
+    assert len(xxe) == 1 and "external entity 'x' (file:///etc/hostname)" in xxe[0]
 
 
 # ---------------------------------------------------------------------------------------------- COCO
@@ -313,6 +371,156 @@ def test_batches_shapes_padding_and_corrupt_image(tmp_path):
         real = targets[..., 0] >= 0
         assert (targets[real][:, 1:] >= 0).all() and (targets[real][:, 1:] <= 64).all()
     assert augmented.errors and "b.png" in augmented.errors[0]
+
+
+# ---------------------------------------------------------------------------------------------- unreadable images
+
+
+@pytest.fixture
+def read_defaults(monkeypatch):
+    from cvapps.core.sources import set_allow_truncated, set_max_pixels
+
+    monkeypatch.delenv("CVAPPS_ALLOW_TRUNCATED", raising=False)
+    monkeypatch.delenv("CVAPPS_MAX_PIXELS", raising=False)
+    set_allow_truncated(None)
+    set_max_pixels(None)
+    yield
+    set_allow_truncated(None)
+    set_max_pixels(None)
+
+
+def cut_jpeg(path, width=100, height=80):
+    """A JPEG missing its last 40% (every viewer shows the top of it)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue()[: int(len(buffer.getvalue()) * 0.6)])
+    return path
+
+
+def test_truncated_jpeg_is_left_out_up_front_named_and_counted(tmp_path, read_defaults):
+    from cvapps.core.sources import set_allow_truncated
+
+    make_yolo(tmp_path)
+    cut_jpeg(tmp_path / "images" / "train" / "cut.jpg")
+    (tmp_path / "labels" / "train" / "cut.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    data = load_detection(tmp_path)
+    assert [p.name for p in data.paths] == ["a.jpg", "b.png"]  # batches never meet it
+    [named] = [p for p in data.problems if "cut.jpg" in p]
+    assert "truncated" in named and "pass --allow-truncated" in named and named.endswith("Image left out.")
+    assert data.problems[-1].endswith("1 of 3 images could not be read and were left out (each named above)")
+    batches = DetectionBatches(data, image_size=64, batch_size=2, workers=1)
+    batches[0]
+    assert not batches.errors
+    set_allow_truncated(True)
+    assert "cut.jpg" in [p.name for p in load_detection(tmp_path).paths]
+
+
+@pytest.mark.parametrize("layout", ["yolo", "voc", "coco", "pennfudan"])
+def test_every_layout_leaves_out_oversized_and_bomb_images(tmp_path, monkeypatch, read_defaults, layout):
+    from PIL import Image
+
+    from cvapps.core.sources import set_max_pixels
+
+    images = tmp_path / "images"
+    write_image(images / "ok.jpg", 100, 80)
+    Image.new("L", (1100, 1000)).save(images / "big.png")  # 1.1 MP over a 1 MP cap, a few KB on disk
+    Image.new("L", (2000, 2000)).save(images / "bomb.png")  # over Pillow's own limit set below
+    names = ["ok.jpg", "big.png", "bomb.png"]
+    if layout == "yolo":
+        (tmp_path / "labels").mkdir()
+        (tmp_path / "data.yaml").write_text("names: [thing]\n")
+    elif layout == "voc":
+        (tmp_path / "annotations").mkdir()
+        for name in names:
+            (tmp_path / "annotations" / f"{Path(name).stem}.xml").write_text(VOC.format(name=name))
+    elif layout == "coco":
+        content = {
+            "images": [{"id": k, "file_name": name} for k, name in enumerate(names)],
+            "annotations": [],
+            "categories": [{"id": 1, "name": "thing"}],
+        }
+        (tmp_path / "annotations.json").write_text(json.dumps(content))
+    else:
+        (tmp_path / "annotations").mkdir()
+        for name in names:
+            (tmp_path / "annotations" / f"{Path(name).stem}.txt").write_text(f'Image filename : "{name}"\n')
+    set_max_pixels(1_000_000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_500_000)  # 4 MP > 2 x that: Pillow's DecompressionBombError
+    data = load_detection(tmp_path)
+    assert [p.name for p in data.paths] == ["ok.jpg"]
+    text = "\n".join(data.problems)
+    assert (
+        "big.png: 1100x1000 is 1.1 megapixels, over the limit of 1 megapixels" in text and "CVAPPS_MAX_PIXELS" in text
+    )
+    assert "bomb.png: image too large to decode safely" in text
+    assert data.problems[-1].endswith("2 of 3 images could not be read and were left out (each named above)")
+
+
+def test_batches_put_late_failures_into_the_data_problems(tmp_path):
+    make_yolo(tmp_path)
+    data = load_detection(tmp_path)
+    (tmp_path / "images" / "train" / "b.png").write_bytes(b"broken after loading")
+    batches = DetectionBatches(data, image_size=64, batch_size=2, workers=1)
+    batches[0]
+    assert batches.errors and any("b.png" in p and "Replaced by another image" in p for p in data.problems)
+
+
+def fake_detector(monkeypatch, class_names=("cat", "dog")):
+    """evaluate_detector's model and detect() replaced: every image gets the boxes it was labelled with."""
+    import types
+
+    import cvapps.detection.evaluate as evaluate
+    import cvapps.runtime
+    from cvapps.detection.predict import Detections
+
+    model = types.SimpleNamespace(info=types.SimpleNamespace(class_names=class_names, settings={}))
+    monkeypatch.setattr(cvapps.runtime, "open_model", lambda *args, **kwargs: model)
+    labelled = {}
+
+    def detect(image, model, **options):
+        boxes, ids = labelled.get(image.shape[:2], (np.zeros((0, 4), np.float32), np.zeros(0, np.int64)))
+        return [Detections(boxes, np.full(len(ids), 0.9, np.float32), ids, class_names)]
+
+    monkeypatch.setattr(evaluate, "detect", detect)
+    return labelled
+
+
+def test_evaluation_of_a_set_with_a_truncated_jpeg_drops_it_and_scores_the_rest(tmp_path, monkeypatch, read_defaults):
+    from cvapps.detection import evaluate_detector
+
+    make_yolo(tmp_path)
+    cut_jpeg(tmp_path / "images" / "train" / "cut.jpg", 60, 40)
+    (tmp_path / "labels" / "train" / "cut.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    labelled = fake_detector(monkeypatch)
+    data = load_detection(tmp_path)
+    for sample in data.samples:
+        labelled[(sample.height, sample.width)] = (sample.boxes, sample.class_ids)
+    metrics = evaluate_detector("fake", data)
+    assert metrics["map50"] == 1.0 and metrics["problems"] == []
+    (tmp_path / "images" / "train" / "b.png").write_bytes(b"broken after loading")
+    metrics = evaluate_detector("fake", data)
+    assert metrics["map50"] == 1.0 and len(metrics["problems"]) == 2
+    assert "b.png" in metrics["problems"][0] and metrics["problems"][1].startswith("1 of 2 images could not be read")
+
+
+def test_cli_eval_detect_warns_about_a_truncated_jpeg_and_writes_the_report(tmp_path, monkeypatch, read_defaults):
+    from click.testing import CliRunner
+
+    from cvapps.cli import cli
+
+    make_yolo(tmp_path / "d")
+    cut_jpeg(tmp_path / "d" / "images" / "train" / "cut.jpg")
+    fake_detector(monkeypatch)
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["eval", "detect", str(tmp_path / "d"), "--model", "fake", "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "cut.jpg" in result.output and "--allow-truncated" in result.output
+    assert json.loads(report.read_text())["num_images"] == 2
 
 
 # ---------------------------------------------------------------------------------------------- real data
