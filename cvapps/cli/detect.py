@@ -414,6 +414,8 @@ def run_eval_detect(
     dataset = held_out if holdout else everything
     metrics = evaluate_detector(model, dataset, progress=bar(quiet, "detecting", "img"), with_curves=True)
     curves = metrics.pop("pr_curves")
+    for problem in metrics.get("problems", ()):
+        click.echo(f"warning: {problem}", err=True)
     if pr_curve:
         write_image(pr_curve, pr_curve_image(curves), overwrite=report_options.overwrite)
     report = eval_report(

@@ -391,3 +391,10 @@ class DetectionBatches(_py_dataset_base()):
         if self.shuffle:
             self.epoch += 1
             self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.data))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next batches those of (0-based) ``epoch`` of an uninterrupted run: a resumed or
+        continued run replays the shuffle and augmentation of the epoch it starts at."""
+        if self.shuffle:
+            self.epoch = epoch  # on_epoch_end moves to the next epoch's draw, as after ``epoch`` epochs
+            self.on_epoch_end()

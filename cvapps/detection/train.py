@@ -131,6 +131,9 @@ def train_detector(
         def on_epoch_end(self):
             self.batches.on_epoch_end()
 
+        def set_epoch(self, epoch):
+            self.batches.set_epoch(epoch)
+
     train = AssignedBatches(DetectionBatches(data, image_size, batch_size, augment=augment, mosaic=mosaic, seed=seed))
     val = AssignedBatches(DetectionBatches(validation, image_size, batch_size)) if validation is not None else None
     run_dir = run_folder(checkpoint_dir, output)

@@ -81,3 +81,20 @@ def test_flip_and_translate():
     moved = random_flip_translate(np.repeat(image, 5, 0), rng, flip=False, translate=0.5)
     assert moved.shape == (5, 2, 4, 3)
     assert set(np.unique(moved)) <= set(np.unique(image))
+
+
+def test_a_resumed_run_replays_the_epoch_it_resumes_at():
+    from cvapps.classification.data import ClassificationBatches
+
+    rng = np.random.default_rng(0)
+    data = ClassificationData(rng.integers(0, 255, (20, 8, 8, 3), dtype=np.uint8), np.arange(20) % 2, ("a", "b"))
+    uninterrupted = ClassificationBatches(data, 4, augment=True, seed=3)
+    for _ in range(2):  # epochs 0 and 1 go by
+        uninterrupted.on_epoch_end()
+    resumed = ClassificationBatches(data, 4, augment=True, seed=3)
+    resumed.set_epoch(2)  # what fit_resumable does when the run resumes at epoch 2
+    for index in range(len(resumed)):
+        for ours, theirs in zip(resumed[index], uninterrupted[index]):
+            np.testing.assert_array_equal(ours, theirs)
+    fresh = ClassificationBatches(data, 4, augment=True, seed=3)
+    assert not np.array_equal(fresh[0][0], uninterrupted[0][0])  # epoch 0's draw differs from epoch 2's
