@@ -3,7 +3,7 @@
     cvapps verify IMG1 IMG2 [--threshold T] [--json FILE|-]
     cvapps faces enroll NAME IMAGES... [--db DIR]
     cvapps faces identify SOURCE [--db DIR]
-    cvapps faces calibrate PAIRS.csv
+    cvapps faces calibrate PAIRS.csv [--far 0.001]
     cvapps train faces DATA... --output faces.keras
     cvapps eval faces DATA... --json FILE [--holdout 0.1]
     cvapps webcam faces [--db DIR]
@@ -68,7 +68,10 @@ model_option = click.option(
     "--model", default=DEFAULT_MODEL, show_default=True, help="Shipped face model name or .keras path."
 )
 threshold_option = click.option(
-    "--threshold", type=click.FloatRange(min=0), help="Squared-distance threshold (default: the model's own)."
+    "--threshold",
+    type=click.FloatRange(min=0),
+    help="Squared-distance threshold (default: the model's own; for identification its 1:N "
+    "identify_threshold, stricter than the 1:1 verification one).",
 )
 
 
@@ -146,7 +149,8 @@ def faces_group() -> None:
 @quiet_option
 @fail_on_value_error
 def enroll_command(name: str, images: tuple[str, ...], db: str, faces: FaceModelOptions, quiet: bool) -> None:
-    """Add IMAGES (files, folders or globs) of person NAME to the database (copied into DB/NAME/)."""
+    """Add IMAGES (files, folders or globs) of person NAME to the database (copied into DB/NAME/).
+    A photo whose bytes are already in DB/NAME/ is not added again ("already enrolled")."""
     if run_enroll(name, images, db, faces, quiet):
         sys.exit(1)
 
@@ -159,7 +163,9 @@ def enroll_command(name: str, images: tuple[str, ...], db: str, faces: FaceModel
 @fail_on_value_error
 def identify_command(source: str, db: str, faces: FaceModelOptions, outputs: OutputOptions) -> None:
     """Name every face in SOURCE (image, folder, glob or video) from the database (1:N); faces
-    farther than the threshold from everyone are "unknown"."""
+    farther than the threshold from everyone are "unknown". The default threshold is the model's
+    1:N one (stricter than verify's: with many people enrolled a stranger is close to someone);
+    the threshold used is printed once on stderr."""
 
     if run_identify(source, db, faces, outputs):
         sys.exit(1)
@@ -169,13 +175,22 @@ def identify_command(source: str, db: str, faces: FaceModelOptions, outputs: Out
 @click.argument("pairs", type=click.Path())
 @face_model_options(threshold=False)
 @click.option("--roc", type=click.Path(), help="Save the ROC curve as a PNG here.")
+@click.option(
+    "--far",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Also report the largest threshold whose false accept rate on the pairs is at most this, and the "
+    "true accept rate there (needs at least 1/FAR different-person pairs to mean anything).",
+)
 @report_options("Write the report as JSON to this file, or - for stdout.")
 @fail_on_value_error
-def calibrate_command(pairs: str, roc: str | None, faces: FaceModelOptions, report: ReportOptions) -> None:
-    """ROC, EER and a recommended threshold from your own labelled pairs: a CSV with rows
-    image1,image2,same (same is 1 or 0; a header row is optional; relative paths are from the CSV's folder)."""
+def calibrate_command(pairs: str, roc: str | None, far: float, faces: FaceModelOptions, report: ReportOptions) -> None:
+    """ROC, EER, a recommended threshold and the threshold at a false accept rate, from your own
+    labelled pairs: a CSV with rows image1,image2,same (same is 1 or 0; a header row is optional;
+    relative paths are from the CSV's folder)."""
 
-    run_calibrate(pairs, faces, report, roc_path=roc)
+    run_calibrate(pairs, faces, report, roc_path=roc, far=far)
 
 
 @click.command("faces")
@@ -418,8 +433,12 @@ def run_enroll(name: str, images: tuple[str, ...], db: str, faces: FaceModelOpti
     result = database.enroll(name, paths)
     for message in result.skipped:
         click.echo(f"warning: skipped {message}", err=True)
+    if not quiet:
+        for message in result.already:
+            click.echo(f"note: {message}; not added again", err=True)
+    already = f", {len(result.already)} already enrolled" if result.already else ""
     click.echo(
-        f"enrolled {result.name}: {len(result.added)} photo(s) in {Path(db) / result.name} "
+        f"enrolled {result.name}: {len(result.added)} photo(s) added{already} in {Path(db) / result.name} "
         f"({len(database.people())} people in {db})"
     )
     return len(result.skipped)
@@ -433,6 +452,8 @@ def run_identify(source: str, db: str, faces: FaceModelOptions, outputs: OutputO
     if not database.people():
         raise ValueError(f"{db}: no enrolled people; add some with 'cvapps faces enroll NAME PHOTOS --db {db}'.")
     gallery = database.embeddings()
+    if not outputs.quiet:
+        click.echo(f"note: {threshold_note(database.encoder, faces.threshold, len(database.people()))}", err=True)
     source, settings = open_source(source), outputs
     outputs = Outputs(source, settings)
     with outputs:
@@ -458,6 +479,18 @@ def run_identify(source: str, db: str, faces: FaceModelOptions, outputs: OutputO
             if outputs.wants_images:
                 outputs.write(draw_identities(frame.image, found), frame)
     return outputs.failures
+
+
+def threshold_note(encoder: FaceEncoder, threshold: float | None, people: int) -> str:
+    """What identification will name faces with: the ``--threshold`` given, else the model's
+    1:N threshold and the false-name rates it implies (or why they are unknown)."""
+    if threshold is not None:
+        return (
+            f"identification threshold {threshold:.4f} (given with --threshold; the model's 1:N threshold is "
+            f"{encoder.identify_threshold:.4f}, its 1:1 threshold {encoder.threshold:.4f}); this database has "
+            f"{people} {'person' if people == 1 else 'people'}"
+        )
+    return encoder.identify.describe(people)
 
 
 def draw_identities(image: np.ndarray, identities: list[Identity]) -> np.ndarray:
@@ -486,27 +519,35 @@ def draw_identities(image: np.ndarray, identities: list[Identity]) -> np.ndarray
 
 
 def run_calibrate(
-    pairs: str, faces: FaceModelOptions, report: ReportOptions, *, roc_path: str | None = None
+    pairs: str, faces: FaceModelOptions, report: ReportOptions, *, roc_path: str | None = None, far: float = 1e-3
 ) -> Calibration:
     """``cvapps faces calibrate``."""
     from cvapps.faces import calibrate
 
     check_destinations(report, roc_path)
     json_path = report.json_path
-    result = calibrate(pairs, faces.encoder())
+    result = calibrate(pairs, faces.encoder(), far=far)
     for message in result.skipped:
         click.echo(f"warning: skipped {message}", err=True)
+    if not result.far_resolved and not report.quiet:
+        click.echo(
+            f"warning: only {result.num_different} different-person pairs: a false accept rate of {far:g} needs "
+            f"at least {int(np.ceil(1 / far)) if far > 0 else 'infinitely many'} to mean anything",
+            err=True,
+        )
     record = {"task": "faces", "pairs": str(pairs), **result.to_dict()}
     _emit_json(report, record)
     if json_path != "-":
         click.echo(
             f"{result.num_pairs} pairs: recommended threshold {result.threshold:.4f} (accuracy "
-            f"{result.accuracy:.4f}), EER {result.eer:.4f} at {result.eer_threshold:.4f}, AUC {result.auc:.4f}"
+            f"{result.accuracy:.4f}), EER {result.eer:.4f} at {result.eer_threshold:.4f}, AUC {result.auc:.4f}; "
+            f"at FAR <= {far:g}: threshold {result.far_threshold:.4f} (FAR {result.far_there:.4f}, "
+            f"TAR {result.tar_there:.4f})"
         )
     if roc_path:
         write_image(
             roc_path,
-            roc_image(np.array(result.far), np.array(result.tar), "calibration pairs"),
+            roc_image(np.array(result.far), np.array(result.tar), "calibration pairs", result.auc, eer=result.eer),
             overwrite=report.overwrite,
         )
         click.echo(f"ROC curve: {roc_path}")
@@ -561,41 +602,74 @@ def run_eval_faces(
     if roc_path:
         write_image(
             roc_path,
-            roc_image(np.array(roc["far"]), np.array(roc["tar"]), Path(str(model_name)).stem, metrics["auc"]),
+            roc_image(
+                np.array(roc["far"]),
+                np.array(roc["tar"]),
+                Path(str(model_name)).stem,
+                metrics["auc"],
+                eer=metrics["eer"],
+            ),
             overwrite=report_options.overwrite,
         )
         click.echo(f"ROC curve: {roc_path}")
     return report
 
 
+ROC_MARGINS = (40, 30, 56, 64)  # top, right, bottom, left pixels around the plot
+
+
 def roc_image(
-    far: np.ndarray, tar: np.ndarray, title: str = "", auc: float | None = None, size: int = 420
+    far: np.ndarray,
+    tar: np.ndarray,
+    title: str = "",
+    auc: float | None = None,
+    size: int = 420,
+    eer: float | None = None,
 ) -> np.ndarray:
-    """The ROC curve (x: false accept rate, y: true accept rate) as an RGB uint8 image."""
+    """The ROC curve (x: false accept rate, y: true accept rate) as an RGB uint8 image of shape
+    (size + 96, size + 94, 3): axes ticked 0, 0.2, ... 1, the AUC and EER in the title line
+    (computed from the curve when not given) and the EER point marked on the curve.
+
+    Raises:
+        ValueError: ``far`` and ``tar`` differ in length or are empty, or ``size`` < 100.
+    """
     import cv2
 
-    margin = 50
-    image = np.full((size + 2 * margin, size + 2 * margin, 3), 255, np.uint8)
-    x0, y0 = margin, margin + size  # origin at the bottom left
-    cv2.rectangle(image, (x0, margin), (x0 + size, y0), (0, 0, 0), 1)
+    far, tar = np.asarray(far, np.float64).ravel(), np.asarray(tar, np.float64).ravel()
+    if len(far) != len(tar) or not len(far):
+        raise ValueError(f"far and tar must be equal-length non-empty curves, received {len(far)} and {len(tar)}.")
+    if size < 100:
+        raise ValueError(f"size must be at least 100 pixels, received {size}.")
+    top, right, bottom, left = ROC_MARGINS
+    eer_index = int(np.argmin(np.abs((1 - tar) - far)))
+    auc = float(np.trapezoid(tar, far)) if auc is None else auc
+    eer = float(((1 - tar[eer_index]) + far[eer_index]) / 2) if eer is None else eer
+    image = np.full((size + top + bottom, size + left + right, 3), 255, np.uint8)
+    x0, y0 = left, top + size  # origin at the bottom left
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
     for k in range(1, 10):
-        t = int(k * size / 10)
-        cv2.line(image, (x0 + t, margin), (x0 + t, y0), (230, 230, 230), 1)
+        t = round(k * size / 10)
+        cv2.line(image, (x0 + t, top), (x0 + t, y0), (230, 230, 230), 1)
         cv2.line(image, (x0, y0 - t), (x0 + size, y0 - t), (230, 230, 230), 1)
-    cv2.line(image, (x0, y0), (x0 + size, margin), (180, 180, 180), 1)  # chance
-    points = np.stack([x0 + np.asarray(far) * size, y0 - np.asarray(tar) * size], 1).round().astype(np.int32)
+    cv2.rectangle(image, (x0, top), (x0 + size, y0), black, 1)
+    cv2.line(image, (x0, y0), (x0 + size, top), (180, 180, 180), 1)  # chance
+    for k in range(6):  # ticks and labels 0, 0.2, ... 1
+        t, text = round(k * size / 5), "0" if k == 0 else ("1" if k == 5 else f"0.{2 * k}")
+        (width, height), _ = cv2.getTextSize(text, font, 0.4, 1)
+        cv2.line(image, (x0 + t, y0), (x0 + t, y0 + 5), black, 1)
+        cv2.putText(image, text, (x0 + t - width // 2, y0 + 8 + height), font, 0.4, black, 1, cv2.LINE_AA)
+        cv2.line(image, (x0 - 5, y0 - t), (x0, y0 - t), black, 1)
+        cv2.putText(image, text, (x0 - 8 - width, y0 - t + height // 2), font, 0.4, black, 1, cv2.LINE_AA)
+    points = np.stack([x0 + far * size, y0 - tar * size], 1).round().astype(np.int32)
     cv2.polylines(image, [points], False, (30, 90, 200), 2, cv2.LINE_AA)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    label = f"ROC {title}" + (f"  AUC {auc:.4f}" if auc is not None else "")
-    cv2.putText(image, label, (x0, margin - 15), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "false accept rate", (x0 + size // 2 - 60, y0 + 35), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "0", (x0 - 12, y0 + 15), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "1", (x0 + size - 4, y0 + 15), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "1", (x0 - 15, margin + 5), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.circle(image, tuple(int(v) for v in points[eer_index]), 5, (200, 40, 40), 2, cv2.LINE_AA)
+    label = (f"ROC {title}  " if title else "ROC  ") + f"AUC {auc:.4f}  EER {eer:.4f} (circle)"
+    cv2.putText(image, label, (x0, top - 14), font, 0.45, black, 1, cv2.LINE_AA)
+    cv2.putText(image, "false accept rate", (x0 + size // 2 - 60, y0 + 45), font, 0.45, black, 1, cv2.LINE_AA)
     strip = np.full((16, 160, 3), 255, np.uint8)
-    cv2.putText(strip, "true accept rate", (2, 12), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    strip = np.rot90(strip)
-    image[y0 - size // 2 - 80 : y0 - size // 2 + 80, 10:26] = strip
+    cv2.putText(strip, "true accept rate", (2, 12), font, 0.45, black, 1, cv2.LINE_AA)
+    middle = y0 - size // 2
+    image[middle - 80 : middle + 80, 6:22] = np.rot90(strip)
     return image
 
 
@@ -608,6 +682,8 @@ def run_webcam_faces(db: str, faces: FaceModelOptions, webcam: WebcamOptions) ->
     gallery = database.embeddings()
     if not database.people() and not quiet:
         click.echo(f"warning: {db} has no enrolled people; every face will be 'unknown'", err=True)
+    elif not quiet:
+        click.echo(f"note: {threshold_note(database.encoder, threshold, len(database.people()))}", err=True)
     counts = {"frames": 0, "faces": 0, "named": 0}
 
     def process(image):

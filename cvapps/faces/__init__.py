@@ -6,6 +6,12 @@ same person when the squared distance ||f(x1) - f(x2)||^2 is below a threshold (
 chosen on held-out identities at training time and stored in the model's Metadata settings.
 Enrolling a person is storing the encodings of one or a few photos; no retraining.
 
+Identification (1:N) names a face as the closest enrolled person only within a stricter
+threshold, ``identify_threshold`` (:class:`cvapps.faces.encoder.IdentifyThreshold`): with N
+people enrolled a stranger is named when any of them is close enough, so the 1:1 threshold
+would name most strangers. It is chosen for about 1 stranger in 1,000 named with 10 people
+enrolled (:func:`cvapps.faces.metrics.simulate_galleries` on held-out people).
+
 Python:
 
     >>> from cvapps.faces import verify
@@ -18,7 +24,7 @@ CLI:
     cvapps verify a.jpg b.jpg [--threshold 0.9] [--json -]
     cvapps faces enroll "Ada Lovelace" ada1.jpg ada2.jpg --db faces_db
     cvapps faces identify photo.jpg --db faces_db
-    cvapps faces calibrate pairs.csv
+    cvapps faces calibrate pairs.csv [--far 0.001]
     cvapps webcam faces --db faces_db
     cvapps train faces ../shared/data/lfw --output faces.keras
     cvapps eval faces ../shared/data/lfw --holdout 0.1 --json report.json
@@ -43,12 +49,17 @@ _EXPORTS = {
     "_as_image": "cvapps.faces.encoder",
     "_encoder": "cvapps.faces.encoder",
     "_named_detector": "cvapps.faces.encoder",
+    "IdentifyThreshold": "cvapps.faces.encoder",
+    "identify_threshold_from": "cvapps.faces.encoder",
     "sample_pairs": "cvapps.faces.metrics",
     "squared_distances": "cvapps.faces.metrics",
     "roc_curve": "cvapps.faces.metrics",
     "best_threshold": "cvapps.faces.metrics",
     "verification_metrics": "cvapps.faces.metrics",
     "pair_metrics": "cvapps.faces.metrics",
+    "threshold_at_far": "cvapps.faces.metrics",
+    "GallerySimulation": "cvapps.faces.metrics",
+    "simulate_galleries": "cvapps.faces.metrics",
     "COMPARE": "cvapps.faces.verification",
     "Verification": "cvapps.faces.verification",
     "verify": "cvapps.faces.verification",

@@ -4,11 +4,19 @@
       Ada_Lovelace/ada1.jpg, ada2.jpg      <- enrolled photos (copies)
       Alan_Turing/turing.png
       .cache/Ada_Lovelace.npz              <- embeddings of the largest face of every photo
+      .lock                                <- taken while a photo is checked and copied in
 
 A cache file holds, per photo, its name, modification time (ns) and size, and the embedding;
 the file also records the model fingerprint and detector. :meth:`FaceDatabase.refresh` re-encodes
 exactly the photos that are new or changed, drops removed ones, and starts over when the model
-or detector differs. Adding a person is copying photos into a folder: no retraining.
+or detector differs. The cache is derived data: a damaged one (truncated, empty, foreign) is
+rebuilt from the photos, with a warning on the ``cvapps`` logger. Adding a person is copying
+photos into a folder: no retraining. Enrolling a photo whose bytes are already in that person's
+folder adds nothing (it is reported as already enrolled), also when several processes enroll
+at once: the check and the copy happen under an exclusive lock on ``DB/.lock`` (POSIX ``flock``).
+
+Identification names a face only within the model's identification (1:N) threshold
+(:attr:`cvapps.faces.encoder.FaceEncoder.identify`), stricter than the 1:1 verification one.
 
     >>> from cvapps.faces.database import FaceDatabase                   # doctest: +SKIP
     >>> db = FaceDatabase("faces_db")                                   # shipped model, Haar  # doctest: +SKIP
@@ -19,9 +27,14 @@ or detector differs. Adding a person is copying photos into a folder: no retrain
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +52,8 @@ if TYPE_CHECKING:
 
 UNKNOWN = "unknown"
 CACHE = ".cache"
+LOCK = ".lock"
+log = logging.getLogger("cvapps")
 
 
 @dataclass(frozen=True)
@@ -72,12 +87,20 @@ class Identity:
 
 @dataclass(frozen=True)
 class Enrollment:
-    """Result of :meth:`FaceDatabase.enroll`: files added to the person's folder, and
-    "source: reason" for photos left out (unreadable, no face)."""
+    """Result of :meth:`FaceDatabase.enroll`.
+
+    Attributes:
+        name: the person's folder name.
+        added: files copied into the person's folder.
+        skipped: "source: reason" for photos left out (unreadable, no face).
+        already: "source: already enrolled as FILE" for photos whose bytes were already in the
+            person's folder (nothing added for them).
+    """
 
     name: str
     added: tuple
     skipped: tuple
+    already: tuple = ()
 
 
 def safe_name(name: str) -> str:
@@ -124,13 +147,16 @@ class FaceDatabase:
         """Copy ``images`` (paths or (H, W, 3) uint8 RGB arrays) into ``root/<name>/`` after
         checking each holds a face; then refresh that person's cache.
 
+        A photo whose bytes are already in the person's folder is not copied again (listed in
+        ``Enrollment.already``); the check and the copy hold the database's lock, so concurrent
+        enrolls of the same photo leave one copy.
+
         Returns:
             :class:`Enrollment`.
 
         Raises:
             ValueError: no image given, or none of them had a face (nothing is added then).
         """
-        from cvapps.core.sinks import write_image
         from cvapps.core.sources import read_image
 
         images = (
@@ -141,8 +167,7 @@ class FaceDatabase:
         if not images:
             raise ValueError("no images given to enroll; pass one or more photos of the person.")
         person = safe_name(name)
-        folder = self.root / person
-        added, skipped = [], []
+        added, skipped, already = [], [], []
         for number, image in enumerate(images):
             source = str(image) if isinstance(image, (str, Path)) else f"array {number}"
             try:
@@ -154,17 +179,13 @@ class FaceDatabase:
             if not faces:
                 skipped.append(f"{source}: no face found")
                 continue
-            folder.mkdir(parents=True, exist_ok=True)
-            if isinstance(image, (str, Path)):
-                target = _free_name(folder, Path(image).name)
-                shutil.copy2(image, target)
-            else:
-                target = write_image(_free_name(folder, f"photo_{number}.png"), pixels)
-            added.append(str(target))
-        if not added:
+            source_file = Path(image) if isinstance(image, (str, Path)) else None
+            target, new = store_photo(self.root, person, source_file or pixels, f"photo_{number}.png")
+            (added if new else already).append(str(target) if new else f"{source}: already enrolled as {target}")
+        if not added and not already:
             raise ValueError(f"no face found in any photo of {name!r}: " + "; ".join(skipped))
         self.refresh(person)
-        return Enrollment(person, tuple(added), tuple(skipped))
+        return Enrollment(person, tuple(added), tuple(skipped), tuple(already))
 
     def refresh(self, person: str) -> tuple[list[str], np.ndarray]:
         """Bring ``person``'s cache up to date; returns (files, (F, D) embeddings) of the photos
@@ -214,24 +235,30 @@ class FaceDatabase:
         """Name every face in ``image`` (path or RGB array), largest first.
 
         Args:
-            threshold: squared-distance threshold (default: the model's).
+            threshold: squared-distance threshold (default: the model's identification
+                threshold, ``encoder.identify_threshold``; see :class:`cvapps.faces.encoder.IdentifyThreshold`).
             gallery: (names, embeddings) from :meth:`embeddings`, to skip the refresh per call
                 (the webcam loop refreshes once).
 
         Returns:
             list of :class:`Identity` (empty when no face is found).
         """
-        threshold = self.encoder.threshold if threshold is None else float(threshold)
+        threshold = self.encoder.identify_threshold if threshold is None else float(threshold)
         names, gallery_codes = gallery if gallery is not None else self.embeddings()
         faces, codes = self.encoder.encode(image)
         return match_faces(faces, codes, names, gallery_codes, threshold)
 
     def _read_cache(self, path):
-        """{file name: ((mtime_ns, size), embedding or None)} if the cache matches model and detector."""
+        """{file name: ((mtime_ns, size), embedding or None)} if the cache matches model and detector.
+
+        A damaged cache (empty, truncated, not an .npz, missing or inconsistent fields) reads as
+        empty, so the person's photos are re-encoded and the cache rewritten; a warning says so.
+        """
         if path in self._memory:
             return dict(self._memory[path])
         if not path.is_file():
             return {}
+        dim = int(self.encoder.info.settings.get("embedding_dim", 128))
         try:
             with np.load(path, allow_pickle=False) as data:
                 if (
@@ -239,23 +266,37 @@ class FaceDatabase:
                     or str(data["detector"]) != self.encoder.detector.kind
                 ):
                     return {}
+                names, mtimes, sizes = data["names"], data["mtimes"], data["sizes"]
+                has_face, embeddings = data["has_face"], data["embeddings"]
+                if not len(names) == len(mtimes) == len(sizes) == len(has_face) == len(embeddings):
+                    raise ValueError("its arrays differ in length")
+                if embeddings.ndim != 2 or embeddings.shape[1] != dim:
+                    raise ValueError(f"embeddings of shape {embeddings.shape}, expected (N, {dim})")
                 return {
                     str(n): ((int(m), int(s)), code if ok else None)
-                    for n, m, s, ok, code in zip(
-                        data["names"], data["mtimes"], data["sizes"], data["has_face"], data["embeddings"]
-                    )
+                    for n, m, s, ok, code in zip(names, mtimes, sizes, has_face, embeddings)
                 }
-        except (OSError, KeyError, ValueError):
-            return {}  # a damaged cache is rebuilt
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as error:
+            log.warning(
+                "warning: %s: damaged face-database cache (%s); rebuilding it from the photos", path, _damage(error)
+            )
+            return {}
 
     def _write_cache(self, path, entries):
         from cvapps.core.sinks import atomic_path
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._memory[path] = dict(entries)
         dim = int(self.encoder.info.settings.get("embedding_dim", 128))
         names = sorted(entries)
         codes = [entries[n][1] for n in names]
-        temporary = atomic_path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = atomic_path(path)
+        except (OSError, ValueError) as error:  # derived data: identification goes on without it
+            log.warning(
+                "warning: cannot write the face-database cache %s (%s); the next run re-encodes its photos", path, error
+            )
+            return
         with open(temporary, "wb") as handle:
             np.savez(
                 handle,
@@ -270,7 +311,6 @@ class FaceDatabase:
                 else np.zeros((0, dim), np.float32),
             )
         Path(temporary).replace(path)
-        self._memory[path] = dict(entries)
 
 
 def match_faces(
@@ -306,6 +346,86 @@ def _photos(folder):
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def store_photo(
+    root: str | Path, person: str, image: str | Path | np.ndarray, name: str = "photo.png"
+) -> tuple[Path, bool]:
+    """Put one photo into ``root/person/`` unless its bytes are already there.
+
+    ``image``: a file (copied, keeping its name; ``stem_2.ext`` ... when taken) or an RGB array
+    (written as PNG named ``name``). The check and the copy hold an exclusive lock on
+    ``root/.lock``, so concurrent calls (threads or processes) never store the same bytes twice.
+
+    Returns:
+        (path in the folder, True when it was added; False: the existing copy's path).
+    """
+    from cvapps.core.sinks import write_image
+
+    folder = Path(root) / person
+    with database_lock(root):
+        folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(image, (str, Path)):
+            existing = _same_bytes(folder, Path(image).read_bytes())
+            if existing is not None:
+                return existing, False
+            target = _free_name(folder, Path(image).name)
+            shutil.copy2(image, target)
+            return target, True
+        target = write_image(_free_name(folder, name), image)
+        existing = _same_bytes(folder, Path(target).read_bytes(), besides=Path(target))
+        if existing is not None:
+            Path(target).unlink()
+            return existing, False
+        return Path(target), True
+
+
+@contextlib.contextmanager
+def database_lock(root: str | Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``root/.lock`` for a ``with`` block (creates ``root``).
+
+    POSIX only; where ``fcntl`` is missing (Windows) the block runs unlocked.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        fcntl = None
+    with open(root / LOCK, "a+b") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _damage(error):
+    """What is wrong with a cache file, in a few words, from the exception reading it raised."""
+    if isinstance(error, EOFError):
+        return "empty file"
+    if isinstance(error, (zipfile.BadZipFile, zlib.error)):
+        return "truncated or not an .npz file"
+    if isinstance(error, KeyError):
+        return f"no {error} field"
+    text = str(error).strip()
+    if "pickled" in text:  # np.load's words for bytes that are not an .npy/.npz
+        return "not an .npz file"
+    return (text.splitlines()[0][:120] if text else type(error).__name__) or "unreadable"
+
+
+def _same_bytes(folder, content, besides=None):
+    """The photo of ``folder`` holding exactly ``content``, or None."""
+    digest = None
+    for photo in _photos(folder):
+        if photo == besides or photo.stat().st_size != len(content):
+            continue
+        digest = digest or hashlib.sha256(content).digest()
+        if hashlib.sha256(photo.read_bytes()).digest() == digest:
+            return photo
+    return None
 
 
 def _free_name(folder, name):

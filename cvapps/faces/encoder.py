@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,99 @@ def embed_faces(
     return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros((0, 0), np.float32)
 
 
+# --- the identification (1:N) threshold -------------------------------------------------------
+
+IDENTIFY_SOURCES = ("model", "card", "verification")
+
+
+@dataclass(frozen=True)
+class IdentifyThreshold:
+    """The squared-distance threshold that identification (1:N) names faces with, and where it comes from.
+
+    A stranger is named as someone when ANY enrolled photo is within the threshold, so 1:N needs
+    a stricter threshold than 1:1 verification, and its false-name rate grows with the gallery.
+
+    Attributes:
+        value: the threshold.
+        source: ``"model"`` (the model's ``identify_threshold`` setting), ``"card"`` (the
+            shipped model's card, ``models/NAME.json`` settings, for exactly this model file) or
+            ``"verification"`` (fallback for models without one: the 1:1 threshold, whose 1:N
+            false-name rate is unknown).
+        false_name_rates: {people enrolled (one photo each): fraction of strangers named as
+            someone at ``value``}, measured on held-out people (empty when unknown).
+        correct_name_rate: fraction of the enrolled people's other photos named as themselves
+            at ``value`` in the same measurement (None when unknown).
+    """
+
+    value: float
+    source: str
+    false_name_rates: dict = field(default_factory=dict)
+    correct_name_rate: float | None = None
+
+    def describe(self, people: int | None = None) -> str:
+        """One line for a user: the threshold, its source and the rates it implies.
+
+        >>> print(IdentifyThreshold(0.6, "model", {2: 0.0002, 10: 0.001}, 0.25).describe(people=3))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        identification threshold 0.6000 (the model's 1:N threshold; on held-out people it named 0.2 in 1,000
+        strangers as someone with 2 people enrolled, 1.0 with 10, and 25% of the enrolled people's other photos
+        correctly; this database has 3 people)
+        """
+        here = f"; this database has {people} {'person' if people == 1 else 'people'}" if people is not None else ""
+        if self.source == "verification":
+            return (
+                f"identification threshold {self.value:.4f} is the model's verification (1:1) threshold: the model "
+                "has no identify_threshold setting, so how many strangers it names is unknown, and it grows with the "
+                f"number of people enrolled{here}; pass a stricter --threshold (a model trained by 'cvapps train "
+                "faces' stores one)"
+            )
+        rates = ", ".join(
+            f"{rate * 1000:.1f}"
+            + (" in 1,000 strangers as someone" if k == 0 else "")
+            + f" with {n}"
+            + (" people enrolled" if k == 0 else "")
+            for k, (n, rate) in enumerate(sorted(self.false_name_rates.items()))
+        )
+        if self.correct_name_rate is not None:
+            rates += f", and {self.correct_name_rate:.0%} of the enrolled people's other photos correctly"
+        measured = f"; on held-out people it named {rates}" if rates else ""
+        return f"identification threshold {self.value:.4f} (the model's 1:N threshold{measured}{here})"
+
+
+def identify_threshold_from(settings: dict, card: dict | None = None) -> IdentifyThreshold:
+    """The :class:`IdentifyThreshold` of a face model from its settings, else its card's.
+
+    ``settings``: the model's Metadata settings; ``card``: the ``settings`` of its card (used
+    only when the model has no ``identify_threshold``). Either holds ``identify_threshold`` and
+    optionally ``identify_false_name_rates`` ({"N": rate}) and ``identify_correct_name_rate``.
+    Falls back to the verification ``threshold`` (or ``DEFAULT_THRESHOLD``).
+
+    >>> identify_threshold_from({"threshold": 1.3}).source
+    'verification'
+    >>> identify_threshold_from({"threshold": 1.3}, {"identify_threshold": 0.6}).value
+    0.6
+    """
+    for source, values in (("model", settings), ("card", card or {})):
+        if values.get("identify_threshold") is not None:
+            rates = {int(n): float(r) for n, r in (values.get("identify_false_name_rates") or {}).items()}
+            correct = values.get("identify_correct_name_rate")
+            return IdentifyThreshold(
+                float(values["identify_threshold"]), source, rates, None if correct is None else float(correct)
+            )
+    return IdentifyThreshold(float(settings.get("threshold", DEFAULT_THRESHOLD)), "verification")
+
+
+def _card_settings(name, model_id):
+    """The ``settings`` of the shipped card ``models/NAME.json`` when they are for this very model file."""
+    from cvapps.models import model_card
+
+    try:
+        settings = model_card(name).get("settings") or {}
+    except (OSError, ValueError):  # an unreadable card: the model's own settings still hold
+        return {}
+    return settings if str(settings.get("keras_sha256", ""))[:16] == model_id else {}
+
+
 # --- encoding faces in photos ------------------------------------------------------------------
 
 
@@ -105,7 +199,10 @@ class FaceEncoder:
         runtime: ``"auto"``, ``"onnx"`` or ``"keras"`` (see :func:`cvapps.runtime.open_model`).
 
     Attributes:
-        threshold: the model's verification threshold (squared distance), from its Metadata.
+        threshold: the model's verification (1:1) threshold (squared distance), from its Metadata.
+        identify: the :class:`IdentifyThreshold` of identification (1:N): the model's
+            ``identify_threshold`` setting, or its shipped card's, else the verification threshold.
+        identify_threshold: ``identify.value``.
         model_id: a short fingerprint of the model file (sha256 prefix) for embedding caches.
     """
 
@@ -131,6 +228,8 @@ class FaceEncoder:
         path = getattr(self.model, "path", None)
         keras_sha = getattr(self.model, "metadata", {}).get("keras_sha256")
         self.model_id = (keras_sha or (file_sha256(path) if path else f"memory-{id(self.model):x}"))[:16]
+        self.identify = identify_threshold_from(self.info.settings, _card_settings(self.info.name, self.model_id))
+        self.identify_threshold = self.identify.value
 
     def encode(self, image: str | Path | np.ndarray) -> tuple[list[Face], np.ndarray]:
         """Detect, align and embed every face of one RGB image (or image path).

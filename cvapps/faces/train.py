@@ -300,8 +300,11 @@ def train_faces(
         log: optional callable(str) for one-line progress messages (the CLI prints them).
 
     Returns:
-        :class:`cvapps.nn.training.TrainResult` (``metrics``: held-out pair metrics); the model's Metadata settings hold the threshold that maximised
-        pair accuracy on the held-out identities.
+        :class:`cvapps.nn.training.TrainResult` (``metrics``: held-out pair metrics); the model's
+        Metadata settings hold the threshold that maximised pair accuracy on the held-out
+        identities (``threshold``, for 1:1 verification) and the identification threshold of
+        :func:`identify_settings` on them (``identify_threshold``, for 1:N), when there are
+        enough held-out people.
     """
     from cvapps._keras import import_keras
 
@@ -373,6 +376,7 @@ def train_faces(
     metadata.settings.update(
         {"threshold": threshold, "val_accuracy": metrics["accuracy"], "val_fraction": val_fraction, "seed": seed}
     )
+    metadata.settings.update(identify_settings(embeddings, val.labels, seed=seed))
     save_model(model, output)
     return TrainResult(
         output,
@@ -382,3 +386,39 @@ def train_faces(
         ("main",) if done.reused else (),
         metrics,
     )
+
+
+def identify_settings(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    gallery_people: int = 10,
+    false_name_rate: float = 1e-3,
+    trials: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The identification (1:N) settings of a face model, from embeddings of held-out people.
+
+    Simulated galleries (:func:`cvapps.faces.metrics.simulate_galleries`, one photo a person)
+    of ``gallery_people`` people (fewer when fewer were held out): ``identify_threshold`` is the
+    largest threshold naming at most ``false_name_rate`` of the strangers;
+    ``identify_false_name_rates`` ({people: rate}) and ``identify_correct_name_rate`` are
+    measured there. Returns {} when there are too few held-out people (fewer than 3, or too
+    few with two photos): the model then identifies with its verification threshold.
+    """
+    from cvapps.faces.metrics import simulate_galleries
+
+    people = len(set(np.asarray(labels).tolist()))
+    size = min(gallery_people, people - 1)
+    if size < 2:
+        return {}
+    try:
+        sim = simulate_galleries(embeddings, labels, size, 1, trials, seed)
+    except ValueError:  # too few people with a second photo to probe with
+        return {}
+    threshold = sim.threshold_at(false_name_rate)
+    return {
+        "identify_threshold": threshold,
+        "identify_false_name_rates": {str(size): sim.false_name_rate(threshold)},
+        "identify_correct_name_rate": sim.correct_name_rate(threshold),
+        "identify_gallery_people": size,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvapps.faces.encoder import _encoder
-from cvapps.faces.metrics import roc_curve, squared_distances, verification_metrics
+from cvapps.faces.metrics import roc_curve, squared_distances, threshold_at_far, verification_metrics
 
 if TYPE_CHECKING:
     import keras
@@ -140,6 +141,11 @@ class Calibration:
         eer_threshold: the threshold where false accept rate = false reject rate.
         num_pairs: pairs scored; skipped: "image: reason" for pairs left out (no face).
         far, tar: the ROC curve.
+        target_far: the false accept rate asked for (``calibrate(..., far=)``).
+        far_threshold: the largest threshold whose false accept rate on the pairs is at most
+            ``target_far``; far_there, tar_there: the false and true accept rates at it.
+        num_same, num_different: same-person and different-person pairs scored. A FAR of
+            ``target_far`` is only resolved with at least ``1 / target_far`` different pairs.
     """
 
     threshold: float
@@ -151,6 +157,17 @@ class Calibration:
     skipped: tuple
     far: tuple
     tar: tuple
+    target_far: float = 1e-3
+    far_threshold: float = 0.0
+    far_there: float = 0.0
+    tar_there: float = 0.0
+    num_same: int = 0
+    num_different: int = 0
+
+    @property
+    def far_resolved(self) -> bool:
+        """Enough different pairs (at least ``1 / target_far``) for ``target_far`` to mean anything."""
+        return self.target_far > 0 and self.num_different * self.target_far >= 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +177,13 @@ class Calibration:
             "eer": self.eer,
             "eer_threshold": self.eer_threshold,
             "num_pairs": self.num_pairs,
+            "num_same": self.num_same,
+            "num_different": self.num_different,
+            "target_far": self.target_far,
+            "far_threshold": self.far_threshold,
+            "far_at_far_threshold": self.far_there,
+            "tar_at_far_threshold": self.tar_there,
+            "far_resolved": self.far_resolved,
             "skipped": list(self.skipped),
         }
 
@@ -203,19 +227,25 @@ def calibrate(
     model: str | Path | keras.Model | OnnxModel | KerasModel | FaceEncoder | None = None,
     detector: str | FaceDetector = "haar",
     detector_model: str | Path | None = None,
+    far: float = 1e-3,
 ) -> Calibration:
-    """ROC, EER and a recommended threshold from the user's labelled pairs.
+    """ROC, EER, a recommended threshold and the threshold at a false accept rate, from the
+    user's labelled pairs.
 
     Args:
         pairs: a CSV path (see :func:`read_pairs_csv`) or a list of (image1, image2, same).
+        far: the false accept rate to report a threshold for: the largest squared-distance
+            threshold whose FAR on these pairs is at most ``far``, and the TAR there.
 
     Returns:
         :class:`Calibration`. Pairs whose image is unreadable or has no face are skipped and
         listed; the largest face of each image is used.
 
     Raises:
-        ValueError: fewer than one same and one different usable pair.
+        ValueError: fewer than one same and one different usable pair; ``far`` outside [0, 1).
     """
+    if isinstance(far, bool) or not isinstance(far, numbers.Real) or not 0 <= far < 1:
+        raise ValueError(f"far must be a false accept rate in [0, 1) (e.g. 0.001), received {far!r}.")
     rows = read_pairs_csv(pairs) if isinstance(pairs, (str, Path)) else list(pairs)
     encoder = _encoder(model, detector, detector_model)
     codes, skipped = {}, []
@@ -238,9 +268,10 @@ def calibrate(
     distances = squared_distances([u[0] for u in usable], [u[1] for u in usable])
     same = np.array([u[2] for u in usable], int)
     metrics = verification_metrics(distances, same, folds=min(10, len(usable)))
-    far, tar, thresholds = roc_curve(distances, same)
-    eer_index = int(np.argmin(np.abs((1 - tar) - far)))
+    rates, tar, thresholds = roc_curve(distances, same)
+    eer_index = int(np.argmin(np.abs((1 - tar) - rates)))
     eer_threshold = float(thresholds[eer_index]) if np.isfinite(thresholds[eer_index]) else 0.0
+    far_threshold, far_there, tar_there = threshold_at_far(distances, same, far)
     return Calibration(
         metrics["threshold"],
         metrics["accuracy"],
@@ -249,8 +280,14 @@ def calibrate(
         eer_threshold,
         len(usable),
         tuple(sorted(skipped)),
-        tuple(far.tolist()),
+        tuple(rates.tolist()),
         tuple(tar.tolist()),
+        float(far),
+        far_threshold,
+        far_there,
+        tar_there,
+        int(same.sum()),
+        int(len(same) - same.sum()),
     )
 
 
@@ -264,7 +301,8 @@ def identify(
 ) -> list[Identity]:
     """1:N: name every face of ``image`` from the face database folder ``db``.
 
-    Shortcut for ``FaceDatabase(db, model, detector).identify(image, threshold)``; see
+    ``threshold``: squared distance; default the model's identification (1:N) threshold
+    (``FaceEncoder.identify_threshold``), stricter than the verification one. Shortcut for ``FaceDatabase(db, model, detector).identify(image, threshold)``; see
     :mod:`cvapps.faces.database`. Returns a list of :class:`cvapps.faces.database.Identity`.
     """
     from cvapps.faces.database import FaceDatabase

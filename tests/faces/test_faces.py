@@ -205,3 +205,77 @@ def test_yunet_when_available(real_data):
         pytest.skip(f"{path} not present")
     [face] = FaceDetector("yunet", path).detect(skimage.data.astronaut())
     assert face.eyes is not None and face.score > 0.5
+
+
+# --- thresholds at a false accept rate, and identification (1:N) ---------------------------------
+
+
+def test_threshold_at_far_is_the_largest_one_within_the_rate():
+    from cvapps.faces import threshold_at_far
+
+    # 4 different pairs at 0.3, 0.5, 0.7, 0.9 and 4 same pairs at 0.1, 0.2, 0.4, 0.6.
+    distances = np.array([0.1, 0.2, 0.4, 0.6, 0.3, 0.5, 0.7, 0.9])
+    same = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    t, far, tar = threshold_at_far(distances, same, 0.25)  # one different pair may be accepted
+    assert (t, far, tar) == (pytest.approx(0.45), 0.25, 0.75)
+    t, far, tar = threshold_at_far(distances, same, 0.0)
+    assert (t, far, tar) == (pytest.approx(0.25), 0.0, 0.5)
+    assert np.mean(distances[same == 0] <= t) == 0 and np.mean(distances[same == 1] <= t) == 0.5
+    with pytest.raises(ValueError, match=r"far must be a false accept rate in \[0, 1\)"):
+        threshold_at_far(distances, same, 1.0)
+
+
+def gallery_world(people=40, per_person=3, dim=16, noise=0.35, seed=0):
+    """Unit embeddings of ``people`` random people, ``per_person`` noisy photos each."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(people, dim))
+    codes = np.repeat(centres, per_person, axis=0) + noise * rng.normal(size=(people * per_person, dim))
+    return (codes / np.linalg.norm(codes, axis=1, keepdims=True)).astype(np.float32), np.repeat(
+        np.arange(people), per_person
+    )
+
+
+def test_strangers_are_named_more_often_in_bigger_galleries():
+    """The defect: one threshold for 1:1 and 1:N. At a fixed threshold a stranger is named more
+    often with more people enrolled; the 1:N threshold at a target rate is stricter."""
+    from cvapps.faces import simulate_galleries
+
+    codes, labels = gallery_world()
+    small = simulate_galleries(codes, labels, gallery_people=2, trials=50, seed=1)
+    big = simulate_galleries(codes, labels, gallery_people=20, trials=50, seed=1)
+    assert len(small.stranger) == 50 * 38 * 3 and len(small.genuine) == 50 * 2 * 2
+    assert big.false_name_rate(1.0) > small.false_name_rate(1.0)
+    strict = big.threshold_at(0.01)
+    assert big.false_name_rate(strict) <= 0.01 < big.false_name_rate(strict + 0.05)
+    assert strict < small.threshold_at(0.01)
+    assert 0 < big.correct_name_rate(strict) <= big.correct_name_rate(1.0) <= 1
+    with pytest.raises(ValueError, match="needs more people"):
+        simulate_galleries(codes, labels, gallery_people=40)
+
+
+def test_training_stores_an_identification_threshold():
+    from cvapps.faces.encoder import identify_threshold_from
+    from cvapps.faces.train import identify_settings
+
+    codes, labels = gallery_world(people=30)
+    settings = identify_settings(codes, labels, gallery_people=10, false_name_rate=0.01, trials=40)
+    assert settings["identify_gallery_people"] == 10 and set(settings["identify_false_name_rates"]) == {"10"}
+    assert settings["identify_false_name_rates"]["10"] <= 0.01
+    found = identify_threshold_from({"threshold": 1.2, **settings})
+    assert found.source == "model" and found.value == settings["identify_threshold"] < 1.2
+    assert identify_settings(codes[:6], labels[:6]) == {}  # 2 people: too few to simulate a gallery
+    fallback = identify_threshold_from({"threshold": 1.2})
+    assert (fallback.source, fallback.value) == ("verification", 1.2)
+    assert "verification (1:1) threshold" in fallback.describe(2)
+
+
+def test_roc_image_has_ticks_auc_and_eer():
+    from cvapps.cli.faces import roc_image
+
+    far = np.linspace(0, 1, 30)
+    image = roc_image(far, np.sqrt(far), "pairs", size=200)
+    assert image.shape == (200 + 96, 200 + 94, 3) and image.dtype == np.uint8
+    assert image.min() == 0 and (image == 255).mean() > 0.5  # dark text and lines on white
+    assert roc_image(np.array([0.0, 1.0]), np.array([0.0, 1.0]), auc=0.5, eer=0.5).shape == (516, 514, 3)
+    with pytest.raises(ValueError, match="equal-length"):
+        roc_image(np.zeros(3), np.zeros(2))

@@ -322,3 +322,235 @@ def test_shipped_model_verifies_held_out_people(real_data):
         result = CliRunner().invoke(cli, ["verify", str(lfw / a), str(lfw / b), "--json", "-"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output.strip().splitlines()[-1])["verified"] is expected
+
+
+# --- identification threshold, enroll dedupe, damaged cache, calibrate --far (issue 18) -------
+
+
+def test_identify_uses_the_identification_threshold_not_the_verification_one(tiny_faces, tmp_path):
+    """The defect: identify named faces within the 1:1 threshold. A stranger within the 1:1
+    threshold but beyond the 1:N one is 'unknown'; --threshold still overrides."""
+    from cvapps.faces import FaceEncoder
+    from cvapps.faces.database import FaceDatabase
+
+    path, _, _ = tiny_faces
+    encoder = FaceEncoder(path, detector="none")
+    encoder.threshold = 4.0  # every face is within the 1:1 threshold (squared distances are <= 4)
+    encoder.identify_threshold = 1e-4
+    db = FaceDatabase(tmp_path / "db", encoder)
+    db.enroll("Ada", [pattern(0, 1)])
+    [stranger] = db.identify(pattern(5, 2))
+    assert stranger.name == "unknown" and stranger.candidate == "Ada" and stranger.threshold == 1e-4
+    [same] = db.identify(pattern(0, 1))
+    assert same.name == "Ada"
+    [given] = db.identify(pattern(5, 2), threshold=4.0)
+    assert given.name == "Ada" and given.threshold == 4.0
+    # The tiny model held out 2 people: too few to choose a 1:N threshold, so it falls back.
+    fallback = FaceEncoder(path, detector="none")
+    assert fallback.identify.source == "verification" and fallback.identify_threshold == fallback.threshold
+
+
+def test_shipped_model_identifies_with_its_card_threshold():
+    from cvapps.faces import FaceEncoder
+    from cvapps.faces.encoder import _card_settings
+
+    card = shipped_faces().get("settings", {})
+    if "identify_threshold" not in card:
+        pytest.skip("the shipped faces card has no identify_threshold")
+    encoder = FaceEncoder("faces", detector="none")
+    assert encoder.identify.source == "card" and encoder.identify_threshold == card["identify_threshold"]
+    assert encoder.identify_threshold < encoder.threshold
+    assert "in 1,000 strangers as someone with 2 people enrolled, 1.0 with 10" in encoder.identify.describe(10)
+    assert _card_settings("faces", "0" * 16) == {}  # another model file named faces: not its card
+
+
+def test_cli_identify_says_which_threshold_once(tiny_faces, tmp_path):
+    path, data, _ = tiny_faces
+    db = str(tmp_path / "db")
+    common = ["--db", db, "--model", str(path), "--detector", "none"]
+    assert (
+        CliRunner().invoke(cli, ["faces", "enroll", "Zero", str(data / "person_0" / "0.png"), *common]).exit_code == 0
+    )
+    result = CliRunner().invoke(cli, ["faces", "identify", str(data / "person_0"), *common])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("identification threshold") == 1 and "verification (1:1) threshold" in result.stderr
+    result = CliRunner().invoke(cli, ["faces", "identify", str(data / "person_0"), *common, "--threshold", "0.5"])
+    assert "identification threshold 0.5000 (given with --threshold" in result.stderr
+    result = CliRunner().invoke(cli, ["faces", "identify", str(data / "person_0"), *common, "--quiet"])
+    assert result.exit_code == 0 and "threshold" not in result.stderr
+
+
+def test_enrolling_a_photo_twice_adds_nothing(tiny_faces, tmp_path):
+    from cvapps.faces import FaceEncoder
+    from cvapps.faces.database import FaceDatabase
+
+    path, data, _ = tiny_faces
+    db = FaceDatabase(tmp_path / "db", FaceEncoder(path, detector="none"))
+    photo = data / "person_0" / "0.png"
+    assert len(db.enroll("Ada", [photo]).added) == 1
+    again = db.enroll("Ada", [photo, photo])
+    assert again.added == () and len(again.already) == 2 and "already enrolled as" in again.already[0]
+    assert db.enroll("Ada", [pattern(3, 3)]).added and db.enroll("Ada", [pattern(3, 3)]).added == ()  # arrays too
+    assert sorted(p.name for p in (tmp_path / "db" / "Ada").iterdir()) == ["0.png", "photo_0.png"]
+    assert len(db.enroll("Bob", [photo]).added) == 1  # the same photo for another person is that person's
+    common = ["--db", str(tmp_path / "db"), "--model", str(path), "--detector", "none"]
+    result = CliRunner().invoke(cli, ["faces", "enroll", "Ada", str(photo), *common])
+    assert result.exit_code == 0 and "0 photo(s) added, 1 already enrolled" in result.output, result.output
+
+
+ENROLL_SCRIPT = """
+import sys, time
+import numpy as np
+from cvapps.faces.database import FaceDatabase
+from cvapps.faces.detector import FaceDetector
+from cvapps.faces.encoder import FaceEncoder
+from cvapps.models import ModelInfo
+
+
+class Stub(FaceEncoder):  # no model: every face embeds to the same vector
+    def __init__(self):
+        self.detector, self.model_id, self.threshold = FaceDetector("none"), "stub", 1.0
+        self.info = ModelInfo("faces", (), 32, "stub", {"embedding_dim": 4})
+
+    def encode(self, image):
+        return [object()], np.full((1, 4), 0.5, np.float32)
+
+
+db, photo, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+database = FaceDatabase(db, Stub())
+time.sleep(max(0.0, start - time.time()))  # all processes enroll at the same moment
+result = database.enroll("Ada", [photo])
+print(len(result.added), len(getattr(result, "already", ())))
+"""
+
+
+def test_concurrent_enrolls_of_one_photo_leave_one_copy(tmp_path):
+    """The defect: six simultaneous 'cvapps faces enroll Ada same.png' left six copies."""
+    import subprocess
+    import sys
+
+    photo = tmp_path / "same.png"
+    Image.fromarray(pattern(0, 0)).save(photo)
+    script = tmp_path / "enroll.py"
+    script.write_text(ENROLL_SCRIPT)
+    start = str(time.time() + 4)  # after every process has imported numpy and OpenCV
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "db"), str(photo), start],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    outputs = [p.communicate(timeout=60) for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs
+    assert sorted(p.name for p in (tmp_path / "db" / "Ada").iterdir()) == ["same.png"]
+    assert sorted(out.split()[0] for out, _ in outputs) == ["0"] * 5 + ["1"]
+
+
+@pytest.fixture
+def cvapps_log():
+    """Messages of the 'cvapps' logger during the test (the CLI prints them on stderr)."""
+    import logging
+
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("cvapps")
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)
+
+
+def damage(path, how):
+    content = path.read_bytes()
+    path.write_bytes(b"" if how == "empty" else content[: len(content) // 2] if how == "truncated" else b"junk")
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "junk"])
+def test_damaged_cache_is_rebuilt_with_a_warning(tiny_faces, tmp_path, how, cvapps_log):
+    """The defect: an empty cache ended 'cvapps faces identify' with 'Aborted!' (EOFError), a
+    truncated one with a traceback (BadZipFile)."""
+    from cvapps.faces import FaceEncoder
+    from cvapps.faces.database import FaceDatabase
+
+    path, data, _ = tiny_faces
+    encoder = FaceEncoder(path, detector="none")
+    FaceDatabase(tmp_path / "db", encoder).enroll("Ada", [data / "person_0" / "0.png"])
+    cache = tmp_path / "db" / ".cache" / "Ada.npz"
+    damage(cache, how)
+    names, codes = FaceDatabase(tmp_path / "db", encoder).embeddings()
+    assert names == ["Ada"] and codes.shape == (1, 16)
+    [warning] = cvapps_log
+    assert "damaged face-database cache" in warning and str(cache) in warning
+    with np.load(cache) as rebuilt:  # rewritten whole
+        assert list(rebuilt["names"]) == ["0.png"]
+    damage(cache, how)
+    common = ["--db", str(tmp_path / "db"), "--model", str(path), "--detector", "none"]
+    cvapps_log.clear()
+    result = CliRunner().invoke(cli, ["faces", "identify", str(data / "person_0" / "0.png"), *common])
+    assert result.exit_code == 0 and "Aborted" not in result.output and result.exception is None, result.output
+    assert "Ada" in result.stdout and len(cvapps_log) == 1 and "rebuilding it from the photos" in cvapps_log[0]
+
+
+def test_calibrate_reports_the_threshold_at_a_false_accept_rate(tiny_faces, tmp_path):
+    from cvapps.faces import calibrate
+
+    path, data, _ = tiny_faces
+    rows = [(f"person_{p}/{i}.png", f"person_{q}/{j}.png", int(p == q)) for p, q, i, j in CALIBRATION_PAIRS]
+    csv_path = data / "far_pairs.csv"
+    csv_path.write_text("".join(f"{a},{b},{s}\n" for a, b, s in rows))
+    result = calibrate(csv_path, path, detector="none", far=0.25)
+    assert result.target_far == 0.25 and result.far_there <= 0.25 and 0 <= result.tar_there <= 1
+    assert result.num_same == 4 and result.num_different == 4 and result.far_resolved
+    with pytest.raises(ValueError, match="far must be a false accept rate"):
+        calibrate(csv_path, path, detector="none", far=1.5)
+    common = ["--model", str(path), "--detector", "none"]
+    result = CliRunner().invoke(
+        cli, ["faces", "calibrate", str(csv_path), *common, "--far", "0.001", "--roc", str(tmp_path / "roc.png")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "at FAR <= 0.001: threshold" in result.stdout and "TAR" in result.stdout
+    assert "only 4 different-person pairs" in result.stderr
+    assert np.asarray(Image.open(tmp_path / "roc.png")).shape == (516, 514, 3)
+    result = CliRunner().invoke(cli, ["faces", "calibrate", str(csv_path), *common, "--far", "0.25", "--json", "-"])
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["target_far"] == 0.25 and record["far_at_far_threshold"] <= 0.25
+    assert {"far_threshold", "tar_at_far_threshold", "num_different"} <= set(record)
+
+
+CALIBRATION_PAIRS = [
+    (0, 0, 0, 1),
+    (1, 1, 0, 2),
+    (2, 2, 1, 3),
+    (3, 3, 0, 4),
+    (0, 1, 0, 0),
+    (2, 3, 1, 1),
+    (4, 5, 0, 0),
+    (6, 7, 2, 2),
+]
+
+
+def test_shipped_model_names_few_strangers_with_two_people_enrolled(real_data, tmp_path):
+    """The issue's case: two held-out LFW people enrolled from one photo each, 60 photos of 30
+    other held-out people. The verification threshold named a fifth of them; the 1:N one about
+    none (measured 0.0002 of strangers with 2 people enrolled). About 10 s (Haar + ONNX)."""
+    from cvapps.faces import FaceEncoder
+    from cvapps.faces.database import FaceDatabase
+    from cvapps.faces.train import held_out_identities, list_identity_folders
+
+    if "identify_threshold" not in shipped_faces().get("settings", {}):
+        pytest.skip("the shipped faces card has no identify_threshold")
+    people = list_identity_folders(real_data / "lfw")
+    held = [paths for (_, paths), out in zip(people, held_out_identities(len(people), 0.1, 0)) if out]
+    db = FaceDatabase(tmp_path / "db", FaceEncoder("faces", detector="haar"))
+    for number, paths in enumerate(held[:2]):
+        db.enroll(f"person_{number}", paths[:1])
+    gallery = db.embeddings()
+    strangers = [p for paths in held[2:32] for p in paths[:2]]
+    found = [who for photo in strangers for who in db.identify(photo, gallery=gallery)[:1]]
+    assert len(found) >= 55  # Haar misses a few crops
+    named_1to1 = sum(who.distance <= db.encoder.threshold for who in found)
+    named = sum(who.name != "unknown" for who in found)
+    assert named <= 1 < named_1to1, (named, named_1to1)
