@@ -34,9 +34,11 @@ from cvapps.cli.common import (
     backbone_size_options,
     fail_on_value_error,
     family_option,
+    holdout_options,
     output_options,
     quiet_option,
     report_options,
+    restart_options,
     runtime_option,
     webcam_options,
 )
@@ -245,7 +247,8 @@ def calibrate_command(pairs: str, roc: str | None, far: float, faces: FaceModelO
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True)
+@restart_options
+@quiet_option
 @fail_on_value_error
 def train_faces_command(
     data: tuple[str, ...],
@@ -269,6 +272,7 @@ def train_faces_command(
     checkpoint_dir: str | None,
     seed: int,
     quiet: bool,
+    restart: str,
 ) -> None:
     """Train a face embedding model on one or more DATA folders (one sub-folder per person),
     merged and split by identity. Rerun the same command to resume."""
@@ -296,6 +300,7 @@ def train_faces_command(
         learning_rate=learning_rate,
         checkpoint_dir=checkpoint_dir,
         seed=seed,
+        restart=restart,
         verbose=0,
         log=echo,
     )
@@ -315,12 +320,7 @@ def train_faces_command(
 @model_option
 @report_options()
 @click.option("--roc", type=click.Path(), help="Save the ROC curve as a PNG here (default: beside --json).")
-@click.option(
-    "--holdout",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Score only the identities 'train faces --val-fraction' held out of DATA.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split (as in training).")
+@holdout_options("train faces")
 @click.option(
     "--pairs",
     "num_pairs",
@@ -341,8 +341,8 @@ def eval_faces_command(
     data: tuple[str, ...],
     model: str,
     roc: str | None,
-    holdout: float | None,
-    seed: int,
+    holdout: float | str | None,
+    seed: int | None,
     num_pairs: int,
     detector: str,
     report: ReportOptions,
@@ -567,6 +567,7 @@ def run_eval_faces(
     """``cvapps eval faces``: pair protocol on DATA (or its held-out identities)."""
     from cvapps.faces import embed_faces, pair_metrics, sample_pairs
     from cvapps.faces.train import load_faces
+    from cvapps.nn.training import check_holdout, resolve_holdout
     from cvapps.runtime import open_model
 
     started, quiet, json_path = time.time(), report_options.quiet, report_options.json_path
@@ -574,9 +575,18 @@ def run_eval_faces(
     roc_path = roc_path or (str(Path(json_path).with_suffix("")) + "_roc.png" if json_path else None)
     check_destinations(report_options, roc_path)
     model = open_model(model_name, task="faces", runtime="keras")
+    settings = model.info.settings
+    recorded = settings.get("split")
+    if recorded is None and settings.get("val_fraction"):  # models trained before splits were recorded
+        recorded = {"fraction": settings["val_fraction"], "seed": settings.get("seed", 0)}
+    if holdout is not None:
+        holdout, seed = resolve_holdout(recorded, holdout, seed)
+    seed = seed or 0
     faces = load_faces(
         data, model.info.image_size, detector, progress=bar(quiet, "reading", "img"), holdout=holdout, seed=seed
     )
+    if holdout:
+        check_holdout(recorded, faces)
     for message in faces.skipped:
         click.echo(f"warning: skipped {message}", err=True)
     pairs = sample_pairs(faces.labels, num_pairs, seed)

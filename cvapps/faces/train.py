@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvapps.core.sources import IMAGE_SUFFIXES
-from cvapps.nn.training import TrainResult, fit_resumable, run_folder
+from cvapps.nn.training import (
+    TrainResult,
+    fingerprint,
+    fit_resumable,
+    run_folder,
+    split_record,
+    start_run,
+    validation_parts,
+)
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -254,6 +262,10 @@ class PKBatches(_py_dataset_base()):
     def on_epoch_end(self) -> None:
         self.epoch += 1
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the batches of (0-based) ``epoch`` next: a resumed run replays the epoch it resumes at."""
+        self.epoch = epoch
+
 
 def train_faces(
     data: str | Path | Sequence[str | Path],
@@ -282,6 +294,7 @@ def train_faces(
     verbose: int | str = 1,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
     log: Callable[[str], object] | None = None,
+    restart: str = "check",
 ) -> TrainResult:
     """Train a face embedding model on folder-per-identity ``data``; save it to ``output``.
 
@@ -298,6 +311,8 @@ def train_faces(
         checkpoint_dir: resumable state (default ``runs/<output stem>``); rerunning the same
             command resumes after the last finished epoch.
         log: optional callable(str) for one-line progress messages (the CLI prints them).
+        restart: ``"check"``, ``"resume"`` or ``"fresh"`` (see :func:`cvapps.nn.training.start_run`);
+            more ``epochs`` than a finished run continue it.
 
     Returns:
         :class:`cvapps.nn.training.TrainResult` (``metrics``: held-out pair metrics); the model's
@@ -306,6 +321,9 @@ def train_faces(
         :func:`identify_settings` on them (``identify_threshold``, for 1:N), when there are
         enough held-out people.
     """
+    from cvapps.nn.training import run_arguments
+
+    arguments = run_arguments(locals(), exclude=("log", "val_pairs"))  # what defines the run
     from cvapps._keras import import_keras
 
     keras = import_keras()
@@ -337,6 +355,7 @@ def train_faces(
         "colour": "gray3",
         "detector_margin": None,
         "data": [str(d) for d in np.atleast_1d(data)],
+        "split": split_record(val_fraction, seed, val),
     }
     model = build_face_model(backbone, embedding_dim, settings=settings)
     if loss == "triplet":
@@ -352,6 +371,7 @@ def train_faces(
     trainer.compile(optimizer=optimizer, loss=objective)
 
     run_dir = run_folder(checkpoint_dir, output)
+    start_run(run_dir, arguments, fingerprint(validation_parts(train), validation_parts(val)), restart=restart)
 
     class PairAccuracy(keras.callbacks.Callback):
         """Held-out pair accuracy and AUC after every epoch (logged as val_accuracy, val_auc)."""

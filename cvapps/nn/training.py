@@ -152,9 +152,9 @@ def validation_parts(data: Any) -> Any:
     if data is None:
         return None
     if getattr(data, "paths", None) is not None:
-        return [str(p) for p in data.paths]
+        return sorted(str(p) for p in data.paths)  # the same images in any order are the same set
     if getattr(data, "samples", None) is not None:
-        return [str(getattr(s, "path", s)) for s in data.samples]
+        return sorted(str(getattr(s, "path", s)) for s in data.samples)
     return [getattr(data, "images", None), getattr(data, "labels", None)]
 
 

@@ -98,11 +98,14 @@ def test_training_resumes_from_the_done_marker(tiny_faces, tmp_path):
         steps_per_epoch=8,
         identities_per_batch=4,
         images_per_identity=4,
+        learning_rate=3e-3,
         val_fraction=0.25,
         checkpoint_dir=path.parent / "run",
         verbose=0,
     )
     assert again.reused == ("main",) and time.time() - started < 30  # nothing retrained
+    with pytest.raises(ValueError, match="belongs to another run: .*learning_rate"):
+        train_faces(data, tmp_path / "other.keras", learning_rate=1e-2, checkpoint_dir=path.parent / "run")
 
 
 def test_verify_same_and_missing_face(tiny_faces):
