@@ -6,7 +6,10 @@ Command bodies print, show progress and write files; the library does not.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ import click
 import numpy as np
 
 from cvapps.cli.common import OutputOptions, ReportOptions, WebcamOptions
-from cvapps.core.sinks import ImageSink, JsonLinesSink, VideoSink, refuse_existing
+from cvapps.core.sinks import ImageSink, JsonLinesSink, VideoSink, refuse_existing, remove_unfinished
 from cvapps.core.sources import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
@@ -38,13 +41,32 @@ def batched(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the handler :class:`Outputs` installs while it is open,
+    so that the cleanup of Ctrl-C (KeyboardInterrupt) runs for it too."""
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
 class Outputs:
     """The sinks of one predict command, opened (and checked) before any work.
 
+    Every destination is checked when this is made, before the first image is read: an existing
+    file (without ``--overwrite``), two inputs sharing a name, a folder that cannot be written.
+    In an output folder, images keep their path relative to the deepest folder holding all the
+    inputs (``photos/a/x.jpg`` -> ``OUT/a/x.jpg``; one folder's images keep flat names), video
+    frames are ``<stem>_<frame:06d>.jpg``.
+
     ``write(annotated, frame)`` sends an annotated frame to the video or image sink, if any;
-    ``records`` is the JSON Lines sink or None; ``frames(quiet)`` yields the decoded frames and
-    counts the failed ones in ``failures``. Used as a context manager: on success the
-    video and records are finished, on an error or interrupt they are removed.
+    ``records`` is the JSON Lines sink or None; ``frames()`` yields the decoded frames and
+    counts the failed ones in ``failures``. Used as a context manager: on success the video and
+    records are finished, on an error they are removed. Ctrl-C (SIGINT) or SIGTERM keeps what was
+    done (the records of the finished inputs, the images written, the video so far: a truthful
+    partial result), prints ``interrupted after N of M inputs`` on stderr and exits 130 (SIGINT)
+    or 143 (SIGTERM). While open, SIGTERM raises :class:`Interrupted` (the previous handler
+    comes back on exit).
     """
 
     def __init__(self, source: Source, settings: OutputOptions) -> None:
@@ -53,27 +75,48 @@ class Outputs:
         kind, items = source.kind, source.items
         self.is_video = source.is_stream
         self.images = self.video = None
+        self.yielded, self.total = 0, None
+        self._iterator = None
+        self._previous = None
+        planned: list[Path] = []
         if output:
             if self.is_video and Path(output).suffix.lower() in VIDEO_SUFFIXES:
                 fps = _video_fps(items[0]) if kind == "video" else 25.0
                 self.video = VideoSink(output, fps=fps, overwrite=overwrite)
+                planned = [self.video.path]
             else:
                 self.images = ImageSink(output, multiple=self.is_video or len(items) > 1, overwrite=overwrite)
+                stream_name = f"camera:{items[0]}" if kind == "camera" else str(items[0])
+                planned = self.images.plan([stream_name] if self.is_video else items, video=self.is_video)
+        if json_path and json_path != "-" and _same_file(json_path, planned):
+            raise ValueError(f"{json_path}: --json names a file that --output also writes; choose another name.")
         self.records = JsonLinesSink(json_path, overwrite=overwrite) if json_path else None
 
     def frames(self) -> Iterator[Frame]:
         """The source's decoded frames, with a progress bar (none when quiet); a frame that failed to
         decode is reported on stderr and counted in ``failures`` (the command's exit code says so)."""
-        for frame in progress(self.source.frames(), self.quiet, self.source.count()):
+        self.total = self.source.count()
+        self._iterator = self.source.frames()
+        for frame in progress(self._iterator, self.quiet, self.total):
             if frame.error:
                 self.failures += 1
                 click.echo(f"error: {frame.error}", err=True)
                 continue
+            self.yielded += 1
             yield frame
 
     @property
     def wants_images(self) -> bool:
         return bool(self.images or self.video)
+
+    @property
+    def done(self) -> int:
+        """Inputs finished: those whose record or image was written (else those handed out), plus
+        the failed ones."""
+        counts = [len(self.images.written)] if self.images else []
+        counts += [self.video.frames] if self.video else []
+        counts += [self.records.count] if self.records else []
+        return (max(counts) if counts else self.yielded) + self.failures
 
     def write(self, annotated: np.ndarray, frame: Frame) -> None:
         if self.video:
@@ -82,12 +125,46 @@ class Outputs:
             self.images.write(annotated, frame.source, frame.index, video=self.is_video)
 
     def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, _raise_interrupted)
         return self
 
     def __exit__(self, kind, error, traceback):
-        for sink in (self.video, self.records):
-            if sink:
-                sink.close(keep=kind is None)
+        stopped = kind is not None and issubclass(kind, KeyboardInterrupt)
+        main = threading.current_thread() is threading.main_thread()
+        if main:  # no second signal in the middle of finishing the files
+            previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if self._iterator is not None and hasattr(self._iterator, "close"):
+                try:
+                    self._iterator.close()  # stop the decoding thread (and release a video or camera)
+                except (RuntimeError, ValueError):
+                    pass
+            for sink in (self.video, self.records):
+                if sink:
+                    sink.close(keep=kind is None or stopped)
+        finally:
+            if kind is not None:  # a signal between two steps of a writer can skip its own cleanup
+                remove_unfinished()
+            if main:
+                signal.signal(signal.SIGINT, previous_int if previous_int is not None else signal.SIG_DFL)
+                previous = self._previous
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if stopped:
+            terminated = issubclass(kind, Interrupted)
+            unit = "inputs" if self.source.kind == "images" else "frames"
+            of = f" of {self.total}" if self.total is not None else ""
+            kept = "; the results written so far are kept" if self.wants_images or self.records else ""
+            click.echo(f"interrupted after {self.done}{of} {unit}{kept}.", err=True)
+            raise SystemExit(143 if terminated else 130) from None
+
+
+def _same_file(path: str, others: list[Path]) -> bool:
+    """Whether ``path`` names one of ``others`` (compared as absolute paths)."""
+    target = os.path.abspath(path)
+    return any(os.path.abspath(other) == target for other in others)
 
 
 def _video_fps(path):

@@ -1,14 +1,25 @@
 """Sinks: outputs go where asked, never replace files silently, and are written atomically."""
 
+import errno
 import json
 import os
 import stat
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from cvapps.core.sinks import ImageSink, JsonLinesSink, VideoSink, write_image, write_json
+from cvapps.core.sinks import (
+    ImageSink,
+    JsonLinesSink,
+    VideoSink,
+    atomic_path,
+    check_writable,
+    remove_unfinished,
+    write_image,
+    write_json,
+)
 
 
 def image(height=24, width=32, rgb=(200, 40, 10)):
@@ -175,3 +186,204 @@ def test_write_json(tmp_path):
     with pytest.raises(ValueError, match="already exists"):
         write_json(path, {"v": 3}, overwrite=False)
     assert not hidden_files(path.parent)
+
+
+def test_image_sink_plan_keeps_paths_under_the_common_folder(tmp_path):
+    sink = ImageSink(tmp_path / "out", multiple=True)
+    sources = ["photos/a/x.jpg", "photos/b/x.jpg", "photos/top.png"]
+    planned = sink.plan(sources)
+    assert sink.root == Path("photos")
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in planned] == ["a/x.jpg", "b/x.jpg", "top.png"]
+    assert not (tmp_path / "out").exists()  # planning writes nothing
+    for source in sources:
+        sink.write(image(), source)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*")) == [
+        "a/x.jpg",
+        "b/x.jpg",
+        "top.png",
+    ]
+    flat = ImageSink(tmp_path / "flat", multiple=True)
+    assert [p.name for p in flat.plan(["photos/a.jpg", "photos/b.jpg"])] == ["a.jpg", "b.jpg"]
+    assert {p.parent for p in flat.plan(["photos/a.jpg", "photos/b.jpg"])} == {tmp_path / "flat"}
+
+
+def test_image_sink_plan_refuses_before_any_write(tmp_path):
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / "a" / "x.jpg").write_bytes(b"keep")
+    (out / "b.jpg").write_bytes(b"keep")
+    sink = ImageSink(out, multiple=True)
+    with pytest.raises(ValueError, match=r"a/x.jpg already exists \(and 1 other outputs\); pass --overwrite"):
+        sink.plan(["p/a/x.jpg", "p/b.jpg", "p/c/y.jpg"])
+    assert not (out / "c").exists()
+    assert ImageSink(out, multiple=True, overwrite=True).plan(["p/a/x.jpg", "p/b.jpg"])
+    with pytest.raises(ValueError, match="q.png: both p/q.png and p/q.pdf would be written here"):
+        ImageSink(tmp_path / "o2", multiple=True).plan(["p/q.png", "p/q.pdf"])  # q.pdf -> q.png
+    (out / "d.jpg").mkdir()
+    with pytest.raises(ValueError, match="d.jpg is a folder"):
+        ImageSink(out, multiple=True, overwrite=True).plan(["p/d.jpg", "p/e.jpg"])
+
+
+def test_image_sink_plan_for_video_frames(tmp_path):
+    sink = ImageSink(tmp_path / "out", multiple=True)
+    assert sink.plan(["clips/fox.mp4"], video=True) == []
+    assert sink.write(image(), "clips/fox.mp4", index=2, video=True).name == "fox_000002.jpg"
+    with pytest.raises(ValueError, match=r"fox_000002.jpg already exists; pass --overwrite"):
+        ImageSink(tmp_path / "out", multiple=True).plan(["clips/fox.mp4"], video=True)
+    assert ImageSink(tmp_path / "out", multiple=True).plan(["clips/owl.mp4"], video=True) == []
+
+
+def test_a_parent_that_is_a_file_is_refused_by_every_sink(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    reason = r"cannot write \(.*blocker is a file, not a folder\)"
+    for make in (
+        lambda: ImageSink(blocker / "out", multiple=True),
+        lambda: ImageSink(blocker / "out.jpg", multiple=False),
+        lambda: VideoSink(blocker / "out.avi"),
+        lambda: JsonLinesSink(blocker / "r.jsonl"),
+        lambda: write_image(blocker / "sub" / "a.jpg", image()),
+        lambda: write_json(blocker / "a.json", {}),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            make()
+    assert blocker.read_text() == "x" and not hidden_files(tmp_path)
+
+
+def test_a_name_too_long_is_one_line(tmp_path):
+    long = "n" * 300
+    with pytest.raises(ValueError, match=r"cannot write \(File name too long: n+\.\.\. is 305 bytes, at most \d+\)"):
+        check_writable(tmp_path / f"{long}.json")
+    with pytest.raises(ValueError, match=r"File name too long"):
+        JsonLinesSink(tmp_path / f"{long}.jsonl")
+    with pytest.raises(ValueError, match=r"File name too long"):
+        ImageSink(tmp_path / long / "x", multiple=True)
+    # A name that fits still fits once the temporary prefix is added.
+    fits = "m" * 250 + ".jpg"
+    assert write_image(tmp_path / fits, image()).name == fits and not hidden_files(tmp_path)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_folder_is_refused_before_work(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        for make in (
+            lambda: ImageSink(locked / "out", multiple=True),
+            lambda: VideoSink(locked / "out.avi"),
+            lambda: JsonLinesSink(locked / "r.jsonl"),
+        ):
+            with pytest.raises(ValueError, match=r"cannot write \(Permission denied in .*locked\)"):
+                make()
+    finally:
+        locked.chmod(0o700)
+
+
+class FullDisk:
+    """A file object whose writes fail as on a full disk."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/somewhere/.x.abcd1234.jpg")
+
+    flush = close = lambda self: None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_full_disk_is_one_line_naming_the_destination(tmp_path, monkeypatch):
+    import cvapps.core.sinks as sinks
+
+    monkeypatch.setattr(sinks, "open", FullDisk, raising=False)
+    records = JsonLinesSink(tmp_path / "x.jsonl")
+    for write in (
+        lambda: write_image(tmp_path / "x.jpg", image()),
+        lambda: write_json(tmp_path / "x.json", {"a": 1}),
+        lambda: records.write({"a": 1}),
+    ):
+        with pytest.raises(ValueError) as caught:
+            write()
+        message = str(caught.value)
+        assert message.endswith(": cannot write (No space left on device).") and str(tmp_path / "x.") in message
+        assert ".abcd1234" not in message and "Errno" not in message
+    records.close(keep=False)  # what the CLI does on that error
+    assert not list(tmp_path.iterdir())  # no temporary files left
+
+
+def test_a_failed_rename_never_names_the_temporary_file(tmp_path, monkeypatch):
+    def refuse(source, target):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(source))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(ValueError, match=r"x.jpg: cannot write \(Permission denied\)\.$"):
+        write_image(tmp_path / "x.jpg", image())
+    sink = JsonLinesSink(tmp_path / "r.jsonl")
+    sink.write({"a": 1})
+    with pytest.raises(ValueError, match=r"r.jsonl: cannot write \(Permission denied\)\.$"):
+        sink.close()
+    monkeypatch.undo()
+    assert not list(tmp_path.iterdir())  # no temporary files left
+
+
+def test_json_lines_temporary_file_only_once_written(tmp_path):
+    unused = JsonLinesSink(tmp_path / "unused.jsonl")
+    assert not list(tmp_path.iterdir())  # checked, nothing created yet
+    unused.close(keep=False)
+    assert not list(tmp_path.iterdir())
+    with JsonLinesSink(tmp_path / "empty.jsonl") as sink:
+        pass
+    assert (tmp_path / "empty.jsonl").read_text() == "" and sink.count == 0
+
+
+def test_json_lines_keeps_whole_records_when_a_write_is_cut_short(tmp_path):
+    def interrupted(sink, whole):
+        """The next write stops with Ctrl-C: after all its bytes went out (``whole``), or half way."""
+        write, flush = sink._file.write, sink._file.flush
+
+        def half(data):
+            write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+        def after(*args):
+            flush()
+            sink._file.flush = flush  # once: close() flushes too
+            raise KeyboardInterrupt
+
+        if whole:
+            sink._file.flush = after
+        else:
+            sink._file.write = half
+
+    for whole, kept in ((False, [{"n": 1}]), (True, [{"n": 1}, {"n": 2, "long": "x" * 100}])):
+        out = tmp_path / f"r{whole}.jsonl"
+        with pytest.raises(KeyboardInterrupt):
+            with JsonLinesSink(out) as sink:
+                sink.write({"n": 1})
+                interrupted(sink, whole)
+                sink.write({"n": 2, "long": "x" * 100})
+        assert [json.loads(line) for line in out.read_text().splitlines()] == kept
+        assert sink.count == len(kept) and not hidden_files(tmp_path)
+
+
+def test_video_sink_keeps_the_frames_written_before_an_interrupt(tmp_path):
+    out = tmp_path / "out.avi"
+    with pytest.raises(KeyboardInterrupt):
+        with VideoSink(out) as sink:
+            sink.write(image())
+            raise KeyboardInterrupt
+    assert out.is_file() and not hidden_files(tmp_path)
+
+
+def test_remove_unfinished_removes_temporaries_a_signal_left_behind(tmp_path):
+    left = atomic_path(tmp_path / "x.jpg")  # as if a signal struck before the writer's own cleanup
+    assert left.name.startswith(".x.") and left.suffix == ".jpg" and left.exists()
+    done = write_image(tmp_path / "y.jpg", image())
+    assert remove_unfinished() == [left] and not hidden_files(tmp_path) and done.is_file()
+    assert remove_unfinished() == []
