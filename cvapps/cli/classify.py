@@ -333,7 +333,7 @@ def run_classify(
     from cvapps.runtime import open_model
 
     source = open_source(source)
-    settings, outputs = outputs, Outputs(source, outputs)
+    settings, outputs = outputs, Outputs(source, outputs, task="classify")
     model = open_model(model_name, task="classify", runtime=runtime)  # a name, a path or an opened model
     info = model.info
     name = info.name

@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from cvapps.cli.common import OutputOptions, ReportOptions, WebcamOptions
+from cvapps.core.records import error_record
 from cvapps.core.sinks import ImageSink, JsonLinesSink, VideoSink, refuse_existing, remove_unfinished
 from cvapps.core.sources import VIDEO_SUFFIXES
 
@@ -69,9 +70,9 @@ class Outputs:
     comes back on exit).
     """
 
-    def __init__(self, source: Source, settings: OutputOptions) -> None:
+    def __init__(self, source: Source, settings: OutputOptions, task: str | None = None) -> None:
         output, json_path, overwrite = settings.output, settings.json_path, settings.overwrite
-        self.source, self.failures, self.quiet = source, 0, settings.quiet
+        self.source, self.failures, self.quiet, self.task = source, 0, settings.quiet, task
         kind, items = source.kind, source.items
         self.is_video = source.is_stream
         self.images = self.video = None
@@ -94,13 +95,16 @@ class Outputs:
 
     def frames(self) -> Iterator[Frame]:
         """The source's decoded frames, with a progress bar (none when quiet); a frame that failed to
-        decode is reported on stderr and counted in ``failures`` (the command's exit code says so)."""
+        decode is reported on stderr, counted in ``failures`` (the command's exit code says so) and, with
+        ``--json`` and a ``task``, written as an error record (:func:`cvapps.core.records.error_record`)."""
         self.total = self.source.count()
         self._iterator = self.source.frames()
         for frame in progress(self._iterator, self.quiet, self.total):
             if frame.error:
                 self.failures += 1
                 click.echo(f"error: {frame.error}", err=True)
+                if self.records and self.task:  # the input's error record: {schema_version, source, frame, task, error}
+                    self.records.write(error_record(frame.source, frame.index, self.task, frame.error))
                 continue
             self.yielded += 1
             yield frame

@@ -306,7 +306,7 @@ def run_detect(
     from cvapps.runtime import open_model
 
     source = open_source(source)
-    settings, outputs = outputs, Outputs(source, outputs)
+    settings, outputs = outputs, Outputs(source, outputs, task="detect")
     model = open_model(model_name, task="detect", runtime=runtime)
     options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before any work
     crops = CropSink(save_crops, settings.overwrite) if save_crops else None

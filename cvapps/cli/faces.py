@@ -42,6 +42,7 @@ from cvapps.cli.common import (
     runtime_option,
     webcam_options,
 )
+from cvapps.core.records import SCHEMA_VERSION
 from cvapps.core.sinks import write_image, write_json
 from cvapps.core.sources import open_source
 from cvapps.faces import DEFAULT_MODEL
@@ -455,7 +456,7 @@ def run_identify(source: str, db: str, faces: FaceModelOptions, outputs: OutputO
     if not outputs.quiet:
         click.echo(f"note: {threshold_note(database.encoder, faces.threshold, len(database.people()))}", err=True)
     source, settings = open_source(source), outputs
-    outputs = Outputs(source, settings)
+    outputs = Outputs(source, settings, task="faces")
     with outputs:
         for frame in outputs.frames():
             started = time.perf_counter()
@@ -464,6 +465,7 @@ def run_identify(source: str, db: str, faces: FaceModelOptions, outputs: OutputO
             if outputs.records:
                 outputs.records.write(
                     {
+                        "schema_version": SCHEMA_VERSION,
                         "source": frame.source,
                         "frame": frame.index,
                         "task": "faces",

@@ -330,7 +330,7 @@ def run_segment(
         and len(source.items) == 1
     ):
         raise ValueError(f"--cutout writes an RGBA image; name a .png output, received {output}.")
-    outputs = Outputs(source, settings)
+    outputs = Outputs(source, settings, task="segment")
     model = open_model(model_name, task="segment", runtime=runtime)
     with outputs:
         for frame in outputs.frames():

@@ -399,7 +399,7 @@ def run_stylize(source: str, choice: StyleChoice, outputs: OutputOptions, *, run
     runner = choice.runner(runtime)
     if size is None and runner.method == "optimize":
         size = OPTIMIZE_SIZE
-    outputs = Outputs(source, settings)
+    outputs = Outputs(source, settings, task="style")
     with outputs:
         for frame in outputs.frames():
             [result] = stylize(frame.image, runner, strength=strength, preserve_color=preserve_color, size=size)
