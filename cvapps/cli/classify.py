@@ -43,6 +43,7 @@ from cvapps.cli.common import (
     restart_options,
     runtime_option,
     warn,
+    warn_each,
     webcam_options,
     weights_option,
 )
@@ -407,8 +408,7 @@ def run_eval_classify(
     if holdout:
         _, dataset = split_off(dataset, holdout, seed)
         check_holdout(recorded, dataset)
-    for message in dataset.skipped:
-        click.echo(f"warning: skipped {message}", err=True)
+    warn_each(dataset.skipped, quiet, "skipped ")
     if len(dataset) == 0:
         raise ValueError(f"{data}: no readable images to evaluate.")
     metrics = evaluate_classifier(model, dataset, batch_size, progress=bar(quiet, "predicting", "batch"))

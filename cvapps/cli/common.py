@@ -6,7 +6,7 @@ Click only: importing this module must stay instant (``cvapps --help`` imports i
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -35,6 +35,19 @@ def fail_on_value_error(function: Callable) -> Callable:
             raise UserError(str(error)) from None
 
     return wrapper
+
+
+def warn_each(messages: Sequence[str], quiet: bool = False, prefix: str = "") -> None:
+    """A ``warning:`` line per message on stderr; with ``quiet`` only one line that counts them (data
+    problems are never silent: the count says how many inputs were left out or changed)."""
+    messages = list(messages)
+    if not messages:
+        return
+    if quiet:
+        click.echo(f"warning: {len(messages)} data problem(s); run without --quiet to list them.", err=True)
+        return
+    for message in messages:
+        click.echo(f"warning: {prefix}{message}", err=True)
 
 
 def warn(message: str, quiet: bool = False) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from cvapps.cli.common import (
     report_reused,
     restart_options,
     runtime_option,
+    warn_each,
     webcam_options,
     weights_option,
 )
@@ -151,7 +153,7 @@ def train_detect(
     from cvapps.nn.training import split_record
 
     started = time.time()
-    train, val = _detection_sets(data, classes, val_fraction, seed)
+    train, val = _detection_sets(data, classes, val_fraction, seed, quiet)
     anchors, mean_best_iou = fit_anchors(train, image_size, seed=seed)
     if not quiet:
         click.echo(
@@ -309,7 +311,7 @@ def run_detect(
     settings, outputs = outputs, Outputs(source, outputs, task="detect")
     model = open_model(model_name, task="detect", runtime=runtime)
     options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before any work
-    crops = CropSink(save_crops, settings.overwrite) if save_crops else None
+    crops = CropSink(save_crops, settings.overwrite, [] if outputs.is_video else source.items) if save_crops else None
     with outputs:
         for frame in outputs.frames():
             started = time.perf_counter()
@@ -344,21 +346,38 @@ def run_detect(
 
 
 class CropSink:
-    """``--save-crops DIR``: each detection's pixels as ``DIR/<class>/<image stem>[_<frame>]_<k>.jpg``
-    (k counts the detections of that image, best first)."""
+    """``--save-crops DIR``: each detection's pixels as ``DIR/<class>/<image path>[_<frame>]_<k>.jpg``, the
+    image's path relative to the deepest folder holding all the inputs (``photos/a/x.jpg`` and
+    ``photos/b/x.jpg`` -> ``DIR/person/a/x_0.jpg`` and ``DIR/person/b/x_0.jpg``, never one file); k counts
+    the detections of that image, best first."""
 
-    def __init__(self, folder: str | Path, overwrite: bool) -> None:
+    def __init__(self, folder: str | Path, overwrite: bool, sources: Sequence[str | Path] = ()) -> None:
+        from cvapps.core.sinks import check_writable, common_folder
+
         self.folder, self.overwrite = Path(folder), overwrite
         if self.folder.exists() and not self.folder.is_dir():
             raise ValueError(f"--save-crops {folder}: this is a file; give a folder.")
+        check_writable(self.folder, folder=True)
+        self.root = common_folder(list(sources)) if len(sources) > 1 else None
+
+    def _stem(self, source: str | Path) -> Path:
+        path = Path(str(source))
+        if self.root is not None:
+            try:
+                return path.relative_to(self.root).with_suffix("")
+            except ValueError:
+                pass
+        return Path(path.stem)
 
     def write(self, frame: Frame, found: Detections, is_video: bool) -> None:
         """Write the crops of one frame's detections."""
         from cvapps.detection import crop_detections
 
-        stem = Path(str(frame.source)).stem + (f"_{frame.index:06d}" if is_video else "")
+        stem = self._stem(frame.source)
+        stem = stem.with_name(stem.name + (f"_{frame.index:06d}" if is_video else ""))
         for k, (crop, name) in enumerate(zip(crop_detections(frame.image, found), found.class_name)):
-            write_image(self.folder / _safe_name(name) / f"{stem}_{k}.jpg", crop, overwrite=self.overwrite)
+            target = self.folder / _safe_name(name) / stem.parent / f"{stem.name}_{k}.jpg"
+            write_image(target, crop, overwrite=self.overwrite)
 
 
 def _safe_name(name: str) -> str:
@@ -373,15 +392,14 @@ def _safe_name(name: str) -> str:
     return safe.lstrip(".").strip() or "unnamed"
 
 
-def _detection_sets(data, classes, holdout, seed):
+def _detection_sets(data, classes, holdout, seed, quiet=False):
     """Load and merge DATA folders; with ``holdout``, the (train, held_out) split, else (all, None)."""
     from cvapps.detection.data import split_detection
     from cvapps.detection.formats import load_detection_sets
 
     names = [c.strip() for c in classes.split(",")] if classes else None
     merged = load_detection_sets(list(data), names)
-    for problem in merged.problems:
-        click.echo(f"warning: {problem}", err=True)
+    warn_each(merged.problems, quiet)
     return split_detection(merged, holdout, seed) if holdout else (merged, None)
 
 
@@ -408,14 +426,13 @@ def run_eval_detect(
     recorded = model.info.settings.get("split")
     if holdout is not None:
         holdout, seed = resolve_holdout(recorded, holdout, seed)
-    everything, held_out = _detection_sets(data, classes, holdout, seed or 0)
+    everything, held_out = _detection_sets(data, classes, holdout, seed or 0, quiet)
     if holdout:
         check_holdout(recorded, held_out)
     dataset = held_out if holdout else everything
     metrics = evaluate_detector(model, dataset, progress=bar(quiet, "detecting", "img"), with_curves=True)
     curves = metrics.pop("pr_curves")
-    for problem in metrics.get("problems", ()):
-        click.echo(f"warning: {problem}", err=True)
+    warn_each(metrics.get("problems", ()), quiet)
     if pr_curve:
         write_image(pr_curve, pr_curve_image(curves), overwrite=report_options.overwrite)
     report = eval_report(

@@ -40,6 +40,7 @@ from cvapps.cli.common import (
     report_options,
     restart_options,
     runtime_option,
+    warn_each,
     webcam_options,
 )
 from cvapps.core.records import SCHEMA_VERSION
@@ -305,8 +306,7 @@ def train_faces_command(
         verbose=0,
         log=echo,
     )
-    for message in result.skipped:
-        click.echo(f"warning: skipped {message}", err=True)
+    warn_each(result.skipped, quiet, "skipped ")
     from cvapps.cli.common import report_reused
 
     report_reused(result)
@@ -432,8 +432,7 @@ def run_enroll(name: str, images: tuple[str, ...], db: str, faces: FaceModelOpti
         paths += found
     database = FaceDatabase(db, faces.encoder())
     result = database.enroll(name, paths)
-    for message in result.skipped:
-        click.echo(f"warning: skipped {message}", err=True)
+    warn_each(result.skipped, quiet, "skipped ")
     if not quiet:
         for message in result.already:
             click.echo(f"note: {message}; not added again", err=True)
@@ -529,8 +528,7 @@ def run_calibrate(
     check_destinations(report, roc_path)
     json_path = report.json_path
     result = calibrate(pairs, faces.encoder(), far=far)
-    for message in result.skipped:
-        click.echo(f"warning: skipped {message}", err=True)
+    warn_each(result.skipped, report.quiet, "skipped ")
     if not result.far_resolved and not report.quiet:
         click.echo(
             f"warning: only {result.num_different} different-person pairs: a false accept rate of {far:g} needs "
@@ -589,8 +587,7 @@ def run_eval_faces(
     )
     if holdout:
         check_holdout(recorded, faces)
-    for message in faces.skipped:
-        click.echo(f"warning: skipped {message}", err=True)
+    warn_each(faces.skipped, quiet, "skipped ")
     pairs = sample_pairs(faces.labels, num_pairs, seed)
     embeddings = embed_faces(model, faces.images, batch_size=128)
     metrics = pair_metrics(embeddings, pairs, folds=10)

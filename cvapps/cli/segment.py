@@ -35,6 +35,7 @@ from cvapps.cli.common import (
     restart_options,
     runtime_option,
     warn,
+    warn_each,
     webcam_options,
     weights_option,
 )
@@ -215,8 +216,7 @@ def train_segment(
         split=split_record(val_fraction, seed, val),
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )
-    for message in result.skipped:
-        click.echo(f"warning: {message}", err=True)
+    warn_each(result.skipped, quiet)
     report_reused(result)
     click.echo(f"saved {output} after {time.time() - started:.0f} s")
 
@@ -370,8 +370,7 @@ def _segmentation_sets(data, classes, holdout, seed, quiet):
 
     names = [c.strip() for c in classes.split(",")] if classes else None
     merged = load_segmentation_sets(list(data), names, progress=bar(quiet, "reading masks", "mask"))
-    for problem in merged.problems:
-        click.echo(f"warning: {problem}", err=True)
+    warn_each(merged.problems, quiet)
     if len(merged) == 0:
         raise ValueError(f"{' '.join(map(str, data))}: no usable image/mask pairs (see the warnings above).")
     return split_segmentation(merged, holdout, seed) if holdout else (merged, None)
@@ -408,8 +407,7 @@ def run_eval_segment(
     metrics, picture = evaluate_segmenter(
         model, dataset, tile=tile or "auto", progress=bar(quiet, "segmenting", "img"), samples=samples
     )
-    for problem in metrics["problems"]:
-        click.echo(f"warning: {problem}", err=True)
+    warn_each(metrics["problems"], quiet)
     report = eval_report(
         "segment", model_name, " + ".join(map(str, data)), holdout, seed or 0, len(dataset), started, metrics
     )

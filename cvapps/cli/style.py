@@ -33,6 +33,7 @@ from cvapps.cli.common import (
     restart_options,
     runtime_option,
     warn,
+    warn_each,
     webcam_options,
 )
 from cvapps.core.records import SCHEMA_VERSION
@@ -463,8 +464,7 @@ def run_eval_style(
         runtime=runtime,
         progress=bar,
     )
-    for message in skipped:
-        click.echo(f"warning: skipped {message}", err=True)
+    warn_each(skipped, quiet, "skipped ")
     report = eval_report("style", style, str(content_dir), None, 0, count, started, metrics)
     click.echo(
         f"content_loss {metrics['content_loss']:.4f}   style_loss {metrics['style_loss']:.4f}   "

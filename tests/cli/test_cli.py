@@ -408,3 +408,19 @@ def test_an_old_flag_spelling_still_works_with_a_warning(tmp_path):
     assert old.exit_code == 0 and "--alpha is deprecated" in old.output and "use --opacity" in old.output
     both = CliRunner().invoke(cli, ["segment", str(photo), "--alpha", "0.3", "--opacity", "0.2"])
     assert both.exit_code == 2 and "pass only --opacity" in both.output
+
+
+def test_crops_of_same_named_images_in_two_folders_do_not_clash(tiny_detector, tmp_path):
+    import shutil
+
+    model_path, root, _ = tiny_detector
+    first = sorted((root / "images").iterdir())[0]
+    for sub in ("a", "b"):  # photos/a/0.png and photos/b/0.png: the same name in two folders
+        (tmp_path / "photos" / sub).mkdir(parents=True)
+        shutil.copy(first, tmp_path / "photos" / sub / first.name)
+    crops = tmp_path / "crops"
+    args = ["detect", str(tmp_path / "photos"), "--model", str(model_path), "--save-crops", str(crops), "--quiet"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    written = sorted(p.relative_to(crops).parts[1] for p in crops.rglob("*.jpg"))  # CLASS/SUB/0_k.jpg
+    assert written and set(written) == {"a", "b"} and written.count("a") == written.count("b")
