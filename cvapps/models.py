@@ -82,6 +82,11 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         return shipped[text]
     path = Path(text)
     if path.is_file():
+        if path.suffix.lower() not in (".keras", ".onnx"):
+            raise ValueError(
+                f"{text}: not a model file (a {path.suffix or 'suffix-less'} file); pass a .keras or .onnx "
+                f"model or a shipped name ({_names(shipped)})."
+            )
         return path
     if path.suffix or os.sep in text:
         raise ValueError(f"{text}: no such model file. Pass a .keras file or a shipped name ({_names(shipped)}).")

@@ -18,6 +18,9 @@ from cvapps.nn.families import ARCHITECTURES
 ARCHITECTURE_NAMES = ARCHITECTURES
 
 
+MAX_INPUT_PIXELS = 4096 * 4096  # a classic network built at more needs tens of GB (its weights do not depend on it)
+
+
 @click.command("explain")
 @click.argument("model")
 @click.option(
@@ -50,6 +53,12 @@ def explain_command(
     googlenet, mobilenet, airbench, efficientnet_lite0), a shipped model name or a .keras file."""
     from cvapps.toolbox.explain import explain
 
+    if input_size and input_size[0] * input_size[1] > MAX_INPUT_PIXELS:
+        height, width = input_size
+        raise click.UsageError(
+            f"--input-size {height} {width} is {height * width / 1e6:.0f} megapixels, too large to build the "
+            f"network's layers for; pass at most {MAX_INPUT_PIXELS // 10**6} megapixels (e.g. 4096 4096)."
+        )
     if json_path and json_path != "-":
         from cvapps.core.sinks import refuse_existing
 

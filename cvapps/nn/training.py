@@ -379,6 +379,7 @@ def fit_resumable(
         initial_epoch = trained  # more epochs than the finished run: continue from its weights
         if getattr(model, "optimizer", None) is not None and train is not None and hasattr(train, "__len__"):
             model.optimizer.iterations.assign(trained * len(train))  # enter the schedule at that epoch
+    _check_backup(run_dir / f"{phase}_backup")
     if hasattr(train, "set_epoch"):  # the shuffle of the epoch the run resumes at (or continues from)
         train.set_epoch(initial_epoch or _logged_epochs(log))
     fit = model.fit(
@@ -421,6 +422,37 @@ def write_curves(run_dir: str | Path, phase: str = "main") -> Path | None:
         return None
     image = training_curves_image(history, title=f"{run_dir.name}: phase {phase}")
     return write_image(run_dir / f"{phase}_curves.png", image, overwrite=True)
+
+
+def _check_backup(backup: Path) -> None:
+    """Before resuming: a damaged checkpoint of an interrupted phase (a write cut short) falls back to
+    Keras's copy of the epoch before (``*.bkp``); when that is damaged too, one line says what to do."""
+    weights, metadata = backup / "latest.weights.h5", backup / "training_metadata.json"
+    if not (weights.exists() or metadata.exists()):
+        return
+
+    def readable(weights_path, metadata_path):
+        try:
+            import h5py
+
+            with h5py.File(weights_path, "r"):
+                pass
+            json.loads(metadata_path.read_text(encoding="utf-8"))
+            return True
+        except Exception:  # h5py raises OSError and others for a cut-short file
+            return False
+
+    if readable(weights, metadata):
+        return
+    earlier_weights, earlier_metadata = Path(f"{weights}.bkp"), Path(f"{metadata}.bkp")
+    if earlier_weights.exists() and earlier_metadata.exists() and readable(earlier_weights, earlier_metadata):
+        os.replace(earlier_weights, weights)  # resume one epoch earlier rather than not at all
+        os.replace(earlier_metadata, metadata)
+        return
+    raise ValueError(
+        f"{backup}: the checkpoint of the interrupted run is damaged (cut short?); pass --fresh to start "
+        f"over, or delete {backup} to train this phase again from its start."
+    )
 
 
 def _logged_epochs(log):

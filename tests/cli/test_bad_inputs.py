@@ -96,3 +96,12 @@ def test_a_junk_onnx_beside_a_good_keras_falls_back_with_a_warning(tiny_classifi
         assert isinstance(open_model(keras_path), KerasModel)
     with pytest.raises(ValueError, match="m.onnx: not a loadable ONNX model"):
         open_model(keras_path, runtime="onnx")
+
+
+def test_explain_refuses_a_huge_input_size_in_one_line():
+    from click.testing import CliRunner
+
+    from cvapps.cli import cli
+
+    result = CliRunner().invoke(cli, ["explain", "lenet5", "--input-size", "100000", "100000"])
+    assert result.exit_code == 2 and "too large to build" in result.output and "Traceback" not in result.output

@@ -150,3 +150,24 @@ def test_the_holdout_is_the_models_recorded_split():
     changed = ClassificationData(images[::-1].copy(), np.arange(20) % 2, ("a", "b"))
     with pytest.raises(ValueError, match="DATA changed since training"):
         check_holdout(recorded, split_off(changed, 0.2, 0)[1])
+
+
+def test_a_damaged_checkpoint_falls_back_or_is_one_line(tmp_path):
+    from cvapps._keras import import_keras
+    from cvapps.nn.training import fit_resumable, run_folder
+
+    keras = import_keras()
+    run = run_folder(tmp_path / "run", "m.keras")
+    backup = run / "main_backup"
+    backup.mkdir()
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF cut short")  # a checkpoint write cut short
+    (backup / "training_metadata.json").write_text('{"epoch": 0')
+    with pytest.raises(ValueError, match=r"main_backup: the checkpoint of the interrupted run is damaged.*--fresh"):
+        fit_resumable(_tiny(keras), _batches(keras), run, epochs=1, verbose=0)
+    # with Keras's copy of the epoch before intact, the run resumes from that one
+    good = _tiny(keras)
+    good.save_weights(str(tmp_path / "good.weights.h5"))
+    (tmp_path / "good.weights.h5").rename(backup / "latest.weights.h5.bkp")
+    (backup / "training_metadata.json.bkp").write_text('{"epoch": 0, "batch": -1}')
+    result = fit_resumable(_tiny(keras), _batches(keras), run, epochs=2, verbose=0)
+    assert not result.reused and (run / "main_done.weights.h5").is_file()
