@@ -42,6 +42,7 @@ def train_classifier(
     seed: int = 0,
     verbose: int | str = 1,
     restart: str = "check",
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a classifier on a folder-per-class data set or an ``.npz``; save it to ``output``.
 
@@ -89,7 +90,15 @@ def train_classifier(
     from cvapps.models import keras_output_path, save_model
     from cvapps.nn.backbone import build_backbone, train_top_levels
     from cvapps.nn.layers import OneCycle
-    from cvapps.nn.training import fingerprint, fit_resumable, run_folder, split_record, start_run, validation_parts
+    from cvapps.nn.training import (
+        fingerprint,
+        fit_resumable,
+        record_output,
+        run_folder,
+        split_record,
+        start_run,
+        validation_parts,
+    )
 
     started = time.time()
     output = keras_output_path(output)
@@ -122,7 +131,7 @@ def train_classifier(
 
     run_dir = run_folder(checkpoint_dir, output)
     data_print = fingerprint(validation_parts(train), validation_parts(val))
-    start_run(run_dir, arguments, data_print, restart=restart)
+    start_run(run_dir, arguments, data_print, restart=restart, output=output, overwrite=overwrite)
     history, reused = {}, []
     phases = [("main", epochs, learning_rate)]
     if fine_tune_epochs:
@@ -163,4 +172,5 @@ def train_classifier(
             reused.append(phase)
     backbone.trainable = True
     save_model(with_flip_averaging(model) if tta else model, output)
+    record_output(run_dir, output)
     return TrainResult(output, history, time.time() - started, skipped, tuple(reused))

@@ -42,6 +42,7 @@ from cvapps.cli.common import (
     report_reused,
     restart_options,
     runtime_option,
+    train_overwrite_option,
     warn,
     warn_each,
     webcam_options,
@@ -155,6 +156,7 @@ def classify(
 @click.option("--patience", type=click.IntRange(min=1), help="Early stopping on validation accuracy.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@train_overwrite_option
 @restart_options
 @quiet_option
 @fail_on_value_error
@@ -188,6 +190,7 @@ def train_classify(
     seed: int,
     quiet: bool,
     restart: str,
+    overwrite: bool,
 ) -> None:
     """Train a classifier on DATA: a folder per class (root/<class>/*.jpg, or root/train/...)
     or a keras.datasets-style .npz. Rerun the same command to resume an interrupted run."""
@@ -222,6 +225,7 @@ def train_classify(
         checkpoint_dir=checkpoint_dir,
         seed=seed,
         restart=restart,
+        overwrite=overwrite,
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),  # a bar on a terminal, a line per epoch in logs
     )
     for message in result.skipped:

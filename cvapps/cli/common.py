@@ -350,3 +350,10 @@ def restart_options(function: Callable) -> Callable:
         return "resume" if resume else "fresh" if fresh else "check"
 
     return _collect(function, "restart", build, options)
+
+
+train_overwrite_option = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing --output model that this run did not write (a rerun of the same command needs none).",
+)

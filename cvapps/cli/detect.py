@@ -35,6 +35,7 @@ from cvapps.cli.common import (
     report_reused,
     restart_options,
     runtime_option,
+    train_overwrite_option,
     warn_each,
     webcam_options,
     weights_option,
@@ -123,6 +124,7 @@ def detect(
 @click.option("--mosaic", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Probability of a mosaic.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@train_overwrite_option
 @restart_options
 @quiet_option
 @fail_on_value_error
@@ -146,6 +148,7 @@ def train_detect(
     seed: int,
     quiet: bool,
     restart: str,
+    overwrite: bool,
 ) -> None:
     """Train a detector on one or more DATA folders (YOLO, Pascal VOC, COCO JSON or Penn-Fudan
     layout), merged; anchors are fitted to the data. Rerun the same command to resume."""
@@ -179,6 +182,7 @@ def train_detect(
         checkpoint_dir=checkpoint_dir,
         seed=seed,
         restart=restart,
+        overwrite=overwrite,
         split=split_record(val_fraction, seed, val),
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )

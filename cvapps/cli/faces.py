@@ -40,6 +40,7 @@ from cvapps.cli.common import (
     report_options,
     restart_options,
     runtime_option,
+    train_overwrite_option,
     warn_each,
     webcam_options,
 )
@@ -249,6 +250,7 @@ def calibrate_command(pairs: str, roc: str | None, far: float, faces: FaceModelO
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@train_overwrite_option
 @restart_options
 @quiet_option
 @fail_on_value_error
@@ -275,6 +277,7 @@ def train_faces_command(
     seed: int,
     quiet: bool,
     restart: str,
+    overwrite: bool,
 ) -> None:
     """Train a face embedding model on one or more DATA folders (one sub-folder per person),
     merged and split by identity. Rerun the same command to resume."""
@@ -303,6 +306,7 @@ def train_faces_command(
         checkpoint_dir=checkpoint_dir,
         seed=seed,
         restart=restart,
+        overwrite=overwrite,
         verbose=0,
         log=echo,
     )

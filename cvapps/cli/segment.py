@@ -34,6 +34,7 @@ from cvapps.cli.common import (
     report_reused,
     restart_options,
     runtime_option,
+    train_overwrite_option,
     warn,
     warn_each,
     webcam_options,
@@ -140,6 +141,7 @@ def segment(
 @click.option("--no-augment", is_flag=True)
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@train_overwrite_option
 @restart_options
 @quiet_option
 @fail_on_value_error
@@ -173,6 +175,7 @@ def train_segment(
     seed: int,
     quiet: bool,
     restart: str,
+    overwrite: bool,
 ) -> None:
     """Train a U-Net on one or more DATA folders (image/ + label/, images/ + masks/, Penn-Fudan,
     COCO category masks), merged. Rerun the same command to resume."""
@@ -213,6 +216,7 @@ def train_segment(
         checkpoint_dir=checkpoint_dir,
         seed=seed,
         restart=restart,
+        overwrite=overwrite,
         split=split_record(val_fraction, seed, val),
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )

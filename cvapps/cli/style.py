@@ -32,6 +32,7 @@ from cvapps.cli.common import (
     report_options,
     restart_options,
     runtime_option,
+    train_overwrite_option,
     warn,
     warn_each,
     webcam_options,
@@ -198,6 +199,7 @@ def styles_command(as_json: bool) -> None:
 @click.option("--max-images", type=click.IntRange(min=1), help="Use at most this many content photos.")
 @click.option("--checkpoint-dir", type=click.Path(), help="Resumable state and samples (default runs/<output name>).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@train_overwrite_option
 @restart_options
 @quiet_option
 @fail_on_value_error
@@ -224,6 +226,7 @@ def train_style_command(
     seed: int,
     quiet: bool,
     restart: str,
+    overwrite: bool,
 ) -> None:
     """Train a fast style network for the painting STYLE_IMAGE on --content photos.
     Progress goes to the log, sample outputs to CHECKPOINT_DIR/samples; rerun to resume."""
@@ -251,6 +254,7 @@ def train_style_command(
         checkpoint_dir=checkpoint_dir,
         seed=seed,
         restart=restart,
+        overwrite=overwrite,
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
     )
     for message in result.skipped:

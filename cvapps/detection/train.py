@@ -65,6 +65,7 @@ def train_detector(
     verbose: int | str = 1,
     split: dict[str, Any] | None = None,
     restart: str = "check",
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a detector on a :class:`cvapps.detection.data.DetectionData`; save it to ``output``.
 
@@ -80,6 +81,7 @@ def train_detector(
             stored in the model so ``eval detect --holdout`` scores the same images; default: a split of
             unknown fraction of ``validation``.
         restart: ``"check"``, ``"resume"`` or ``"fresh"`` (see :func:`cvapps.nn.training.start_run`).
+        overwrite: replace an existing ``output`` this run folder did not write (a rerun needs none).
 
     Returns:
         :class:`cvapps.nn.training.TrainResult` (the model is saved to ``output``).
@@ -98,6 +100,7 @@ def train_detector(
         TrainResult,
         fingerprint,
         fit_resumable,
+        record_output,
         run_folder,
         split_record,
         start_run,
@@ -137,13 +140,21 @@ def train_detector(
     train = AssignedBatches(DetectionBatches(data, image_size, batch_size, augment=augment, mosaic=mosaic, seed=seed))
     val = AssignedBatches(DetectionBatches(validation, image_size, batch_size)) if validation is not None else None
     run_dir = run_folder(checkpoint_dir, output)
-    start_run(run_dir, arguments, fingerprint(validation_parts(data), validation_parts(validation)), restart=restart)
+    start_run(
+        run_dir,
+        arguments,
+        fingerprint(validation_parts(data), validation_parts(validation)),
+        restart=restart,
+        output=output,
+        overwrite=overwrite,
+    )
     model.compile(
         optimizer=keras.optimizers.AdamW(OneCycle(learning_rate, epochs * len(train)), weight_decay=weight_decay),
         loss=detection_loss(geometry, len(data.class_names)),
     )
     done = fit_resumable(model, train, run_dir, epochs=epochs, validation=val, verbose=verbose)
     save_model(model, output)
+    record_output(run_dir, output)
     return TrainResult(
         Path(output),
         {"main": done.history},

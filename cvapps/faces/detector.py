@@ -152,7 +152,14 @@ class FaceDetector:
                     "download it on a connected machine with cvapps.faces.detector.download_yunet(path), "
                     "or use --detector haar."
                 )
-            self.yunet = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)
+            try:
+                self.yunet = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)
+            except cv2.error as error:
+                reason = str(error).strip().splitlines()[-1][:120]
+                raise ValueError(
+                    f"{path}: not a YuNet face detector OpenCV can load ({reason}); pass the YuNet .onnx "
+                    "(face_detection_yunet_*.onnx) as --detector-model, or --detector haar."
+                ) from None
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """(H, W, 3) RGB uint8 -> list of :class:`Face`, largest first (empty when none)."""

@@ -30,6 +30,7 @@ from cvapps.nn.training import (
     TrainResult,
     fingerprint,
     fit_resumable,
+    record_output,
     run_folder,
     split_record,
     start_run,
@@ -295,6 +296,7 @@ def train_faces(
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
     log: Callable[[str], object] | None = None,
     restart: str = "check",
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a face embedding model on folder-per-identity ``data``; save it to ``output``.
 
@@ -313,6 +315,7 @@ def train_faces(
         log: optional callable(str) for one-line progress messages (the CLI prints them).
         restart: ``"check"``, ``"resume"`` or ``"fresh"`` (see :func:`cvapps.nn.training.start_run`);
             more ``epochs`` than a finished run continue it.
+        overwrite: replace an existing ``output`` this run folder did not write (a rerun needs none).
 
     Returns:
         :class:`cvapps.nn.training.TrainResult` (``metrics``: held-out pair metrics); the model's
@@ -371,7 +374,14 @@ def train_faces(
     trainer.compile(optimizer=optimizer, loss=objective)
 
     run_dir = run_folder(checkpoint_dir, output)
-    start_run(run_dir, arguments, fingerprint(validation_parts(train), validation_parts(val)), restart=restart)
+    start_run(
+        run_dir,
+        arguments,
+        fingerprint(validation_parts(train), validation_parts(val)),
+        restart=restart,
+        output=output,
+        overwrite=overwrite,
+    )
 
     class PairAccuracy(keras.callbacks.Callback):
         """Held-out pair accuracy and AUC after every epoch (logged as val_accuracy, val_auc)."""
@@ -398,6 +408,7 @@ def train_faces(
     )
     metadata.settings.update(identify_settings(embeddings, val.labels, seed=seed))
     save_model(model, output)
+    record_output(run_dir, output)
     return TrainResult(
         output,
         {"main": done.history},

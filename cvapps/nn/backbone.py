@@ -272,7 +272,13 @@ def build_backbone(
     else:
         if not path.is_file():
             raise ValueError(f"weights file {str(path)!r} does not exist; pass an existing .weights.h5.")
-        reference.load_weights(str(path))
+        try:
+            reference.load_weights(str(path))
+        except Exception as error:  # h5py and Keras raise OSError, ValueError, KeyError... for a foreign file
+            raise ValueError(
+                f"weights file {str(path)!r} cannot be loaded ({type(error).__name__}: {str(error)[:100]}); pass "
+                f"MobileNetV2 alpha {alpha} ImageNet weights as a .weights.h5, or --weights imagenet."
+            ) from None
     # Same architecture, same layer names: copy layer by layer into the wrapped model.
     for layer in reference.layers:
         if layer.weights:

@@ -158,7 +158,17 @@ def validation_parts(data: Any) -> Any:
     return [getattr(data, "images", None), getattr(data, "labels", None)]
 
 
-NOT_THE_RUN = ("data", "output", "validation", "checkpoint_dir", "verbose", "epochs", "restart", "progress")
+NOT_THE_RUN = (
+    "data",
+    "output",
+    "validation",
+    "checkpoint_dir",
+    "verbose",
+    "epochs",
+    "restart",
+    "overwrite",
+    "progress",
+)
 
 
 def run_arguments(arguments: dict[str, Any], exclude: Sequence[str] = ()) -> dict[str, Any]:
@@ -219,7 +229,15 @@ def check_holdout(recorded: dict[str, Any] | None, held_out: Any) -> None:
         )
 
 
-def start_run(run_dir: str | Path, arguments: dict[str, Any], data: str, *, restart: str = "check") -> dict[str, Any]:
+def start_run(
+    run_dir: str | Path,
+    arguments: dict[str, Any],
+    data: str,
+    *,
+    restart: str = "check",
+    output: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Check the run folder against this run and record it in ``run.json``.
 
     Args:
@@ -230,6 +248,8 @@ def start_run(run_dir: str | Path, arguments: dict[str, Any], data: str, *, rest
         restart: ``"check"``: a run folder of another run (other arguments or data) is an error;
             ``"resume"``: continue it anyway (the record is updated); ``"fresh"``: delete the folder's
             state and start over.
+        output: the model file the run will write: it must be writable, and an existing one is refused
+            unless ``overwrite`` or this run folder wrote it (:func:`record_output`), so a rerun needs no flag.
 
     Returns:
         The record (``{"arguments", "data", "phases"}``).
@@ -239,6 +259,16 @@ def start_run(run_dir: str | Path, arguments: dict[str, Any], data: str, *, rest
     run_dir = Path(run_dir)
     record_path = run_dir / RUN_RECORD
     arguments = json.loads(json.dumps(arguments, default=str))  # JSON values, as they will be read back
+    owned = _owns_output(_read_record(record_path) if record_path.is_file() else None, output)
+    if output is not None:
+        from cvapps.core.sinks import check_writable
+
+        check_writable(output)
+        if Path(output).exists() and not (overwrite or owned):
+            raise ValueError(
+                f"{output} already exists and this run folder did not write it; pass --overwrite "
+                "(overwrite=True) to replace it, or choose another --output."
+            )
     if restart == "fresh":
         _clear_run(run_dir)
     previous = _read_record(record_path)
@@ -262,8 +292,30 @@ def start_run(run_dir: str | Path, arguments: dict[str, Any], data: str, *, rest
                 "the changed run deliberately, --fresh to start over, or another --checkpoint-dir."
             )
     record = {"arguments": arguments, "data": data, "phases": (previous or {}).get("phases", {})}
+    if previous and previous.get("output"):
+        record["output"] = previous["output"]
     _write_record(record_path, record)
     return record
+
+
+def record_output(run_dir: str | Path, output: str | Path) -> None:
+    """Note in ``run.json`` the model file this run wrote (path and modification time), so a rerun of
+    the same command may replace it without ``--overwrite``."""
+    path = Path(run_dir) / RUN_RECORD
+    record = _read_record(path)
+    if record is None:
+        return
+    record["output"] = {"path": str(Path(output).resolve()), "mtime_ns": Path(output).stat().st_mtime_ns}
+    _write_record(path, record)
+
+
+def _owns_output(record, output):
+    if not record or output is None or not Path(output).exists():
+        return False
+    written = record.get("output") or {}
+    return written.get("path") == str(Path(output).resolve()) and written.get("mtime_ns") == (
+        Path(output).stat().st_mtime_ns
+    )
 
 
 def _clear_run(run_dir):

@@ -50,6 +50,7 @@ def train_segmenter(
     verbose: int | str = 1,
     split: dict[str, Any] | None = None,
     restart: str = "check",
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a U-Net on a :class:`cvapps.segmentation.data.SegmentationData`; save it to ``output``.
 
@@ -73,6 +74,7 @@ def train_segmenter(
         split: how ``validation`` was held out (:func:`cvapps.nn.training.split_record`), stored in the
             model for ``eval segment --holdout``.
         restart: ``"check"``, ``"resume"`` or ``"fresh"`` (see :func:`cvapps.nn.training.start_run`).
+        overwrite: replace an existing ``output`` this run folder did not write (a rerun needs none).
 
     Returns:
         :class:`cvapps.nn.training.TrainResult`.
@@ -85,6 +87,7 @@ def train_segmenter(
         TrainResult,
         fingerprint,
         fit_resumable,
+        record_output,
         run_folder,
         split_record,
         start_run,
@@ -149,13 +152,21 @@ def train_segmenter(
         )
     run_dir = run_folder(checkpoint_dir, output)
     model.get_layer("cvapps_metadata").settings["split"] = split or split_record(None, None, validation)
-    start_run(run_dir, arguments, fingerprint(validation_parts(data), validation_parts(validation)), restart=restart)
+    start_run(
+        run_dir,
+        arguments,
+        fingerprint(validation_parts(data), validation_parts(validation)),
+        restart=restart,
+        output=output,
+        overwrite=overwrite,
+    )
     steps = epochs * len(train_batches)
     optimizer = keras.optimizers.AdamW(OneCycle(learning_rate, steps, warmup=0.1), weight_decay=weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     model.compile(optimizer=optimizer, loss=SegmentationLoss(terms, num_classes), metrics=[MeanIoU(num_classes)])
     done = fit_resumable(model, train_batches, run_dir, epochs=epochs, validation=val_batches, verbose=verbose)
     save_model(model, output)
+    record_output(run_dir, output)
     return TrainResult(
         output,
         {"main": done.history},

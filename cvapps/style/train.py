@@ -161,6 +161,7 @@ def train_style(
     seed: int = 0,
     verbose: int | str = 2,
     restart: str = "check",
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a fast style network for one painting on folders of content photos.
 
@@ -179,6 +180,7 @@ def train_style(
             Rerunning the same command resumes; after a finished run it only re-saves; more
             ``epochs`` continue it.
         restart: ``"check"``, ``"resume"`` or ``"fresh"`` (see :func:`cvapps.nn.training.start_run`).
+        overwrite: replace an existing ``output`` this run folder did not write (a rerun needs none).
 
     Besides ``output`` it writes ``<output stem>.style.jpg``, the painting at ``style_size``.
 
@@ -193,7 +195,15 @@ def train_style(
     keras = import_keras()
     from cvapps.models import keras_output_path, save_model
     from cvapps.nn.layers import OneCycle
-    from cvapps.nn.training import TrainResult, fingerprint, fit_resumable, read_history, run_folder, start_run
+    from cvapps.nn.training import (
+        TrainResult,
+        fingerprint,
+        fit_resumable,
+        read_history,
+        record_output,
+        run_folder,
+        start_run,
+    )
 
     started = time.time()
     output = keras_output_path(output)
@@ -232,7 +242,14 @@ def train_style(
 
     run_dir = run_folder(checkpoint_dir, output)
     arguments["loss_network"] = network.name
-    start_run(run_dir, arguments, fingerprint(style_path, [str(p) for p in paths]), restart=restart)
+    start_run(
+        run_dir,
+        arguments,
+        fingerprint(style_path, [str(p) for p in paths]),
+        restart=restart,
+        output=output,
+        overwrite=overwrite,
+    )
     sample_photos = [_resize_short(p, 192)[:192, :192] for p in photos[:3]]
     batches = _batches_class()(photos, image_size, batch_size, steps_per_epoch, seed)
     done = fit_resumable(
@@ -245,6 +262,7 @@ def train_style(
         callbacks=[_samples_callback(transformer, sample_photos, run_dir / "samples", sample_every)],
     )
     save_model(transformer, output)
+    record_output(run_dir, output)
     from cvapps.core.sinks import write_image
 
     # The painting travels with the model (eval and --method optimize with this style use it).

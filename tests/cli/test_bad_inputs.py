@@ -105,3 +105,35 @@ def test_explain_refuses_a_huge_input_size_in_one_line():
 
     result = CliRunner().invoke(cli, ["explain", "lenet5", "--input-size", "100000", "100000"])
     assert result.exit_code == 2 and "too large to build" in result.output and "Traceback" not in result.output
+
+
+def test_junk_weights_and_detector_files_are_one_line(tmp_path):
+    import numpy as np
+    from click.testing import CliRunner
+    from conftest import make_shapes_dataset
+    from PIL import Image
+
+    from cvapps.cli import cli
+
+    junk_weights, junk_onnx, face = tmp_path / "junk.weights.h5", tmp_path / "junk.onnx", tmp_path / "face.png"
+    junk_weights.write_bytes(b"junk")
+    junk_onnx.write_bytes(b"junk")
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(face)
+    result = CliRunner().invoke(
+        cli, ["verify", str(face), str(face), "--detector", "yunet", "--detector-model", str(junk_onnx)]
+    )
+    assert result.exit_code == 2 and "not a YuNet face detector" in result.output, result.output
+    data = make_shapes_dataset(tmp_path / "data", per_class=4)
+    args = ["train", "classify", str(data), "--output", str(tmp_path / "m.keras"), "--family", "mobilenetv2"]
+    args += [
+        "--weights",
+        str(junk_weights),
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--checkpoint-dir",
+        str(tmp_path / "r"),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "junk.weights.h5' cannot be loaded" in result.output, result.output

@@ -69,8 +69,10 @@ def test_classify_folder_processes_the_rest_after_a_bad_file(tiny_classifier, ph
     assert result.exit_code == 1  # one input failed
     assert "c_corrupt.jpg" in result.output
     lines = [json.loads(line) for line in records.read_text().splitlines()]
-    assert [r["results"][0]["class_name"] for r in lines] == ["bright", "dark"]
+    assert [r["results"][0]["class_name"] for r in lines if "results" in r] == ["bright", "dark"]
     assert {"source", "frame", "task", "model", "top_k", "results", "milliseconds"} <= set(lines[0])
+    [error] = [r for r in lines if "error" in r]  # the corrupt file's error record
+    assert error["source"].endswith("c_corrupt.jpg") and error["task"] == "classify"
     assert sorted(p.name for p in out.iterdir()) == ["a_bright.jpg", "b_dark.png"]
 
 
@@ -221,6 +223,11 @@ def test_train_reruns_continue_refuse_or_start_over(tmp_path):
     assert CliRunner().invoke(cli, [*base, "--epochs", "1", "--learning-rate", "0.01", "--fresh"]).exit_code == 0
     both = CliRunner().invoke(cli, [*base, "--resume", "--fresh"])
     assert both.exit_code == 2 and "exclude each other" in both.output
+    # another run (another run folder) writing onto the model: refused unless --overwrite
+    other = [a if a != str(tmp_path / "run") else str(tmp_path / "run2") for a in base]
+    refused = CliRunner().invoke(cli, [*other, "--epochs", "1"])
+    assert refused.exit_code == 2 and "already exists and this run folder did not write it" in refused.output
+    assert CliRunner().invoke(cli, [*other, "--epochs", "1", "--overwrite"]).exit_code == 0
 
 
 def test_demo_writes_annotated_photos(tmp_path):
