@@ -347,12 +347,18 @@ def run_classify(
 
         group_classes(np.zeros((0, len(info.class_names))), info.class_names)
     with outputs:
-        for good in batched(outputs.frames(), batch_size):
+        for chunk in batched(outputs.frames(errors=True), batch_size):
+            good = [f for f in chunk if not f.error]
             started = time.perf_counter()
-            batch = np.stack([resize_square(f.image, info.image_size) for f in good])
-            results = classify_frames(model, batch, options, [f.source for f in good])
-            milliseconds = (time.perf_counter() - started) * 1000 / len(good)
-            for frame, result in zip(good, results):
+            if good:
+                batch = np.stack([resize_square(f.image, info.image_size) for f in good])
+                results = iter(classify_frames(model, batch, options, [f.source for f in good]))
+            milliseconds = (time.perf_counter() - started) * 1000 / max(1, len(good))
+            for frame in chunk:  # records in input order, error records included
+                if frame.error:
+                    outputs.write_error(frame)
+                    continue
+                result = next(results)
                 if outputs.records:
                     outputs.records.write(
                         {

@@ -93,21 +93,32 @@ class Outputs:
             raise ValueError(f"{json_path}: --json names a file that --output also writes; choose another name.")
         self.records = JsonLinesSink(json_path, overwrite=overwrite) if json_path else None
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self, errors: bool = False) -> Iterator[Frame]:
         """The source's decoded frames, with a progress bar (none when quiet); a frame that failed to
         decode is reported on stderr, counted in ``failures`` (the command's exit code says so) and, with
-        ``--json`` and a ``task``, written as an error record (:func:`cvapps.core.records.error_record`)."""
+        ``--json`` and a ``task``, written as an error record (:func:`cvapps.core.records.error_record`).
+
+        ``errors=True`` (a command that batches frames) yields the failed frames too, ``frame.error`` set,
+        and leaves their records to the caller (:meth:`write_error`), so records keep the input order.
+        """
         self.total = self.source.count()
         self._iterator = self.source.frames()
         for frame in progress(self._iterator, self.quiet, self.total):
             if frame.error:
                 self.failures += 1
                 click.echo(f"error: {frame.error}", err=True)
-                if self.records and self.task:  # the input's error record: {schema_version, source, frame, task, error}
-                    self.records.write(error_record(frame.source, frame.index, self.task, frame.error))
+                if errors:
+                    yield frame
+                else:
+                    self.write_error(frame)
                 continue
             self.yielded += 1
             yield frame
+
+    def write_error(self, frame: Frame) -> None:
+        """The error record ``{schema_version, source, frame, task, error}`` of a failed frame (with ``--json``)."""
+        if self.records and self.task:
+            self.records.write(error_record(frame.source, frame.index, self.task, frame.error))
 
     @property
     def wants_images(self) -> bool:
