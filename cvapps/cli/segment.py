@@ -335,6 +335,11 @@ def run_segment(
     ):
         raise ValueError(f"--cutout writes an RGBA image; name a .png output, received {output}.")
     outputs = Outputs(source, settings, task="segment")
+    if view == "cutout" and outputs.images is not None and outputs.images.multiple:
+        from cvapps.core.sinks import refuse_existing
+
+        for item in source.items:  # cut-outs are PNGs: check those names before any work
+            refuse_existing(outputs.images.path_for(item).with_suffix(".png"), settings.overwrite)
     model = open_model(model_name, task="segment", runtime=runtime)
     with outputs:
         for frame in outputs.frames():

@@ -338,6 +338,14 @@ def test_cli_segment_and_eval(tiny_segmenter, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
+    # cut-outs into a folder are PNGs: an existing PNG is refused before any work, nothing written
+    cuts = tmp_path / "cuts"
+    cuts.mkdir()
+    (cuts / "00.png").write_bytes(b"mine")
+    args = ["segment", str(folder), "--model", str(model_path), "--cutout", "--output", str(cuts), "--quiet"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2 and "00.png already exists" in result.output, result.output
+    assert sorted(p.name for p in cuts.iterdir()) == ["00.png"] and (cuts / "00.png").read_bytes() == b"mine"
     report = tmp_path / "eval.json"
     result = runner.invoke(
         cli,
