@@ -82,6 +82,11 @@ def webcam() -> None:
     """Live demos on a camera or a video file: cvapps webcam TASK [--source 0]."""
 
 
+@cli.group()
+def label() -> None:
+    """Auto-annotate photos with a teacher model: cvapps label TASK SOURCE --teacher FILE --output DIR."""
+
+
 # --- export ------------------------------------------------------------------------------------
 
 

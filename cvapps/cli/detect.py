@@ -240,12 +240,84 @@ def webcam_detect(
     run_webcam_detect(model, options, webcam, runtime=runtime)
 
 
+@click.command("detect")
+@click.argument("source")
+@click.option(
+    "--teacher",
+    required=True,
+    help="A cvapps detector (name, .keras, .onnx) or an ONNX file of the YOLOX or NanoDet layout.",
+)
+@click.option(
+    "--output", type=click.Path(), required=True, help="The YOLO folder to write (images/, labels/, data.yaml)."
+)
+@click.option(
+    "--confidence-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.4,
+    show_default=True,
+    help="Keep only boxes the teacher scores at least this (pseudo-labels want confident boxes).",
+)
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.45, show_default=True)
+@click.option("--classes", help="Comma-separated class names to keep (renumbered 0.. in this order); default all.")
+@click.option("--copy", is_flag=True, help="Copy the photos into images/ (default: symbolic links to them).")
+@click.option("--overwrite", is_flag=True, help="Write into a folder that already holds a data.yaml.")
+@click.option("--json", "json_path", type=click.Path(), help="Write the report (boxes per class) as one JSON object.")
+@quiet_option
+@fail_on_value_error
+def label_detect(
+    source: str,
+    teacher: str,
+    output: str,
+    confidence_threshold: float,
+    iou_threshold: float,
+    classes: str | None,
+    copy: bool,
+    overwrite: bool,
+    json_path: str | None,
+    quiet: bool,
+) -> None:
+    """Label the photos of SOURCE with a teacher detector into a YOLO folder that 'cvapps train detect' reads,
+    as Ultralytics' auto_annotate does: one label file per photo (empty for a photo with no box)."""
+    from cvapps.detection.label import auto_label, open_teacher
+
+    if json_path:
+        from cvapps.core.sinks import refuse_existing
+
+        refuse_existing(json_path, overwrite)
+    opened = open_teacher(teacher)
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    report = auto_label(
+        source,
+        opened,
+        output,
+        confidence_threshold=confidence_threshold,
+        iou_threshold=iou_threshold,
+        classes=names,
+        copy=copy,
+        overwrite=overwrite,
+        progress=bar(quiet, "labelling", "img"),
+    )
+    warn_each(report.skipped, quiet, "skipped ")
+    counts = ", ".join(f"{n} {c}" for n, c in sorted(report.boxes_per_class.items(), key=lambda kv: -kv[1]) if c)
+    click.echo(
+        f"labelled {report.images} photos with {opened.name} ({opened.layout}) into {report.output}: "
+        f"{sum(report.boxes_per_class.values())} boxes" + (f" ({counts})" if counts else "")
+    )
+    if json_path:
+        write_json(json_path, report.to_dict(), overwrite=overwrite)
+    if report.skipped:
+        sys.exit(1)
+
+
 def register(cli: click.Group, train: click.Group, evaluate: click.Group, webcam: click.Group) -> None:
-    """Add this app's commands to the top-level group and the train/eval/webcam groups."""
+    """Add this app's commands to the top-level group and the train/eval/webcam/label groups."""
     cli.add_command(detect, "detect")
     train.add_command(train_detect, "detect")
     evaluate.add_command(eval_detect, "detect")
     webcam.add_command(webcam_detect, "detect")
+    label = cli.get_command(None, "label")
+    if label is not None:
+        label.add_command(label_detect, "detect")
 
 
 # --- command bodies ----------------------------------------------------------------------------
