@@ -202,6 +202,8 @@ def save_model(model: keras.Model, path: str | Path) -> None:
     try:
         model.save(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot write the model ({error.strerror or error}).") from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -432,6 +433,7 @@ def fit_resumable(
         if getattr(model, "optimizer", None) is not None and train is not None and hasattr(train, "__len__"):
             model.optimizer.iterations.assign(trained * len(train))  # enter the schedule at that epoch
     _check_backup(run_dir / f"{phase}_backup")
+    _check_free_space(run_dir, keep)
     if hasattr(train, "set_epoch"):  # the shuffle of the epoch the run resumes at (or continues from)
         train.set_epoch(initial_epoch or _logged_epochs(log))
     fit = model.fit(
@@ -474,6 +476,19 @@ def write_curves(run_dir: str | Path, phase: str = "main") -> Path | None:
         return None
     image = training_curves_image(history, title=f"{run_dir.name}: phase {phase}")
     return write_image(run_dir / f"{phase}_curves.png", image, overwrite=True)
+
+
+def _check_free_space(run_dir: Path, model: keras.Model) -> None:
+    """Refuse to start a phase the run folder's disk cannot checkpoint: a checkpoint write that meets a
+    full disk can crash the process (h5py), so ask for room for about four copies of the weights (the
+    checkpoint, Keras's copy of the one before, the optimizer's state, the finished weights)."""
+    needed = 4 * sum(math.prod(w.shape) * 4 for w in model.weights)  # float32 bytes
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise ValueError(
+            f"{run_dir}: {free / 1e6:.1f} MB free on its disk, and checkpointing this model needs about "
+            f"{needed / 1e6:.1f} MB; free some space or pass --checkpoint-dir on another disk."
+        )
 
 
 def _check_backup(backup: Path) -> None:

@@ -171,3 +171,17 @@ def test_a_damaged_checkpoint_falls_back_or_is_one_line(tmp_path):
     (backup / "training_metadata.json.bkp").write_text('{"epoch": 0, "batch": -1}')
     result = fit_resumable(_tiny(keras), _batches(keras), run, epochs=2, verbose=0)
     assert not result.reused and (run / "main_done.weights.h5").is_file()
+
+
+def test_a_full_disk_is_refused_before_the_phase_starts(tmp_path, monkeypatch):
+    import shutil
+
+    from cvapps._keras import import_keras
+    from cvapps.nn.training import fit_resumable, run_folder
+
+    keras = import_keras()
+    run = run_folder(tmp_path / "run", "m.keras")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=10))  # 10 bytes left
+    with pytest.raises(ValueError, match=r"MB free on its disk, and checkpointing this model needs about"):
+        fit_resumable(_tiny(keras), _batches(keras), run, epochs=1, verbose=0)
