@@ -177,10 +177,22 @@ def run_arguments(arguments: dict[str, Any], exclude: Sequence[str] = ()) -> dic
     data (fingerprinted instead), where it is written, how verbose, the epochs (more epochs continue a
     run) and ``exclude``.
 
-    >>> run_arguments({"data": "x", "epochs": 5, "learning_rate": 0.1, "seed": 0})
+    Functions, modules and classes are left out too (``locals()`` may hold the trainer's imports; a
+    function's text holds its address, which differs from process to process).
+
+    >>> run_arguments({"data": "x", "epochs": 5, "learning_rate": 0.1, "seed": 0, "f": print})
     {'learning_rate': 0.1, 'seed': 0}
     """
-    return {k: v for k, v in arguments.items() if k not in NOT_THE_RUN and k not in exclude}
+    import types
+
+    kept = {}
+    for key, value in arguments.items():
+        if key in NOT_THE_RUN or key in exclude:
+            continue
+        if callable(value) or isinstance(value, types.ModuleType):
+            continue
+        kept[key] = value
+    return kept
 
 
 def resolve_holdout(
