@@ -93,6 +93,7 @@ def train_classifier(
     from cvapps.nn.training import (
         fingerprint,
         fit_resumable,
+        label_parts,
         record_output,
         run_folder,
         split_record,
@@ -130,7 +131,7 @@ def train_classifier(
     val_batches = ClassificationBatches(val, batch_size)
 
     run_dir = run_folder(checkpoint_dir, output)
-    data_print = fingerprint(validation_parts(train), validation_parts(val))
+    data_print = fingerprint(validation_parts(train), label_parts(train), validation_parts(val))
     start_run(run_dir, arguments, data_print, restart=restart, output=output, overwrite=overwrite)
     history, reused = {}, []
     phases = [("main", epochs, learning_rate)]

@@ -100,6 +100,7 @@ def train_detector(
         TrainResult,
         fingerprint,
         fit_resumable,
+        label_parts,
         record_output,
         run_folder,
         split_record,
@@ -143,7 +144,7 @@ def train_detector(
     start_run(
         run_dir,
         arguments,
-        fingerprint(validation_parts(data), validation_parts(validation)),
+        fingerprint(validation_parts(data), label_parts(data), validation_parts(validation)),
         restart=restart,
         output=output,
         overwrite=overwrite,

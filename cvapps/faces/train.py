@@ -30,6 +30,7 @@ from cvapps.nn.training import (
     TrainResult,
     fingerprint,
     fit_resumable,
+    label_parts,
     record_output,
     run_folder,
     split_record,
@@ -377,7 +378,7 @@ def train_faces(
     start_run(
         run_dir,
         arguments,
-        fingerprint(validation_parts(train), validation_parts(val)),
+        fingerprint(validation_parts(train), label_parts(train), validation_parts(val)),
         restart=restart,
         output=output,
         overwrite=overwrite,

@@ -148,6 +148,20 @@ def split_record(fraction: float | None, seed: int | None, validation: Any) -> d
     }
 
 
+def label_parts(data: Any) -> Any:
+    """What identifies a data set's labels, for the run's data fingerprint: detection boxes and classes
+    (``samples``), segmentation masks (``masks``), else the class labels (``labels``), in the data's order,
+    with its class names."""
+    if data is None:
+        return None
+    names = list(getattr(data, "class_names", ()) or ())
+    if getattr(data, "samples", None) is not None:
+        return [names, [(str(s.path), s.boxes, s.class_ids) for s in data.samples]]
+    if getattr(data, "masks", None) is not None:
+        return [names, [str(p) for p in data.paths], list(data.masks)]
+    return [names, getattr(data, "labels", None)]
+
+
 def validation_parts(data: Any) -> Any:
     """What identifies a data set's images: its paths (``paths`` or ``samples[i].path``), else its arrays."""
     if data is None:

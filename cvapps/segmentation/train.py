@@ -87,6 +87,7 @@ def train_segmenter(
         TrainResult,
         fingerprint,
         fit_resumable,
+        label_parts,
         record_output,
         run_folder,
         split_record,
@@ -155,7 +156,7 @@ def train_segmenter(
     start_run(
         run_dir,
         arguments,
-        fingerprint(validation_parts(data), validation_parts(validation)),
+        fingerprint(validation_parts(data), label_parts(data), validation_parts(validation)),
         restart=restart,
         output=output,
         overwrite=overwrite,

@@ -185,3 +185,17 @@ def test_a_full_disk_is_refused_before_the_phase_starts(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=10))  # 10 bytes left
     with pytest.raises(ValueError, match=r"MB free on its disk, and checkpointing this model needs about"):
         fit_resumable(_tiny(keras), _batches(keras), run, epochs=1, verbose=0)
+
+
+def test_the_data_fingerprint_sees_labels_change_not_only_images():
+    from types import SimpleNamespace
+
+    from cvapps.nn.training import fingerprint, label_parts
+
+    def data(box):
+        sample = SimpleNamespace(path="a.jpg", boxes=np.array([box], np.float32), class_ids=np.array([0]))
+        return SimpleNamespace(samples=[sample], class_names=("person",))
+
+    same, moved = data([0, 0, 10, 10]), data([0, 0, 12, 10])
+    assert fingerprint(label_parts(same)) == fingerprint(label_parts(data([0, 0, 10, 10])))
+    assert fingerprint(label_parts(same)) != fingerprint(label_parts(moved))  # a relabelled box is other data
