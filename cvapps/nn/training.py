@@ -117,7 +117,8 @@ def fingerprint(*parts: Any) -> str:
     def feed(part):
         if hasattr(part, "tobytes") and hasattr(part, "dtype"):
             digest.update(f"array{part.shape}{part.dtype}".encode())
-            digest.update(memoryview(part.tobytes() if not part.flags.c_contiguous else part).cast("B"))
+            if part.size:  # (an empty array is its shape and dtype alone)
+                digest.update(memoryview(part.tobytes() if not part.flags.c_contiguous else part).cast("B"))
         elif isinstance(part, (list, tuple)):
             digest.update(f"seq{len(part)}".encode())
             for item in part:

@@ -199,3 +199,6 @@ def test_the_data_fingerprint_sees_labels_change_not_only_images():
     same, moved = data([0, 0, 10, 10]), data([0, 0, 12, 10])
     assert fingerprint(label_parts(same)) == fingerprint(label_parts(data([0, 0, 10, 10])))
     assert fingerprint(label_parts(same)) != fingerprint(label_parts(moved))  # a relabelled box is other data
+    empty = SimpleNamespace(path="b.jpg", boxes=np.zeros((0, 4), np.float32), class_ids=np.zeros(0, np.int64))
+    negatives = SimpleNamespace(samples=[empty], class_names=("person",))  # a photo with no box
+    assert fingerprint(label_parts(negatives)) != fingerprint(label_parts(same))
