@@ -498,7 +498,7 @@ def run_eval_detect(
 
     started, quiet, json_path = time.time(), report_options.quiet, report_options.json_path
     check_destinations(report_options, pr_curve)
-    model = open_model(model_name, task="detect", runtime="keras")
+    model = open_model(model_name, task="detect", runtime="auto")
     recorded = model.info.settings.get("split")
     if holdout is not None:
         holdout, seed = resolve_holdout(recorded, holdout, seed)

@@ -405,7 +405,7 @@ def run_eval_segment(
     holdout, seed = split.holdout, split.seed
     figure = figure or (str(Path(json_path).with_suffix("")) + "_samples.png" if json_path else None)
     check_destinations(report_options, figure)
-    model = open_model(model_name, task="segment", runtime="keras")
+    model = open_model(model_name, task="segment", runtime="auto")
     recorded = model.info.settings.get("split")
     if holdout is not None:
         holdout, seed = resolve_holdout(recorded, holdout, seed)

@@ -287,7 +287,12 @@ def start_run(
     run_dir = Path(run_dir)
     record_path = run_dir / RUN_RECORD
     arguments = json.loads(json.dumps(arguments, default=str))  # JSON values, as they will be read back
-    owned = _owns_output(_read_record(record_path) if record_path.is_file() else None, output)
+    try:
+        owned = _owns_output(_read_record(record_path) if record_path.is_file() else None, output)
+    except ValueError:  # a damaged record owns nothing (and --fresh deletes it below)
+        if restart != "fresh":
+            raise
+        owned = False
     if output is not None:
         from cvapps.core.sinks import check_writable
 

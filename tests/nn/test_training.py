@@ -126,6 +126,8 @@ def test_a_run_folder_from_before_records_asks_what_to_do(tmp_path):
     (run / "run.json").write_text("{not json")
     with pytest.raises(ValueError, match="damaged run record.*--fresh"):
         start_run(run, {"seed": 0}, "d")
+    start_run(run, {"seed": 0}, "d", restart="fresh", output=tmp_path / "m.keras")  # --fresh gets past it
+    assert sorted(p.name for p in run.iterdir()) == ["run.json"]
 
 
 def test_the_holdout_is_the_models_recorded_split():
