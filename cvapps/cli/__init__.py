@@ -4,6 +4,7 @@
     cvapps train TASK DATA [options]      e.g. cvapps train classify ./my_photos --output mine.keras
     cvapps eval TASK DATA --json FILE     e.g. cvapps eval classify ./test --model mine.keras
     cvapps webcam TASK [options]          e.g. cvapps webcam classify --source 0
+    cvapps label TASK SOURCE [options]    e.g. cvapps label detect photos/ --teacher yolox_nano_416.onnx --output labelled/
 
 Heavy imports (TensorFlow, Keras, OpenCV) happen inside the command bodies, so ``--help`` is
 instant. Errors in user input end the command with a one-line message and exit code 2; a
@@ -55,10 +56,7 @@ def _log_to_stderr():
         logger.propagate = False
 
 
-# --- classify ----------------------------------------------------------------------------------
-
-
-# --- train -------------------------------------------------------------------------------------
+# --- the groups the apps add their commands to: train, eval, webcam, label -----------------------
 
 
 @cli.group()
@@ -66,15 +64,9 @@ def train() -> None:
     """Train a model on your own data: cvapps train TASK DATA."""
 
 
-# --- eval --------------------------------------------------------------------------------------
-
-
 @cli.group("eval")
 def evaluate() -> None:
     """Score a model with its field's standard metric: cvapps eval TASK DATA --json FILE."""
-
-
-# --- webcam ------------------------------------------------------------------------------------
 
 
 @cli.group()
@@ -117,9 +109,6 @@ def export(model: str, format_: str, output: str | None, tolerance: float, overw
     )
 
 
-# --- demo --------------------------------------------------------------------------------------
-
-
 # --- models ------------------------------------------------------------------------------------
 
 
@@ -154,7 +143,7 @@ def list_models(as_json: bool) -> None:
         click.echo(f"{row['name']:<12} {row['task']:<9} {size:>8}  {metrics}  ({row['data']})")
 
 
-# --- the other apps ----------------------------------------------------------------------------
+# --- the apps ------------------------------------------------------------------------------------
 # Each app keeps its commands in its own module (click only at import time, so --help stays
 # instant) and adds them to the groups here.
 
