@@ -91,14 +91,12 @@ def train_classifier(
     from cvapps.nn.backbone import build_backbone, train_top_levels
     from cvapps.nn.layers import OneCycle
     from cvapps.nn.training import (
-        fingerprint,
+        data_fingerprint,
         fit_resumable,
-        label_parts,
         record_output,
         run_folder,
         split_record,
         start_run,
-        validation_parts,
     )
 
     started = time.time()
@@ -131,7 +129,7 @@ def train_classifier(
     val_batches = ClassificationBatches(val, batch_size)
 
     run_dir = run_folder(checkpoint_dir, output)
-    data_print = fingerprint(validation_parts(train), label_parts(train), validation_parts(val))
+    data_print = data_fingerprint(train, val)
     start_run(run_dir, arguments, data_print, restart=restart, output=output, overwrite=overwrite)
     history, reused = {}, []
     phases = [("main", epochs, learning_rate)]

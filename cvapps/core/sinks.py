@@ -542,6 +542,14 @@ class JsonLinesSink:
         self.close(keep=kind is None or issubclass(kind, (SystemExit, KeyboardInterrupt)))
 
 
+def write_text(path: str | Path, text: str, overwrite: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; the rules of :func:`write_json`."""
+    path = Path(path)
+    refuse_existing(path, overwrite)
+    _write_bytes_atomically(path, text.encode("utf-8"))
+    return path
+
+
 def write_json(path: str | Path, obj: Any, overwrite: bool = False) -> Path:
     """Write one JSON object to ``path`` atomically; an existing file is refused unless ``overwrite``
     (the rule of every cvapps output).

@@ -361,19 +361,11 @@ def auto_label(
         raise ValueError(f"{source}: no readable photos to label ({len(skipped)} unreadable).")
     import yaml
 
-    from cvapps.core.sinks import atomic_path
+    from cvapps.core.sinks import write_text
 
-    yaml_path = output / "data.yaml"
-    temporary = atomic_path(yaml_path)
-    try:
-        text = yaml.safe_dump(
-            {"path": ".", "train": "images", "val": "images", "names": dict(enumerate(keep))}, sort_keys=False
-        )
-        temporary.write_text(f"# labelled by {teacher.name} (cvapps label detect)\n" + text, encoding="utf-8")
-        os.replace(temporary, yaml_path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    names = {"path": ".", "train": "images", "val": "images", "names": dict(enumerate(keep))}
+    header = f"# labelled by {teacher.name} (cvapps label detect)\n"
+    write_text(output / "data.yaml", header + yaml.safe_dump(names, sort_keys=False), overwrite=True)
     return LabelReport(output, teacher.name, tuple(keep), images, {c: counts.get(c, 0) for c in keep}, skipped)
 
 

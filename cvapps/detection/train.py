@@ -98,14 +98,12 @@ def train_detector(
     from cvapps.nn.layers import OneCycle
     from cvapps.nn.training import (
         TrainResult,
-        fingerprint,
+        data_fingerprint,
         fit_resumable,
-        label_parts,
         record_output,
         run_folder,
         split_record,
         start_run,
-        validation_parts,
     )
 
     started = time.time()
@@ -144,7 +142,7 @@ def train_detector(
     start_run(
         run_dir,
         arguments,
-        fingerprint(validation_parts(data), label_parts(data), validation_parts(validation)),
+        data_fingerprint(data, validation),
         restart=restart,
         output=output,
         overwrite=overwrite,

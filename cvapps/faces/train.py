@@ -28,14 +28,12 @@ import numpy as np
 from cvapps.core.sources import IMAGE_SUFFIXES
 from cvapps.nn.training import (
     TrainResult,
-    fingerprint,
+    data_fingerprint,
     fit_resumable,
-    label_parts,
     record_output,
     run_folder,
     split_record,
     start_run,
-    validation_parts,
 )
 
 if TYPE_CHECKING:
@@ -378,7 +376,7 @@ def train_faces(
     start_run(
         run_dir,
         arguments,
-        fingerprint(validation_parts(train), label_parts(train), validation_parts(val)),
+        data_fingerprint(train, val),
         restart=restart,
         output=output,
         overwrite=overwrite,

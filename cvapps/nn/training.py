@@ -163,6 +163,12 @@ def label_parts(data: Any) -> Any:
     return [names, getattr(data, "labels", None)]
 
 
+def data_fingerprint(train: Any, validation: Any = None) -> str:
+    """The fingerprint of a run's data (:func:`start_run`'s ``data``): the training images and their
+    labels, and the held-out images."""
+    return fingerprint(validation_parts(train), label_parts(train), validation_parts(validation))
+
+
 def validation_parts(data: Any) -> Any:
     """What identifies a data set's images: its paths (``paths`` or ``samples[i].path``), else its arrays."""
     if data is None:
@@ -372,15 +378,12 @@ def _read_record(path):
 
 
 def _write_record(path, record):
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    from cvapps.core.sinks import write_json
+
     try:
-        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as error:
-        raise ValueError(f"{path}: cannot write the run record ({error.strerror}).") from None
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+        write_json(path, record, overwrite=True)
+    except ValueError as error:
+        raise ValueError(f"cannot write the run record: {error}") from None
 
 
 def _phase_trained(run_dir, phase, epochs):

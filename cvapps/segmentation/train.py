@@ -85,14 +85,12 @@ def train_segmenter(
     from cvapps._keras import import_keras
     from cvapps.nn.training import (
         TrainResult,
-        fingerprint,
+        data_fingerprint,
         fit_resumable,
-        label_parts,
         record_output,
         run_folder,
         split_record,
         start_run,
-        validation_parts,
     )
     from cvapps.segmentation.losses import MeanIoU, SegmentationLoss
 
@@ -156,7 +154,7 @@ def train_segmenter(
     start_run(
         run_dir,
         arguments,
-        fingerprint(validation_parts(data), label_parts(data), validation_parts(validation)),
+        data_fingerprint(data, validation),
         restart=restart,
         output=output,
         overwrite=overwrite,

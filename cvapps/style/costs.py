@@ -215,24 +215,23 @@ TRACKED_PARTS = ("content_loss", "style_loss", "tv_loss")
 def perceptual_model_class() -> type:
     """The Keras model base of both style methods (built on first use, so importing stays Keras-free).
 
-    A subclass sets ``self.loss_function`` (a :class:`PerceptualLoss`) and defines
-    ``loss_parts(x, y_pred) -> dict`` of the loss's parts; ``fit`` then minimises the mean of
-    ``parts["total"]`` and logs the mean content, style and TV losses (:data:`TRACKED_PARTS`).
-    Gatys et al.'s optimisation fits the pixels of one image with it, Johnson et al.'s training
-    fits the weights of the transformation net.
+    It is built with ``loss`` (a :class:`PerceptualLoss`) and, for one fixed content picture, that
+    picture and its content features; otherwise each batch ``x`` is its own content. ``fit`` minimises
+    the mean of the loss's ``parts["total"]`` and logs the mean content, style and TV losses
+    (:data:`TRACKED_PARTS`). Gatys et al.'s optimisation fits the pixels of one image with it,
+    Johnson et al.'s training fits the weights of the transformation net.
     """
     import keras
 
     class PerceptualModel(keras.Model):
-        def __init__(self, **kwargs):
+        def __init__(self, loss, content=None, content_features=None, **kwargs):
             super().__init__(**kwargs)
+            self.loss_function, self.content, self.content_features = loss, content, content_features
             self.trackers = [keras.metrics.Mean(name=k) for k in TRACKED_PARTS]
 
-        def loss_parts(self, x, y_pred):
-            raise NotImplementedError
-
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            parts = self.loss_parts(x, y_pred)
+            content = x if self.content is None else self.content
+            parts = self.loss_function.parts(content, y_pred, self.content_features)
             for tracker in self.trackers:
                 tracker.update_state(keras.ops.mean(parts[tracker.name]))
             return keras.ops.mean(parts["total"])

@@ -21,18 +21,13 @@ def _image_model_class():
         """Its only weight is the generated image G; fitting it runs gradient descent on J(G)."""
 
         def __init__(self, start, loss, content):
-            super().__init__()
-            self.loss_function = loss
-            self.content = keras.ops.convert_to_tensor(content[None].astype(np.float32))
-            self.content_features = loss.network.features(self.content)[loss.network.content_level]
+            content = keras.ops.convert_to_tensor(content[None].astype(np.float32))
+            super().__init__(loss, content, loss.network.features(content)[loss.network.content_level])
             self.pixels = self.add_weight(shape=start.shape, initializer="zeros", name="pixels")
             self.pixels.assign(start.astype(np.float32))
 
         def call(self, x, training=False):
             return keras.ops.clip(self.pixels, 0.0, 255.0)[None]
-
-        def loss_parts(self, x, y_pred):
-            return self.loss_function.parts(self.content, y_pred, self.content_features)
 
     return ImageModel
 

@@ -104,15 +104,11 @@ def _trainer_class():
         """Wraps the transformation net; its loss is the perceptual loss of its outputs."""
 
         def __init__(self, transformer, loss):
-            super().__init__()
+            super().__init__(loss)  # each batch of photos is its own content
             self.transformer = transformer
-            self.loss_function = loss
 
         def call(self, x, training=False):
             return self.transformer(x, training=training)
-
-        def loss_parts(self, x, y_pred):
-            return self.loss_function.parts(x, y_pred)
 
     return StyleTrainer
 
