@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import keras
     from numpy.typing import ArrayLike
 
+    from cvapps.core.streaming import FrameResult
     from cvapps.runtime import OpenedModel
 
 # --- results -----------------------------------------------------------------------------------
@@ -157,11 +158,14 @@ def classify(
     group: bool = False,
     batch_size: int = 32,
     runtime: str = "auto",
-) -> list[Classification]:
+    stream: bool = False,
+) -> list[Classification] | Iterator[FrameResult]:
     """Classify images with a cvapps classifier.
 
     Args:
-        images: a path, an (H, W, 3) RGB array, an (N, H, W, 3) batch, or a list of paths/arrays.
+        images: a path, an (H, W, 3) RGB array, an (N, H, W, 3) batch, or a list of paths/arrays;
+            with ``stream=True`` any source: an image, folder, glob, video file, camera index or
+            stream URL.
         model: a shipped model name, a ``.keras``/``.onnx`` path, a ``keras.Model`` or an opened
             model (:func:`cvapps.runtime.open_model`); default ``"imagenet"`` (EfficientNet-Lite0,
             the 1000 ImageNet classes; built into the cache on first use). Open it once and
@@ -174,15 +178,37 @@ def classify(
             label ``"unknown"`` (:attr:`Classification.label`); 0 (default) never.
         group: fold ImageNet's fine classes into parents ("English springer" -> "dog"; imagenet
             model only; see :data:`cvapps.classification.imagenet.GROUP_RANGES`) before taking the top k.
+        stream: yield :class:`~cvapps.core.streaming.FrameResult` ``(frame, classification)`` frame
+            by frame instead of returning a list (see :mod:`cvapps.core.streaming`).
 
     Returns:
-        list of :class:`Classification`, one per image, in input order.
+        list of :class:`Classification`, one per image, in input order; with ``stream=True`` an
+        iterator of ``FrameResult(frame, classification)`` (None for a frame that could not be read).
+
+    >>> for frame, result in classify("clip.mp4", stream=True):   # doctest: +SKIP
+    ...     print(frame.index, result.top())
     """
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, received {top_k!r}.")
     check_min_confidence(min_confidence)
     model = open_model(DEFAULT_MODEL if model is None else model, task="classify", runtime=runtime)
     info = model.info
+    if stream:
+        from cvapps.core.streaming import FrameStream, stream_results
+
+        def one(frame):
+            batch, _ = prepare([frame.image], info)
+            [result] = results_from_probabilities(
+                predict_probabilities(model, batch, 1),
+                info.class_names,
+                [frame.source],
+                top_k=top_k,
+                min_confidence=min_confidence,
+                group=group,
+            )
+            return result
+
+        return stream_results(FrameStream(images), one)
     batch, sources = prepare(images, info)
     return results_from_probabilities(
         predict_probabilities(model, batch, batch_size),

@@ -25,6 +25,7 @@ from cvapps.core.sources import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
     from cvapps.core.sources import Frame, Source
+    from cvapps.core.streaming import FrameResult
     from cvapps.core.webcam import LoopStats
 
 T = TypeVar("T")
@@ -80,10 +81,10 @@ class Outputs:
         self._iterator = None
         self._previous = None
         planned: list[Path] = []
+        self.fps = _video_fps(items[0]) if kind == "video" else None  # None: unknown (camera, stream, images)
         if output:
             if self.is_video and Path(output).suffix.lower() in VIDEO_SUFFIXES:
-                fps = _video_fps(items[0]) if kind == "video" else 25.0
-                self.video = VideoSink(output, fps=fps, overwrite=overwrite)
+                self.video = VideoSink(output, fps=self.fps or 25.0, overwrite=overwrite)
                 planned = [self.video.path]
             else:
                 self.images = ImageSink(output, multiple=self.is_video or len(items) > 1, overwrite=overwrite)
@@ -103,10 +104,9 @@ class Outputs:
         """
         self.total = self.source.count()
         self._iterator = self.source.frames()
-        for frame in progress(self._iterator, self.quiet, self.total):
+        for frame in progress(self._iterator, self.quiet, self.total, unit=self.unit):
             if frame.error:
-                self.failures += 1
-                click.echo(f"error: {frame.error}", err=True)
+                self._failed(frame)
                 if errors:
                     yield frame
                 else:
@@ -115,10 +115,42 @@ class Outputs:
             self.yielded += 1
             yield frame
 
+    def results(self, stream: Iterator[FrameResult]) -> Iterator[FrameResult]:
+        """:meth:`frames` for an app's result stream (``detect(..., stream=True)``, the same generator the
+        Python API gives): the items of frames that decoded, with the progress bar; the failed ones
+        reported, counted and written as error records."""
+        self.total = self.source.count()
+        self._iterator = stream
+        for item in progress(stream, self.quiet, self.total, unit=self.unit):
+            if item.frame.error:
+                self._failed(item.frame)
+                self.write_error(item.frame)
+                continue
+            self.yielded += 1
+            yield item
+
+    @property
+    def unit(self) -> str:
+        """The progress bar's unit: ``frame`` for a video, camera or stream (so it reads frame/s), else ``img``."""
+        return "frame" if self.is_video else "img"
+
+    def _failed(self, frame: Frame) -> None:
+        self.failures += 1
+        click.echo(f"error: {frame.error}", err=True)
+
     def write_error(self, frame: Frame) -> None:
         """The error record ``{schema_version, source, frame, task, error}`` of a failed frame (with ``--json``)."""
         if self.records and self.task:
             self.records.write(error_record(frame.source, frame.index, self.task, frame.error))
+
+    def report_video(self) -> None:
+        """After the run: the video written, its frames and codec, and a hint when browsers cannot play it."""
+        if self.video is None or self.quiet or not self.video.frames:
+            return
+        note = f"wrote {self.video.path}: {self.video.frames} frames, {self.video.codec}"
+        if not self.video.browser_playable:
+            note += " (browsers do not play it; write .webm for a video that plays in a browser)"
+        click.echo(note, err=True)
 
     @property
     def wants_images(self) -> bool:
@@ -215,13 +247,15 @@ def eval_report(
     return report
 
 
-def progress(iterable: Iterable[T], quiet: bool, total: int | None = None, desc: str | None = None) -> Iterable[T]:
-    """A progress bar on stderr, unless ``quiet`` or there is a single item."""
+def progress(
+    iterable: Iterable[T], quiet: bool, total: int | None = None, desc: str | None = None, unit: str = "img"
+) -> Iterable[T]:
+    """A progress bar on stderr (items and items/s), unless ``quiet`` or there is a single item."""
     if quiet or total == 1:
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
 
 
 def bar(quiet: bool, desc: str, unit: str) -> Callable[[Iterable[Any], int | None], Iterable[Any]] | None:
@@ -247,14 +281,40 @@ def check_destinations(report: ReportOptions, *paths: str | None) -> None:
 
 
 def run_webcam_loop(process: Callable[[np.ndarray], np.ndarray], webcam: WebcamOptions) -> LoopStats:
-    """:func:`cvapps.core.webcam.run_loop` with the ``cvapps webcam`` options."""
+    """:func:`cvapps.core.webcam.run_loop` with the ``cvapps webcam`` options; headless (``--no-show``) and
+    not ``--quiet``, a progress bar on stderr counts the frames and their rate (frame/s)."""
     from cvapps.core.webcam import run_loop
 
-    return run_loop(
-        webcam.source,
-        process,
-        show=webcam.show,
-        output=webcam.output,
-        overwrite=webcam.overwrite,
-        max_frames=webcam.max_frames,
-    )
+    if webcam.output and not webcam.quiet and Path(webcam.output).suffix.lower() in VIDEO_SUFFIXES:
+        from cvapps.core.sinks import video_codec
+
+        _, codec, playable = video_codec(webcam.output)
+        if not playable:
+            click.echo(
+                f"note: {webcam.output} will be {codec}, which browsers do not play; write .webm for one that does.",
+                err=True,
+            )
+    bar = None
+    if not webcam.show and not webcam.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=webcam.max_frames, unit="frame", file=sys.stderr, leave=False, desc="processing")
+        step = process
+
+        def process(image):
+            annotated = step(image)
+            bar.update(1)
+            return annotated
+
+    try:
+        return run_loop(
+            webcam.source,
+            process,
+            show=webcam.show,
+            output=webcam.output,
+            overwrite=webcam.overwrite,
+            max_frames=webcam.max_frames,
+        )
+    finally:
+        if bar is not None:
+            bar.close()

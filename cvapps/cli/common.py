@@ -180,9 +180,18 @@ def report_options(json_help: str = REPORT_JSON_HELP) -> Callable:
 def webcam_options(function: Callable) -> Callable:
     """The options every ``cvapps webcam TASK`` takes, passed as ``webcam=WebcamOptions``."""
     options = [
-        click.option("--source", default="0", show_default=True, help="Camera index or a video file."),
+        click.option(
+            "--source",
+            default="0",
+            show_default=True,
+            help="Camera index, a video file, or a stream URL (rtsp://, http(s)://, .m3u8).",
+        ),
         click.option("--no-show", is_flag=True, help="No window (headless); use with --output."),
-        click.option("--output", type=click.Path(), help="Write the annotated stream to this video file."),
+        click.option(
+            "--output",
+            type=click.Path(),
+            help="Write the annotated stream to this video file (.webm plays in browsers).",
+        ),
         click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
         click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames."),
         click.option("--quiet", is_flag=True, help=QUIET_HELP),
@@ -199,6 +208,72 @@ def webcam_options(function: Callable) -> Callable:
         )
 
     return _collect(function, "webcam", build, options)
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """``--track``, ``--count-line`` and ``--zone`` (detect and webcam detect; webcam faces: --track).
+
+    Attributes:
+        track: give every box a track id that persists across frames (ByteTrack).
+        count_lines: ``x1,y1,x2,y2`` lines; objects crossing each are counted, by class, in and out
+            (turns tracking on: a crossing is a track's move from one side to the other).
+        zones: ``x1,y1,x2,y2,x3,y3,...`` polygons; objects inside each are counted per frame.
+    """
+
+    track: bool = False
+    count_lines: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+
+    @property
+    def tracking(self) -> bool:
+        """Whether a tracker runs (``--track`` or a ``--count-line``)."""
+        return self.track or bool(self.count_lines)
+
+
+POINTS_HELP = " Pixels, or fractions of the frame's width and height when every value is in [0, 1]."
+
+
+def tracking_options(counting: bool = True) -> Callable:
+    """``--track`` (and, with ``counting``, repeatable ``--count-line`` and ``--zone``), passed as
+    ``tracking=TrackingOptions``."""
+
+    def decorate(function: Callable) -> Callable:
+        options = [
+            click.option(
+                "--track",
+                is_flag=True,
+                help="Track objects across frames: each box gets an id that persists (ByteTrack).",
+            )
+        ]
+        if counting:
+            options += [
+                click.option(
+                    "--count-line",
+                    "count_lines",
+                    multiple=True,
+                    metavar="X1,Y1,X2,Y2",
+                    help="Count tracked objects crossing this line, by class, in (left to right of "
+                    "X1,Y1->X2,Y2) and out; repeatable; turns --track on." + POINTS_HELP,
+                ),
+                click.option(
+                    "--zone",
+                    "zones",
+                    multiple=True,
+                    metavar="X1,Y1,X2,Y2,X3,Y3,...",
+                    help="Count the objects whose box bottom-centre is inside this polygon, per frame; "
+                    "repeatable." + POINTS_HELP,
+                ),
+            ]
+
+        def build(kwargs):
+            return TrackingOptions(
+                kwargs.pop("track"), tuple(kwargs.pop("count_lines", ())), tuple(kwargs.pop("zones", ()))
+            )
+
+        return _collect(function, "tracking", build, options)
+
+    return decorate
 
 
 def quiet_option(function: Callable) -> Callable:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -24,6 +24,7 @@ from cvapps.cli.commands import Outputs, bar, check_destinations, eval_report, r
 from cvapps.cli.common import (
     OutputOptions,
     ReportOptions,
+    TrackingOptions,
     WebcamOptions,
     backbone_size_options,
     fail_on_value_error,
@@ -35,6 +36,7 @@ from cvapps.cli.common import (
     report_reused,
     restart_options,
     runtime_option,
+    tracking_options,
     train_overwrite_option,
     warn_each,
     webcam_options,
@@ -47,6 +49,8 @@ from cvapps.detection import DEFAULT_MODEL as DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     from cvapps.core.sources import Frame
+    from cvapps.core.streaming import FrameResult
+    from cvapps.core.tracking import Tracker
     from cvapps.core.webcam import LoopStats
     from cvapps.detection import Detections
     from cvapps.runtime import OpenedModel
@@ -78,7 +82,8 @@ if TYPE_CHECKING:
     help="Confidence threshold for one class, overriding --confidence-threshold (repeatable).",
 )
 @click.option("--max-detections", type=click.IntRange(min=1), default=300, show_default=True)
-@output_options("Annotated image file (one input), folder, or video file.")
+@tracking_options()
+@output_options("Annotated image file (one input), folder, or video file (.webm plays in browsers).")
 @click.option("--save-crops", type=click.Path(), help="Save each detection's pixels to DIR/<class>/<image>_<k>.jpg.")
 @runtime_option
 @fail_on_value_error
@@ -93,10 +98,12 @@ def detect(
     save_crops: str | None,
     runtime: str,
     outputs: OutputOptions,
+    tracking: TrackingOptions,
 ) -> None:
-    """Detect objects in an image, a folder, a glob or a video: boxes with class and confidence."""
+    """Detect objects in an image, a folder, a glob, a video, a camera or a stream (rtsp://, http://, .m3u8):
+    boxes with class and confidence; with --track, ids that persist across frames."""
     options = DetectOptions.from_cli(confidence_threshold, iou_threshold, classes, class_thresholds, max_detections)
-    failures = run_detect(source, model, options, outputs, runtime=runtime, save_crops=save_crops)
+    failures = run_detect(source, model, options, outputs, runtime=runtime, save_crops=save_crops, tracking=tracking)
     if failures:
         sys.exit(1)
 
@@ -224,6 +231,7 @@ def eval_detect(
     help="Confidence threshold for one class (repeatable).",
 )
 @runtime_option
+@tracking_options()
 @webcam_options
 @fail_on_value_error
 def webcam_detect(
@@ -234,10 +242,11 @@ def webcam_detect(
     class_thresholds: tuple[str, ...],
     runtime: str,
     webcam: WebcamOptions,
+    tracking: TrackingOptions,
 ) -> None:
-    """Live boxes over a camera (q or Esc quits) or a video file."""
+    """Live boxes over a camera (q or Esc quits), a video file or a stream URL; --track for ids and trails."""
     options = DetectOptions.from_cli(confidence_threshold, iou_threshold, classes, class_thresholds)
-    run_webcam_detect(model, options, webcam, runtime=runtime)
+    run_webcam_detect(model, options, webcam, runtime=runtime, tracking=tracking)
 
 
 @click.command("detect")
@@ -355,8 +364,10 @@ class DetectOptions:
                 raise ValueError(f"--class-threshold takes NAME=VALUE, e.g. person=0.5; received {item!r}.")
         return cls(confidence_threshold, iou_threshold, names, thresholds or None, max_detections)
 
-    def run(self, images: np.ndarray, model: OpenedModel) -> list[Detections]:
-        """:func:`cvapps.detection.detect` with these settings."""
+    def run(
+        self, images: Any, model: OpenedModel, *, stream: bool = False, track: Tracker | None = None
+    ) -> list[Detections] | Iterator[FrameResult]:
+        """:func:`cvapps.detection.detect` with these settings (``track``: the tracker kept across calls)."""
         from cvapps.detection import detect
 
         return detect(
@@ -367,7 +378,65 @@ class DetectOptions:
             classes=self.classes,
             max_detections=self.max_detections,
             class_thresholds=self.class_thresholds,
+            stream=stream,
+            track=track or False,
         )
+
+
+class Counting:
+    """The tracker, the ``--count-line`` counters and the ``--zone`` polygons of one run: their numbers for the
+    JSON record of each frame and their drawing on it."""
+
+    def __init__(self, tracking: TrackingOptions, confidence_threshold: float, fps: float | None = None) -> None:
+        from cvapps.core.tracking import LineCounter, PolygonZone, Tracker, TrackOptions
+
+        self.tracker = None
+        if tracking.tracking:
+            options = TrackOptions(activation_threshold=confidence_threshold, high_threshold=confidence_threshold)
+            self.tracker = Tracker(options, frame_rate=fps or 30.0)
+        self.lines = [LineCounter(text) for text in tracking.count_lines]
+        self.zones = [PolygonZone(text) for text in tracking.zones]
+        self.inside: list[dict] = []
+
+    def update(self, found: Detections, shape: tuple[int, ...]) -> dict[str, Any]:
+        """Count one frame's (tracked) detections; the record fields ``count_lines`` and ``zones`` (when any)."""
+        fields: dict[str, Any] = {}
+        if self.lines:
+            for line in self.lines:
+                line.update(found.xyxy, found.track_id, found.class_name, shape)
+            fields["count_lines"] = [line.to_dict() for line in self.lines]
+        if self.zones:
+            self.inside = [zone.count(found.xyxy, found.class_name, shape) for zone in self.zones]
+            fields["zones"] = self.inside
+        return fields
+
+    def draw(self, image: np.ndarray, found: Detections) -> np.ndarray:
+        """``image`` annotated: zones under the boxes, then the boxes (with ids), trails and lines."""
+        from cvapps.core.annotate import draw_count_line, draw_detections, draw_trails, draw_zone
+
+        for zone, inside in zip(self.zones, self.inside):
+            image = draw_zone(image, zone, inside["total"])
+        image = draw_detections(image, found)
+        if self.tracker is not None:
+            image = draw_trails(image, self.tracker.trails)
+        for line in self.lines:
+            image = draw_count_line(image, line)
+        return image
+
+    def summary(self) -> list[str]:
+        """One line per counting line: totals in and out, by class."""
+
+        def by_class(counts):
+            return ", ".join(f"{n} {name}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n)
+
+        lines = []
+        for k, line in enumerate(self.lines, 1):
+            record = line.to_dict()
+            text = f"line {k}: in {record['total_in']}"
+            text += f" ({by_class(record['in'])})" if record["total_in"] else ""
+            text += f", out {record['total_out']}" + (f" ({by_class(record['out'])})" if record["total_out"] else "")
+            lines.append(text)
+        return lines
 
 
 def run_detect(
@@ -378,21 +447,21 @@ def run_detect(
     *,
     runtime: str = "auto",
     save_crops: str | None = None,
+    tracking: TrackingOptions | None = None,
 ) -> int:
     """``cvapps detect``: returns the number of inputs that failed."""
-    from cvapps.core.annotate import draw_detections
     from cvapps.runtime import open_model
 
     source = open_source(source)
     settings, outputs = outputs, Outputs(source, outputs, task="detect")
     model = open_model(model_name, task="detect", runtime=runtime)
     options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before any work
+    counting = Counting(tracking or TrackingOptions(), options.confidence_threshold, outputs.fps)
     crops = CropSink(save_crops, settings.overwrite, [] if outputs.is_video else source.items) if save_crops else None
     with outputs:
-        for frame in outputs.frames():
-            started = time.perf_counter()
-            [found] = options.run(frame.image, model)
-            milliseconds = (time.perf_counter() - started) * 1000
+        for item in outputs.results(options.run(source, model, stream=True, track=counting.tracker)):
+            frame, found = item
+            counts = counting.update(found, frame.image.shape)
             if outputs.records:
                 outputs.records.write(
                     {
@@ -407,18 +476,31 @@ def run_detect(
                         "classes": options.classes,
                         "iou_threshold": options.iou_threshold,
                         "results": found.to_dict(),
-                        "milliseconds": round(milliseconds, 3),
+                        **counts,
+                        "milliseconds": round(item.milliseconds, 3),
                     }
                 )
             if settings.json_path != "-":
                 label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
-                names = ", ".join(f"{n} {c:.2f}" for n, c in zip(found.class_name, found.confidence))
+                names = ", ".join(
+                    (f"#{t} " if t >= 0 else "") + f"{n} {c:.2f}"
+                    for n, c, t in zip(found.class_name, found.confidence, _ids(found))
+                )
                 click.echo(f"{label}: {len(found)} found" + (f": {names}" if names else ""))
             if outputs.wants_images:
-                outputs.write(draw_detections(frame.image, found), frame)
+                outputs.write(counting.draw(frame.image, found), frame)
             if crops:
                 crops.write(frame, found, outputs.is_video)
+    if settings.json_path != "-":
+        for line in counting.summary():
+            click.echo(line)
+    outputs.report_video()
     return outputs.failures
+
+
+def _ids(found: Detections) -> np.ndarray:
+    """The track ids, or -1 for every box when not tracked."""
+    return found.track_id if found.track_id is not None else np.full(len(found), -1)
 
 
 class CropSink:
@@ -526,22 +608,31 @@ def run_eval_detect(
 
 
 def run_webcam_detect(
-    model_name: str | OpenedModel, options: DetectOptions, webcam: WebcamOptions, *, runtime: str = "auto"
+    model_name: str | OpenedModel,
+    options: DetectOptions,
+    webcam: WebcamOptions,
+    *,
+    runtime: str = "auto",
+    tracking: TrackingOptions | None = None,
 ) -> LoopStats:
-    """``cvapps webcam detect``: live boxes over a camera or video; ``options`` a DetectOptions."""
-    from cvapps.core.annotate import draw_detections
+    """``cvapps webcam detect``: live boxes over a camera, video or stream; ``options`` a DetectOptions;
+    with ``tracking``, ids, trails, line counts and zone counts on the frames."""
     from cvapps.runtime import open_model
 
     model = open_model(model_name, task="detect", runtime=runtime)
     options.run(np.zeros((8, 8, 3), np.uint8), model)  # check --classes and thresholds before opening the camera
+    counting = Counting(tracking or TrackingOptions(), options.confidence_threshold)
 
     def process(image):
-        [found] = options.run(image, model)
-        return draw_detections(image, found)
+        [found] = options.run(image, model, track=counting.tracker)
+        counting.update(found, image.shape)
+        return counting.draw(image, found)
 
     stats = run_webcam_loop(process, webcam)
     if not webcam.quiet:
         click.echo(
             f"{stats.frames} frames in {stats.seconds:.1f} s: {stats.fps:.1f} FPS ({stats.dropped} stale frames dropped)"
         )
+        for line in counting.summary():
+            click.echo(line)
     return stats

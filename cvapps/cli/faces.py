@@ -29,6 +29,7 @@ from cvapps.cli.common import (
     OutputOptions,
     ReportOptions,
     SplitOptions,
+    TrackingOptions,
     WebcamOptions,
     _collect,
     backbone_size_options,
@@ -40,6 +41,7 @@ from cvapps.cli.common import (
     report_options,
     restart_options,
     runtime_option,
+    tracking_options,
     train_overwrite_option,
     warn_each,
     webcam_options,
@@ -164,15 +166,19 @@ def enroll_command(name: str, images: tuple[str, ...], db: str, faces: FaceModel
 @click.argument("source")
 @db_option
 @face_model_options()
-@output_options("Annotated image file (one input) or folder (several).")
+@tracking_options(counting=False)
+@output_options("Annotated image file (one input), folder (several) or video file.")
 @fail_on_value_error
-def identify_command(source: str, db: str, faces: FaceModelOptions, outputs: OutputOptions) -> None:
-    """Name every face in SOURCE (image, folder, glob or video) from the database (1:N); faces
+def identify_command(
+    source: str, db: str, faces: FaceModelOptions, outputs: OutputOptions, tracking: TrackingOptions
+) -> None:
+    """Name every face in SOURCE (image, folder, glob, video or stream) from the database (1:N); faces
     farther than the threshold from everyone are "unknown". The default threshold is the model's
     1:N one (stricter than verify's: with many people enrolled a stranger is close to someone);
-    the threshold used is printed once on stderr."""
+    the threshold used is printed once on stderr. With --track a face keeps its id across frames
+    and, once identified, its name."""
 
-    if run_identify(source, db, faces, outputs):
+    if run_identify(source, db, faces, outputs, track=tracking.track):
         sys.exit(1)
 
 
@@ -362,11 +368,13 @@ def eval_faces_command(
 @click.command("faces")
 @db_option
 @face_model_options()
+@tracking_options(counting=False)
 @webcam_options
 @fail_on_value_error
-def webcam_faces_command(db: str, faces: FaceModelOptions, webcam: WebcamOptions) -> None:
-    """Live face boxes with names from the database over a camera (q or Esc quits) or a video."""
-    run_webcam_faces(db, faces, webcam)
+def webcam_faces_command(db: str, faces: FaceModelOptions, webcam: WebcamOptions, tracking: TrackingOptions) -> None:
+    """Live face boxes with names from the database over a camera (q or Esc quits), a video or a stream;
+    with --track a face keeps its id and, once identified, its name."""
+    run_webcam_faces(db, faces, webcam, track=tracking.track)
 
 
 def _default_weights(weights: str | None, family: str) -> str | None:
@@ -448,9 +456,10 @@ def run_enroll(name: str, images: tuple[str, ...], db: str, faces: FaceModelOpti
     return len(result.skipped)
 
 
-def run_identify(source: str, db: str, faces: FaceModelOptions, outputs: OutputOptions) -> int:
+def run_identify(source: str, db: str, faces: FaceModelOptions, outputs: OutputOptions, *, track: bool = False) -> int:
     """``cvapps faces identify``: returns the number of inputs that failed to read."""
-    from cvapps.faces.database import FaceDatabase
+    from cvapps.core.tracking import Tracker
+    from cvapps.faces.database import FaceDatabase, track_identities
 
     database = FaceDatabase(db, faces.encoder())
     if not database.people():
@@ -460,10 +469,13 @@ def run_identify(source: str, db: str, faces: FaceModelOptions, outputs: OutputO
         click.echo(f"note: {threshold_note(database.encoder, faces.threshold, len(database.people()))}", err=True)
     source, settings = open_source(source), outputs
     outputs = Outputs(source, settings, task="faces")
+    tracker = Tracker(frame_rate=outputs.fps or 30.0) if track else None
     with outputs:
         for frame in outputs.frames():
             started = time.perf_counter()
             found = database.identify(frame.image, faces.threshold, gallery)
+            if tracker is not None:
+                found = track_identities(found, tracker)
             milliseconds = (time.perf_counter() - started) * 1000
             if outputs.records:
                 outputs.records.write(
@@ -479,7 +491,11 @@ def run_identify(source: str, db: str, faces: FaceModelOptions, outputs: OutputO
                 )
             if settings.json_path != "-":
                 label = f"{frame.source}" + (f"[{frame.index}]" if outputs.is_video else "")
-                names = ", ".join(f"{f.name} ({f.distance:.3f})" for f in found)
+                names = ", ".join(
+                    (f"#{f.track_id} " if f.track_id is not None and f.track_id >= 0 else "")
+                    + (f.name if f.distance is None else f"{f.name} ({f.distance:.3f})")
+                    for f in found
+                )
                 click.echo(f"{label}: {len(found)} face(s)" + (f": {names}" if names else ""))
             if outputs.wants_images:
                 outputs.write(draw_identities(frame.image, found), frame)
@@ -516,6 +532,8 @@ def draw_identities(image: np.ndarray, identities: list[Identity]) -> np.ndarray
         x1, y1, x2, y2 = (round(v) for v in who.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
         label = who.name if who.distance is None else f"{who.name} d={who.distance:.2f}"
+        if who.track_id is not None and who.track_id >= 0:
+            label = f"#{who.track_id} {label}"
         (width, height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(0, y1 - height - baseline - 2)
         cv2.rectangle(out, (x1, top), (x1 + width + 4, top + height + baseline + 2), colour, -1)
@@ -686,9 +704,13 @@ def roc_image(
     return image
 
 
-def run_webcam_faces(db: str, faces: FaceModelOptions, webcam: WebcamOptions) -> tuple[LoopStats, dict[str, int]]:
-    """``cvapps webcam faces``: boxes with names from the database, live."""
-    from cvapps.faces.database import FaceDatabase
+def run_webcam_faces(
+    db: str, faces: FaceModelOptions, webcam: WebcamOptions, *, track: bool = False
+) -> tuple[LoopStats, dict[str, int]]:
+    """``cvapps webcam faces``: boxes with names from the database, live; ``track``: ids that persist and
+    names kept per track."""
+    from cvapps.core.tracking import Tracker
+    from cvapps.faces.database import FaceDatabase, track_identities
 
     quiet, threshold = webcam.quiet, faces.threshold
     database = FaceDatabase(db, faces.encoder())
@@ -698,9 +720,12 @@ def run_webcam_faces(db: str, faces: FaceModelOptions, webcam: WebcamOptions) ->
     elif not quiet:
         click.echo(f"note: {threshold_note(database.encoder, threshold, len(database.people()))}", err=True)
     counts = {"frames": 0, "faces": 0, "named": 0}
+    tracker = Tracker() if track else None
 
     def process(image):
         found = database.identify(image, threshold, gallery)
+        if tracker is not None:
+            found = track_identities(found, tracker)
         counts["frames"] += 1
         counts["faces"] += len(found)
         counts["named"] += sum(f.name != "unknown" for f in found)

@@ -16,6 +16,9 @@ Rules every sink follows:
 - files are written atomically (a temporary file in the same folder, then a rename), so an
   interrupted run leaves no half-written file behind; an ``OSError`` while writing (a full disk)
   is a one-line ValueError naming the destination, never the temporary file.
+
+A video's codec follows its suffix (:func:`video_codec`): ``.webm`` is VP8 and ``.mp4`` H.264 when
+this OpenCV can encode it (both play in browsers), else MPEG-4 part 2 (browsers do not play it).
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Sequence
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cvapps.core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from cvapps.core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, quiet_opencv_log
 
 # Temporary files made by atomic_path and not yet renamed or removed: a signal that lands between
 # two bytecodes of a writer can skip its own cleanup, remove_unfinished() then finds them here.
@@ -370,8 +376,126 @@ class ImageSink:
         return path
 
 
+# --- video codecs -------------------------------------------------------------------------------
+
+CODEC_NAMES = {"avc1": "H.264", "VP80": "VP8", "mp4v": "MPEG-4 part 2", "MJPG": "Motion JPEG"}
+_MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
+_encodes: dict[tuple[str, str], bool] = {}  # (fourcc, suffix) -> this OpenCV writes it; probed once
+_probe_lock = threading.Lock()
+_stderr_lock = threading.RLock()
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Inside it, file descriptor 2 points at the null device, so the lines FFmpeg and OpenCV print
+    from C (``[h264_v4l2m2m @ 0x...] Could not find a valid device``, ``OpenCV: FFMPEG: tag ... is
+    not supported``) do not reach the terminal; restored on the way out, whatever happens.
+
+    Process-wide: whatever another thread writes to stderr meanwhile is lost too, so it is held
+    only around the opening of a writer (milliseconds). Without a usable descriptor 2 (closed, or
+    no dup on this platform) nothing is redirected.
+    """
+    with _stderr_lock:
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()  # what Python already wrote goes where it was going
+        except (AttributeError, OSError, ValueError):
+            pass
+        saved = None
+        try:
+            saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, 2)
+            finally:
+                os.close(null)
+        except OSError:
+            if saved is not None:
+                os.close(saved)
+            saved = None
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+
+
+def _open_writer(path: Path, fourcc: str, fps: float, size: tuple[int, int]):
+    """A ``cv2.VideoWriter`` on ``path`` (opened or not), with OpenCV's and FFmpeg's noise silenced."""
+    import cv2
+
+    with quiet_opencv_log(), _native_stderr_silenced():
+        try:
+            return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        except cv2.error:
+            return None
+
+
+def _can_encode(fourcc: str, suffix: str) -> bool:
+    """Whether this OpenCV writes ``fourcc`` into a ``suffix`` file: a 64x48 frame written to a
+    temporary file, once per process (cached)."""
+    key = (fourcc, suffix)
+    with _probe_lock:
+        if key not in _encodes:
+            with tempfile.TemporaryDirectory(prefix="cvapps-codec-") as folder:
+                writer = _open_writer(Path(folder) / f"probe{suffix}", fourcc, 25.0, (64, 48))
+                works = writer is not None and writer.isOpened()
+                if writer is not None:
+                    if works:
+                        with quiet_opencv_log(), _native_stderr_silenced():
+                            writer.write(np.zeros((48, 64, 3), np.uint8))
+                            writer.release()
+                    else:
+                        writer.release()
+            _encodes[key] = works
+        return _encodes[key]
+
+
+def video_codec(path: str | Path) -> tuple[str, str, bool]:
+    """``(fourcc, codec name, browser_playable)`` that :class:`VideoSink` writes ``path`` with.
+
+    By suffix: ``.webm`` VP8 (``"VP80"``); ``.mp4``, ``.m4v``, ``.mov`` H.264 (``"avc1"``) when this
+    OpenCV can encode it, else MPEG-4 part 2 (``"mp4v"``); ``.mkv`` VP8 when it can, else Motion
+    JPEG; ``.avi`` and the rest Motion JPEG (``"MJPG"``). Browsers play H.264 in .mp4/.m4v and VP8
+    in .webm (``browser_playable``); not MPEG-4 part 2, Motion JPEG or a .mov/.mkv container.
+
+    The first call for a suffix may open a tiny writer on a temporary file to find out (a few
+    milliseconds, once per process), its stderr noise silenced.
+
+        >>> video_codec("out.webm")
+        ('VP80', 'VP8', True)
+        >>> video_codec("out.avi")
+        ('MJPG', 'Motion JPEG', False)
+
+    Raises:
+        ValueError: ``path`` has no video suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(
+            f"{path}: a video output needs a video suffix such as .mp4, .webm or .avi (received {suffix or 'none'})."
+        )
+    if suffix == ".webm":
+        fourcc = "VP80"
+    elif suffix in _MP4_SUFFIXES:
+        fourcc = "avc1" if _can_encode("avc1", suffix) else "mp4v"
+    elif suffix == ".mkv":
+        fourcc = "VP80" if _can_encode("VP80", suffix) else "MJPG"
+    else:
+        fourcc = "MJPG"
+    playable = (fourcc == "avc1" and suffix in (".mp4", ".m4v")) or (fourcc == "VP80" and suffix == ".webm")
+    return fourcc, CODEC_NAMES[fourcc], playable
+
+
 class VideoSink:
     """Frames to a video file, written to a temporary file and renamed on :meth:`close`.
+
+    Attributes:
+        codec: the codec's name, from the suffix (see :func:`video_codec`): ``"H.264"``,
+            ``"VP8"``, ``"MPEG-4 part 2"`` or ``"Motion JPEG"``.
+        fourcc: its four-character code (``"avc1"``, ``"VP80"``, ``"mp4v"``, ``"MJPG"``).
+        browser_playable: True for H.264 in .mp4/.m4v and VP8 in .webm.
 
     Raises (constructor):
         ValueError: no video suffix, the file exists (without ``overwrite``), or it cannot be
@@ -380,8 +504,7 @@ class VideoSink:
 
     def __init__(self, path: str | Path, fps: float | None = 25.0, overwrite: bool = False) -> None:
         self.path = Path(path)
-        if self.path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ValueError(f"{path}: a video output needs a video suffix such as .mp4 or .avi.")
+        self.fourcc, self.codec, self.browser_playable = video_codec(self.path)
         check_writable(self.path)
         refuse_existing(self.path, overwrite)
         self.fps = float(fps) if fps and fps > 0 else 25.0
@@ -408,13 +531,15 @@ class VideoSink:
             )
         if self.writer is None:
             self.temporary = atomic_path(self.path)
-            fourcc = cv2.VideoWriter_fourcc(
-                *("mp4v" if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG")
-            )
-            self.size = (width, height)
-            self.writer = cv2.VideoWriter(str(self.temporary), fourcc, self.fps, (width, height))
-            if not self.writer.isOpened():
-                raise ValueError(f"{self.path}: OpenCV cannot write this video format here.")
+            writer = _open_writer(self.temporary, self.fourcc, self.fps, (width, height))
+            if writer is None or not writer.isOpened():
+                _finished(self.temporary)
+                self.temporary = None
+                raise ValueError(
+                    f"{self.path}: this OpenCV cannot write {self.codec} ({self.fourcc}) video at {width}x{height}; "
+                    "write an .avi (Motion JPEG) instead."
+                )
+            self.writer, self.size = writer, (width, height)
         self.writer.write(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
         self.frames += 1
 

@@ -1,4 +1,4 @@
-"""Sources: one iterator of RGB frames over an image, a folder, a glob, a video or a webcam.
+"""Sources: one iterator of RGB frames over an image, a folder, a glob, a video, a webcam or a network stream.
 
     >>> from cvapps.core.sources import iter_frames
     >>> for frame in iter_frames("photos/"):          # doctest: +SKIP
@@ -20,15 +20,23 @@ Two process-wide read options, seen by every thread:
   or :func:`set_max_pixels` moves the cap, ``read_image(path, max_pixels=N)`` sets it for one
   read. ``read_image(path, reduce_to=S)`` decodes a large JPEG at 1/2, 1/4 or 1/8 scale when
   the caller shrinks it to S anyway.
+
+Network streams (``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://``, ``udp://``, ``tcp://`` or a
+name ending in ``.m3u8``) are read through OpenCV's FFmpeg backend. Opening and each read wait at
+most ``CVAPPS_STREAM_TIMEOUT`` seconds (default 10); a stream whose frames stop is reopened as its
+:class:`ReconnectPolicy` says, and frames, messages and records name it by :func:`display_name`
+(its password masked).
 """
 
 from __future__ import annotations
 
 import glob as globlib
+import math
 import os
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +51,8 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+DEFAULT_STREAM_TIMEOUT = 10.0  # seconds; CVAPPS_STREAM_TIMEOUT overrides it
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,10 @@ class Frame:
 
     Attributes:
         image: (H, W, 3) uint8 RGB, or None when the frame could not be read.
-        source: the file path (or ``"camera:N"``) it came from.
-        index: frame number within a video or camera stream; 0 for still images.
+        source: the file path, ``"camera:N"`` or the stream URL with its password masked
+            (:func:`display_name`) it came from.
+        index: frame number within a video, camera or network stream (counting on across
+            reconnects); 0 for still images.
         error: one-line reason the frame could not be read, else None.
     """
 
@@ -309,8 +321,148 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+# --- network streams ---------------------------------------------------------------------------
+
+_SECRET_PARAMETERS = ("password", "passwd", "pass", "pwd", "secret", "token", "key", "auth", "signature", "sig")
+_SECRET_QUERY = re.compile(r"([?&;](?:" + "|".join(_SECRET_PARAMETERS) + r")=)[^&;#]*", re.IGNORECASE)
+
+
+def is_stream_url(source: str | int | Path) -> bool:
+    """Whether ``source`` names a network stream: a string starting with one of
+    :data:`STREAM_SCHEMES` (``rtsp://``, ``http://``, ...) or ending in ``.m3u8`` (an HLS
+    playlist), case-insensitive.
+
+    >>> is_stream_url("RTSP://cam.local/live"), is_stream_url("clips/live.M3U8"), is_stream_url("clip.mp4")
+    (True, True, False)
+    """
+    if isinstance(source, int):
+        return False
+    text = str(source).lower()
+    return text.startswith(STREAM_SCHEMES) or text.endswith(".m3u8")
+
+
+def display_name(url: str) -> str:
+    """``url`` as cvapps shows it in frames, messages and records: the password of its user info and
+    the values of query parameters named password, passwd, pass, pwd, secret, token, key, auth,
+    signature or sig replaced by ``***``. Anything else (a user name, a path) is returned unchanged;
+    masking twice changes nothing.
+
+    >>> display_name("rtsp://user:secret@host/x")
+    'rtsp://user:***@host/x'
+    >>> display_name("http://cam.local/video.mjpg?user=admin&password=hunter2&fps=5")
+    'http://cam.local/video.mjpg?user=admin&password=***&fps=5'
+    >>> display_name("rtsp://user@host/x"), display_name("clip.mp4")
+    ('rtsp://user@host/x', 'clip.mp4')
+    """
+    text = str(url)
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        return text
+    # The authority ends at the first "/", "?" or "#"; its user info at the last "@" in it (as FFmpeg splits it).
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, host = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    return f"{scheme}://{authority}{_SECRET_QUERY.sub(lambda m: m.group(1) + '***', tail)}"
+
+
+def stream_timeout() -> float:
+    """Seconds a network stream may take to open, and each read to deliver: ``CVAPPS_STREAM_TIMEOUT``
+    when set, else :data:`DEFAULT_STREAM_TIMEOUT` (10).
+
+    Raises:
+        ValueError: ``CVAPPS_STREAM_TIMEOUT`` is set but not a number of seconds > 0.
+    """
+    text = os.environ.get("CVAPPS_STREAM_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_STREAM_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"CVAPPS_STREAM_TIMEOUT={text!r}: expected a number of seconds > 0 such as 10 (the default).")
+    return value
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How a network stream whose frames stop (a read fails or times out) is reopened.
+
+    The reader releases the stream, waits ``delay`` seconds and reopens it; each failed attempt
+    doubles the wait, up to ``max_delay``. An attempt fails when the stream does not open within
+    :func:`stream_timeout` or opens without delivering a frame. After ``attempts`` failures in a
+    row the stream ends with one error :class:`Frame`. Frame indices count on across reconnects.
+
+    >>> ReconnectPolicy().delays()
+    (1.0, 2.0, 4.0, 8.0, 16.0)
+    >>> ReconnectPolicy(attempts=3, delay=0.5, max_delay=1.0).delays()
+    (0.5, 1.0, 1.0)
+
+    Attributes:
+        attempts: reopen attempts in a row before giving up; 0 never reconnects.
+        delay: seconds before the first attempt (>= 0).
+        max_delay: the longest wait between attempts, in seconds (>= ``delay``).
+
+    Raises (constructor):
+        ValueError: a negative or non-integer ``attempts``, or a negative or non-finite delay.
+    """
+
+    attempts: int = 5
+    delay: float = 1.0
+    max_delay: float = 16.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, (int, np.integer)) or self.attempts < 0:
+            raise ValueError(f"ReconnectPolicy attempts={self.attempts!r}; expected a whole number >= 0 (0: never).")
+        for field, value in (("delay", self.delay), ("max_delay", self.max_delay)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < math.inf:
+                raise ValueError(f"ReconnectPolicy {field}={value!r}; expected a number of seconds >= 0.")
+        if self.max_delay < self.delay:
+            raise ValueError(
+                f"ReconnectPolicy max_delay={self.max_delay!r} is below delay={self.delay!r}; "
+                "expected max_delay >= delay."
+            )
+
+    def delays(self) -> tuple[float, ...]:
+        """The wait before each attempt, in seconds: ``delay * 2**k`` capped at ``max_delay``."""
+        return tuple(float(min(self.delay * 2**k, self.max_delay)) for k in range(int(self.attempts)))
+
+
+_log_lock = threading.Lock()
+_log_depth = 0
+_log_saved = 0
+
+
+@contextmanager
+def quiet_opencv_log() -> Iterator[None]:
+    """Inside it, OpenCV's own logger (its ``[ WARN:0@...]`` and ``[ERROR:0@...]`` lines) is silent.
+
+    The level is one setting for the whole process (``cv2.utils.logging``); it is lowered while at
+    least one caller is inside this scope (counted across threads) and put back after the last.
+    FFmpeg's own lines (``[tcp @ 0x...]``) are not OpenCV's logger and still show.
+    """
+    import cv2
+
+    global _log_depth, _log_saved
+    with _log_lock:
+        if _log_depth == 0:
+            _log_saved = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        _log_depth += 1
+    try:
+        yield
+    finally:
+        with _log_lock:
+            _log_depth -= 1
+            if _log_depth == 0:
+                cv2.utils.logging.setLogLevel(_log_saved)
+
+
 def resolve_source(source: str | int | Path) -> tuple[str, list]:
-    """Classify ``source`` as ("camera", [index]), ("video", [path]) or ("images", [paths]).
+    """Classify ``source`` as ("camera", [index]), ("stream", [url]), ("video", [path]) or
+    ("images", [paths]). A stream is what :func:`is_stream_url` says; nothing is opened here.
 
     Raises:
         ValueError: nothing exists at that path, a folder or glob holds no images, or the
@@ -319,6 +471,8 @@ def resolve_source(source: str | int | Path) -> tuple[str, list]:
     text = str(source)
     if isinstance(source, int) or text.isdigit():
         return "camera", [int(text)]
+    if is_stream_url(text):
+        return "stream", [text]
     path = Path(text)
     if path.is_dir():
         images = list_images(path)
@@ -337,7 +491,7 @@ def resolve_source(source: str | int | Path) -> tuple[str, list]:
         return "images", images
     raise ValueError(
         f"{text}: no such file or folder. Expected an image, a folder, a glob such as 'photos/*.jpg', "
-        "a video file or a camera index such as 0."
+        "a video file, a camera index such as 0 or a stream URL such as rtsp://host/path."
     )
 
 
@@ -346,8 +500,9 @@ class Source:
     """A resolved source: what it is and what it holds, listed once.
 
     Attributes:
-        kind: ``"images"``, ``"video"`` or ``"camera"``.
-        items: image paths, ``[video path]`` or ``[camera index]``.
+        kind: ``"images"``, ``"video"``, ``"camera"`` or ``"stream"`` (a network stream).
+        items: image paths, ``[video path]``, ``[camera index]`` or ``[stream URL]`` (as given,
+            password included: show it with :func:`display_name`).
     """
 
     kind: str
@@ -355,18 +510,27 @@ class Source:
 
     @property
     def is_stream(self) -> bool:
-        return self.kind in ("video", "camera")
+        """True for a sequence of frames (a video, a camera or a network stream), False for images."""
+        return self.kind in ("video", "camera", "stream")
 
-    def frames(self, prefetch: int = 64, workers: int = 2) -> Iterator[Frame]:
-        """Frames in order (see :func:`iter_frames`)."""
+    def frames(self, prefetch: int = 64, workers: int = 2, reconnect: ReconnectPolicy | None = None) -> Iterator[Frame]:
+        """Frames in order (see :func:`iter_frames`).
+
+        Raises:
+            ValueError: a network stream cannot be opened (at this call; a video or camera is
+                opened at the first frame).
+        """
         if self.kind == "images":
             return _ahead(_image_frames(self.items, workers, prefetch), prefetch)
         if self.kind == "video":
             return _ahead(_video_frames(str(self.items[0]), str(self.items[0])), prefetch)
+        if self.kind == "stream":
+            url = self.items[0]
+            return stream_frames(url, open_video(url, display_name(url)), reconnect)
         return _video_frames(self.items[0], f"camera:{self.items[0]}")
 
     def count(self) -> int | None:
-        """Number of frames, when known cheaply (for progress bars), else None."""
+        """Number of frames, when known cheaply (for progress bars), else None (cameras, streams)."""
         if self.kind == "images":
             return len(self.items)
         if self.kind == "video":
@@ -386,20 +550,36 @@ def open_source(source: str | int | Path | Source) -> Source:
     return Source(*resolve_source(source))
 
 
-def iter_frames(source: str | int | Path | Source, prefetch: int = 64, workers: int = 2) -> Iterator[Frame]:
+def iter_frames(
+    source: str | int | Path | Source,
+    prefetch: int = 64,
+    workers: int = 2,
+    *,
+    reconnect: ReconnectPolicy | None = None,
+) -> Iterator[Frame]:
     """Yield :class:`Frame` objects from any source, in order, decoding ahead of the consumer.
 
     Args:
-        source: image path, folder, glob pattern, video path, or camera index (int or "0").
+        source: image path, folder, glob pattern, video path, camera index (int or "0") or
+            network stream URL (see :func:`is_stream_url`).
         prefetch: how many decoded frames may wait ahead of the consumer (overlaps decoding
-            with whatever the consumer does, e.g. inference).
+            with whatever the consumer does, e.g. inference). Cameras and streams are read when
+            the consumer asks, every frame in order (the webcam loop's reader drops stale ones).
         workers: threads decoding image files (Pillow releases the GIL while decoding).
+        reconnect: how a network stream is reopened when its frames stop (None: the default
+            :class:`ReconnectPolicy`, 5 attempts 1 to 16 s apart). Ignored for other sources.
+
+    A stream that is lost (every reconnect attempt failed) ends with one error :class:`Frame`
+    (``image=None``) naming it and the frames read. A stream URL that reports a frame count (a
+    file served over HTTP, an HLS VOD playlist) is read to its end like a video file, without
+    reconnecting (reopening would start it again from the beginning).
 
     Raises:
         ValueError: the source does not exist or holds nothing (see :func:`resolve_source`),
-            or a video or camera cannot be opened.
+            a network stream cannot be opened within :func:`stream_timeout` (at this call), or
+            a video or camera cannot be opened (at the first frame).
     """
-    return open_source(source).frames(prefetch, workers)
+    return open_source(source).frames(prefetch, workers, reconnect)
 
 
 def _read_frame(path):
@@ -428,15 +608,134 @@ def _image_frames(paths, workers=2, window=64):
 
 
 def open_video(target: str | int, name: str) -> cv2.VideoCapture:
-    """An opened ``cv2.VideoCapture`` or a ValueError naming what could not be opened."""
+    """An opened ``cv2.VideoCapture`` or a ValueError naming what could not be opened.
+
+    A network stream (:func:`is_stream_url`) is opened with OpenCV's FFmpeg backend; opening and
+    each later read wait at most :func:`stream_timeout` seconds, and messages name it by
+    :func:`display_name` whatever ``name`` says.
+    """
     import cv2
 
+    if isinstance(target, str) and is_stream_url(target):
+        return _open_stream(target, display_name(name))
     capture = cv2.VideoCapture(target)
     if not capture.isOpened():
         what = f"camera {target}" if isinstance(target, int) else f"video {name}"
         hint = "check it is connected and not in use" if isinstance(target, int) else "check the file plays"
         raise ValueError(f"{name}: could not open {what}; {hint}.")
     return capture
+
+
+def _open_stream(url, name):
+    import cv2
+
+    timeout = stream_timeout()
+    milliseconds = max(1, round(timeout * 1000))
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds, cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds]
+    try:
+        with quiet_opencv_log():  # its warnings say what the ValueError below says
+            capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+    except cv2.error as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        raise ValueError(f"{name}: could not open the stream ({reason}).") from None
+    if not capture.isOpened():
+        capture.release()
+        raise ValueError(
+            f"{name}: could not open the stream within {timeout:g} s; check the address and that the server "
+            "is up (CVAPPS_STREAM_TIMEOUT=seconds waits longer; this OpenCV reads rtsp/http/hls through FFmpeg)."
+        )
+    return capture
+
+
+def stream_frames(
+    url: str,
+    capture: cv2.VideoCapture | None = None,
+    reconnect: ReconnectPolicy | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Frame]:
+    """Frames of the network stream ``url`` ((H, W, 3) uint8 RGB, ``source`` = :func:`display_name`
+    of it, ``index`` counting on across reconnects), read when the consumer asks.
+
+    Args:
+        url: the stream URL (password included).
+        capture: the stream already opened by :func:`open_video`, or None to open it at the first
+            frame (a ValueError then).
+        reconnect: the :class:`ReconnectPolicy` (None: the default one).
+        stop: an event that ends the stream when set (checked between reads and during the
+            waits between reconnect attempts, so a reader thread can be stopped at once).
+
+    Ends with one error :class:`Frame` (``image=None``) when the stream opened but delivered no
+    frame, or when it was lost and ``reconnect.attempts`` reopen attempts in a row failed. A URL
+    that reports a frame count (a file over HTTP) ends at its end, without reconnecting. The
+    capture (and every reopened one) is released when the generator ends or is closed.
+    """
+    import cv2
+
+    policy = ReconnectPolicy() if reconnect is None else reconnect
+    name = display_name(url)
+    if capture is None:
+        capture = open_video(url, name)
+    total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    finite = math.isfinite(total) and total > 0  # live streams report 0 or a negative count
+    index = 0
+    try:
+        while stop is None or not stop.is_set():
+            ok, bgr = capture.read()
+            if not ok:
+                if index == 0:
+                    yield Frame(
+                        None,
+                        name,
+                        0,
+                        f"{name}: the stream opened but sent no frame within {stream_timeout():g} s; "
+                        "check that it is live (CVAPPS_STREAM_TIMEOUT=seconds waits longer).",
+                    )
+                    return
+                if finite:
+                    return
+                capture.release()
+                capture, bgr = _reconnect(url, name, policy, stop)
+                if capture is None:
+                    if stop is not None and stop.is_set():
+                        return
+                    yield Frame(None, name, index, _lost_message(name, index, policy))
+                    return
+            yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), name, index)
+            index += 1
+    finally:
+        if capture is not None:
+            capture.release()
+
+
+def _reconnect(url, name, policy, stop):
+    """``(capture, first BGR frame)`` from reopening ``url`` as ``policy`` says; ``(None, None)``
+    when every attempt failed or ``stop`` was set."""
+    for delay in policy.delays():
+        if stop is not None:
+            if stop.wait(delay):
+                return None, None
+        elif delay > 0:
+            time.sleep(delay)
+        try:
+            capture = open_video(url, name)
+        except ValueError:
+            continue
+        ok, bgr = capture.read()
+        if ok:
+            return capture, bgr
+        capture.release()
+    return None, None
+
+
+def _lost_message(name, index, policy):
+    if policy.attempts == 0:
+        return f"{name}: stream lost after {index} frames; reconnecting is off (ReconnectPolicy(attempts=0))."
+    attempts = f"{policy.attempts} reconnect attempt{'s' if policy.attempts != 1 else ''}"
+    return (
+        f"{name}: stream lost after {index} frames; {attempts} failed "
+        f"(waits {policy.delays()[0]:g} to {policy.delays()[-1]:g} s, up to {stream_timeout():g} s each to open); "
+        "check that the server is up."
+    )
 
 
 def _video_frames(target, name):

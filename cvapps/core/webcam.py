@@ -6,10 +6,13 @@
     ...                  output="annotated.mp4", realtime=False)
     >>> stats.frames, stats.fps, stats.dropped                 # doctest: +SKIP
 
-Frames are read on a daemon thread. For a camera only the newest frame is kept, so a slow
-model lowers the displayed frame rate instead of building up lag; a video file is delivered
-frame by frame (nothing dropped) unless ``realtime=True``, which plays it at its own frame
-rate like a camera. Windows are opened only by :func:`run_loop` with ``show=True``.
+Frames are read on a daemon thread. For a camera or a network stream (``rtsp://``, ``http://``,
+``.m3u8``, ...) only the newest frame is kept, so a slow model lowers the displayed frame rate
+instead of building up lag; a video file is delivered frame by frame (nothing dropped) unless
+``realtime=True``, which plays it at its own frame rate like a camera. A network stream is opened
+and read with the timeout and reconnect policy of :mod:`cvapps.core.sources`
+(:func:`~cvapps.core.sources.stream_frames`), and named with its password masked. Windows are
+opened only by :func:`run_loop` with ``show=True``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,16 @@ import numpy as np
 
 from cvapps.core.annotate import draw_text_lines
 from cvapps.core.sinks import VideoSink
-from cvapps.core.sources import Frame, open_video, resolve_source
+from cvapps.core.sources import (
+    Frame,
+    ReconnectPolicy,
+    display_name,
+    is_stream_url,
+    open_video,
+    resolve_source,
+    stream_frames,
+    stream_timeout,
+)
 
 DEFAULT_FPS = 25.0
 QUEUE_SIZE = 4  # frames a non-realtime reader may decode ahead of the consumer
@@ -36,7 +48,8 @@ QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q, Q, Esc
 
 
 def capture_target(source: str | int | Path) -> int | str:
-    """``source`` as a ``cv2.VideoCapture`` target: an int camera index or a video path string.
+    """``source`` as a ``cv2.VideoCapture`` target: an int camera index, a video path string or a
+    network stream URL (returned as given, password included; nothing is opened here).
 
     Raises:
         ValueError: the path does not exist, or it is an image, folder or glob rather than a video.
@@ -44,11 +57,11 @@ def capture_target(source: str | int | Path) -> int | str:
     kind, items = resolve_source(source)
     if kind == "camera":
         return items[0]
-    if kind == "video":
+    if kind in ("video", "stream"):
         return str(items[0])
     raise ValueError(
-        f"{source}: is an image source; the webcam loop expects a camera index such as 0 or a video "
-        "file (.mp4, .avi, ...). Use the app's image mode for images and folders."
+        f"{source}: is an image source; the webcam loop expects a camera index such as 0, a video "
+        "file (.mp4, .avi, ...) or a stream URL (rtsp://...). Use the app's image mode for images and folders."
     )
 
 
@@ -117,28 +130,39 @@ class LatestFrameReader:
     """Reads frames on a daemon thread from a ``cv2.VideoCapture`` target.
 
     Args:
-        target: camera index (int or digit string) or video file path (str or Path).
+        target: camera index (int or digit string), video file path (str or Path) or network
+            stream URL (see :func:`~cvapps.core.sources.is_stream_url`).
         realtime: True keeps only the newest frame (stale ones are dropped and counted in
             ``dropped``), so a slow model never freezes the display; a video file is then
             played at its own FPS, like a camera. False delivers every frame in order (headless
-            processing, tests). None: True for a camera, False for a video file.
+            processing, tests). None: True for a camera or a stream, False for a video file.
+        reconnect: how a network stream is reopened when its frames stop (None: the default
+            :class:`~cvapps.core.sources.ReconnectPolicy`). Ignored for cameras and files.
 
     Attributes:
+        name: what messages and frames call the source: ``"camera:N"``, the file path, or the
+            stream URL with its password masked (:func:`~cvapps.core.sources.display_name`).
+        stream: whether ``target`` is a network stream.
         fps: the capture's reported FPS (25.0 when unknown).
         dropped: frames dropped as stale so far.
 
     Raises:
-        ValueError: the camera or video cannot be opened; the message names it.
+        ValueError: the camera, video or stream cannot be opened (a stream: within
+            ``CVAPPS_STREAM_TIMEOUT`` seconds, default 10); the message names it.
     """
 
-    def __init__(self, target: int | str | Path, realtime: bool | None = None):
+    def __init__(
+        self, target: int | str | Path, realtime: bool | None = None, reconnect: ReconnectPolicy | None = None
+    ):
         if isinstance(target, str) and target.isdigit():
             target = int(target)
         elif not isinstance(target, int):
             target = str(target)  # a pathlib.Path
         self.camera = isinstance(target, int)
-        self.name = f"camera:{target}" if self.camera else str(target)
-        self.realtime = self.camera if realtime is None else bool(realtime)
+        self.stream = not self.camera and is_stream_url(target)
+        self.name = f"camera:{target}" if self.camera else display_name(target) if self.stream else str(target)
+        self.realtime = (self.camera or self.stream) if realtime is None else bool(realtime)
+        self.reconnect = ReconnectPolicy() if reconnect is None else reconnect
         if self.camera:
             try:
                 capture = open_video(target, self.name)
@@ -153,57 +177,94 @@ class LatestFrameReader:
 
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
+        if self.stream:
+            # The longest the reader thread can take to deliver something: a read that times out,
+            # then every reconnect attempt (its wait, an open and a first read, each bounded).
+            limit = stream_timeout()
+            self._patience = limit + sum(delay + 2 * limit for delay in self.reconnect.delays()) + 5.0
+        self._stop = threading.Event()
         self._buffer = _Latest(self.realtime)
-        self._thread = threading.Thread(target=self._work, args=(capture,), daemon=True)
+        self._thread = threading.Thread(target=self._work, args=(capture, target), daemon=True)
         self._thread.start()
 
     @property
     def dropped(self) -> int:
         return self._buffer.dropped
 
-    def _work(self, capture):
+    def _frames(self, capture, target):
+        """The capture's frames: a stream's with its reconnect policy, a file's paced when realtime."""
+        if self.stream:
+            yield from stream_frames(target, capture, self.reconnect, self._stop)
+            return
         import cv2
 
-        buffer, error, index = self._buffer, None, 0
         pace = self.realtime and not self.camera  # play a file at its own rate, like a camera
         start = time.perf_counter()
+        index = 0
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                return
+            if pace:
+                delay = start + index / self.fps - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.name, index)
+            index += 1
+
+    def _work(self, capture, target):
+        buffer, error, delivered = self._buffer, None, 0
+        frames = self._frames(capture, target)
         try:
-            while not buffer.closed:
-                ok, bgr = capture.read()
-                if not ok:
+            for frame in frames:
+                if buffer.closed:
                     break
-                if pace:
-                    delay = start + index / self.fps - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                if not buffer.put(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.name, index)):
+                if frame.error is not None and delivered == 0:  # opened, yet not one frame came
+                    error = ValueError(frame.error)
                     break
-                index += 1
+                if not buffer.put(frame):
+                    break
+                delivered += 1
         except Exception as caught:  # re-raised by read() in the consumer's thread
             error = caught
         finally:
+            frames.close()  # releases a reopened stream
             capture.release()
-            if error is None and index == 0 and not buffer.closed:
+            if error is None and delivered == 0 and not buffer.closed:
                 error = ValueError(f"{self.name}: no frames could be read; check the file plays or the camera works.")
             buffer.end(error)
 
-    def read(self, timeout: float = 5.0) -> Frame | None:
-        """The next :class:`~cvapps.core.sources.Frame` ((H, W, 3) uint8 RGB, ``source`` = the file path or
-        ``"camera:N"``, ``index`` = position in the stream, so drops show as gaps); None at the end.
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The next :class:`~cvapps.core.sources.Frame` ((H, W, 3) uint8 RGB, ``source`` = :attr:`name`,
+        ``index`` = position in the stream, so drops show as gaps); None at the end.
+
+        A network stream lost after its reconnect attempts gives one last Frame with ``image=None``
+        and ``error`` saying so, then None.
+
+        Args:
+            timeout: seconds to wait for a frame. None: 5 s for a camera or file; for a stream,
+                as long as its reader can take to read or give up (a read timeout plus every
+                reconnect attempt of its policy, about 146 s with the defaults).
 
         Raises:
             ValueError: no frame arrived within ``timeout`` seconds, or none could be read at all.
         """
+        if timeout is None:
+            timeout = self._patience if self.stream else 5.0
         try:
             return self._buffer.get(timeout)
         except TimeoutError:
-            raise ValueError(
-                f"{self.name}: no frame arrived within {timeout:g} s; check the camera is not in use "
-                "by another program, or pass --source path/to/video.mp4."
-            ) from None
+            hint = (
+                "check that the stream is live and the network is up"
+                if self.stream
+                else "check the camera is not in use by another program, or pass --source path/to/video.mp4"
+            )
+            raise ValueError(f"{self.name}: no frame arrived within {timeout:g} s; {hint}.") from None
 
     def close(self) -> None:
-        """Stop the reader thread and release the capture (waits up to 2 s for the thread)."""
+        """Stop the reader thread and release the capture (waits up to 2 s for the thread; a stream
+        still opening finishes that on its own, bounded by its timeout, and is then released)."""
+        self._stop.set()
         self._buffer.close()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
@@ -241,11 +302,14 @@ def run_loop(
     max_frames: int | None = None,
     window_name: str = "cvapps",
     realtime: bool | None = None,
+    reconnect: ReconnectPolicy | None = None,
 ) -> LoopStats:
     """Read frames, run ``process`` on each, overlay a smoothed FPS, show and/or record them.
 
     Args:
-        source: camera index (int or digit string such as "0") or a video file path.
+        source: camera index (int or digit string such as "0"), a video file path or a network
+            stream URL (``rtsp://...``, ``http://...``, ``.m3u8``; read like a camera, with the
+            timeout and reconnect policy of :func:`~cvapps.core.sources.stream_frames`).
         process: callable taking a (H, W, 3) uint8 RGB frame and returning the annotated
             (H', W', 3) uint8 RGB frame (any size; one size throughout when recording).
         show: display in a window (q or Esc quits, as does closing the window); False is the
@@ -255,14 +319,17 @@ def run_loop(
         overwrite: replace an existing ``output`` instead of refusing.
         max_frames: stop after this many frames (None: until the stream ends or the user quits).
         window_name: title of the display window.
-        realtime: see :class:`LatestFrameReader` (None: drop stale frames for a camera only).
+        realtime: see :class:`LatestFrameReader` (None: drop stale frames for a camera or a stream).
+        reconnect: how a network stream is reopened when its frames stop (None: the default
+            :class:`~cvapps.core.sources.ReconnectPolicy`); ignored for cameras and files.
 
     Returns:
         :class:`LoopStats`. Ctrl+C stops the loop like q does: the recording is kept and the
         stats are returned.
 
     Raises:
-        ValueError: the source cannot be opened, ``output`` exists (without ``overwrite``) or
+        ValueError: a network stream was lost after its reconnect attempts (the frames recorded
+            until then are kept in ``output``); the source cannot be opened, ``output`` exists (without ``overwrite``) or
             has no video suffix, ``show=True`` without a display, ``max_frames`` is not a
             positive int, ``process`` returned something other than (H, W, 3) uint8, or (when
             recording) a frame whose size differs from the first one.
@@ -273,10 +340,10 @@ def run_loop(
         _check_display()
     target = capture_target(source)
     sink = VideoSink(output, overwrite=overwrite) if output is not None else None  # refuses before any work
-    frames, dropped, keep, window, watch_close = 0, 0, False, False, False
+    frames, dropped, keep, window, watch_close, lost = 0, 0, False, False, False, None
     start = time.perf_counter()
     try:
-        with LatestFrameReader(target, realtime) as reader:
+        with LatestFrameReader(target, realtime, reconnect) as reader:
             if sink is not None:
                 sink.fps = reader.fps
             start = last = time.perf_counter()
@@ -285,6 +352,9 @@ def run_loop(
                 while max_frames is None or frames < max_frames:
                     frame = reader.read()
                     if frame is None:
+                        break
+                    if frame.error is not None:  # a stream lost for good: keep what was recorded, then say so
+                        lost = frame.error
                         break
                     annotated = _check_processed(process(frame.image), frame)
                     now = time.perf_counter()
@@ -311,6 +381,8 @@ def run_loop(
             sink.close(keep=keep)
         if window:
             _close_window(window_name)
+    if lost is not None:
+        raise ValueError(lost)
     return LoopStats(frames, seconds, frames / seconds if seconds > 0 else 0.0, dropped)
 
 

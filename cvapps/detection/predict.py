@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,8 @@ from cvapps.detection.model import SlotGeometry
 if TYPE_CHECKING:
     import keras
 
+    from cvapps.core.streaming import FrameResult
+    from cvapps.core.tracking import Tracker, TrackOptions
     from cvapps.runtime import OpenedModel
 
 # --- results -----------------------------------------------------------------------------------
@@ -33,12 +35,16 @@ class Detections:
         confidence: (N,) float32 scores in [0, 1].
         class_id: (N,) int64 indices into ``class_names``.
         class_names: the model's class names.
+        track_id: (N,) int64 track ids when the detections come from a tracked stream
+            (``detect(..., track=True)``): the same object keeps its id from frame to frame; -1 is a
+            box not confirmed as a track yet. None when not tracked.
     """
 
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
     class_names: tuple = ()
+    track_id: np.ndarray | None = None
 
     def __post_init__(self):
         xyxy = np.asarray(self.xyxy, np.float32).reshape(-1, 4)
@@ -60,6 +66,13 @@ class Detections:
             raise ValueError("confidence must be in [0, 1].")
         if self.class_names and len(class_id) and (class_id.min() < 0 or class_id.max() >= len(self.class_names)):
             raise ValueError(f"class_id values must index the {len(self.class_names)} class_names.")
+        if self.track_id is not None:
+            track_id = np.asarray(self.track_id).reshape(-1)
+            if len(track_id) != len(xyxy) or (len(track_id) and np.any(np.mod(track_id, 1) != 0)):
+                raise ValueError(
+                    f"track_id must hold one integer per box ({len(xyxy)}); received {len(track_id)} values."
+                )
+            object.__setattr__(self, "track_id", track_id.astype(np.int64))
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "confidence", confidence)
         object.__setattr__(self, "class_id", class_id)
@@ -76,7 +89,8 @@ class Detections:
         """Select detections by boolean mask, integer array or slice; returns Detections."""
         if isinstance(index, (int, np.integer)):
             index = [index]
-        return Detections(self.xyxy[index], self.confidence[index], self.class_id[index], self.class_names)
+        tracks = None if self.track_id is None else self.track_id[index]
+        return Detections(self.xyxy[index], self.confidence[index], self.class_id[index], self.class_names, tracks)
 
     @property
     def class_name(self) -> list[str]:
@@ -84,8 +98,8 @@ class Detections:
         return [self.class_names[i] if self.class_names else str(i) for i in self.class_id]
 
     def to_dict(self) -> list[dict[str, Any]]:
-        """One JSON-ready record per detection."""
-        return [
+        """One JSON-ready record per detection (with ``track_id`` when tracked)."""
+        records = [
             {
                 "box": [round(float(v), 2) for v in box],
                 "confidence": round(float(c), 6),
@@ -94,6 +108,10 @@ class Detections:
             }
             for box, c, i, n in zip(self.xyxy, self.confidence, self.class_id, self.class_name)
         ]
+        if self.track_id is not None:
+            for record, track in zip(records, self.track_id):
+                record["track_id"] = int(track)
+        return records
 
 
 # --- inference ---------------------------------------------------------------------------------
@@ -109,7 +127,7 @@ def decode_predictions(raw: ArrayLike, geometry: SlotGeometry) -> tuple[np.ndarr
 
 
 def detect(
-    images: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    images: str | int | Path | np.ndarray | Sequence[str | Path | np.ndarray],
     model: str | Path | keras.Model | OpenedModel | None = None,
     *,
     confidence_threshold: float = 0.25,
@@ -118,11 +136,14 @@ def detect(
     max_detections: int = 300,
     class_thresholds: Mapping[str, float] | None = None,
     runtime: str = "auto",
-) -> list[Detections]:
+    stream: bool = False,
+    track: bool | TrackOptions | Tracker = False,
+) -> list[Detections] | Iterator[FrameResult]:
     """Detect objects; boxes come back in each original image's pixels.
 
     Args:
-        images: a path, an (H, W, 3) RGB array, or a list of them.
+        images: a path, an (H, W, 3) RGB array, or a list of them; with ``stream=True`` any source:
+            an image, folder, glob, video file, camera index (``0``) or stream URL (``rtsp://...``).
         model: a detector: shipped name, ``.keras``/``.onnx`` path, ``keras.Model`` or opened
             model; default the shipped ``person`` detector.
         confidence_threshold: keep detections scoring at least this (objectness x class).
@@ -132,13 +153,28 @@ def detect(
         max_detections: at most this many per image, best first.
         class_thresholds: ``{class name: threshold}`` overriding ``confidence_threshold`` for
             those classes (e.g. ``{"person": 0.5}`` with 0.25 for the rest).
+        stream: yield :class:`~cvapps.core.streaming.FrameResult` ``(frame, detections)`` frame by
+            frame instead of returning a list (a video is never held in memory; see
+            :mod:`cvapps.core.streaming`).
+        track: give boxes track ids that persist across the frames, in order (ByteTrack, from the
+            ``trackers`` package): ``True`` or a :class:`cvapps.core.tracking.TrackOptions` (a new
+            tracker for this call), or a :class:`cvapps.core.tracking.Tracker` of yours, which keeps
+            its tracks from call to call (Ultralytics' ``persist=True``: ``detect(frame, track=tracker)``
+            in your own loop). Boxes scoring between 0.1 and the threshold are used to continue a
+            track through a dip in confidence (ByteTrack's second association) and are returned when
+            they do; a box that is not a confirmed track yet has id -1.
 
     Returns:
-        list of :class:`Detections`, one per image.
+        list of :class:`Detections`, one per image; with ``stream=True`` an iterator of
+        ``FrameResult(frame, detections)`` (``detections`` None for a frame that could not be read).
+
+    Raises:
+        ValueError: a bad threshold, class or image; with ``stream=True`` a source that cannot be
+            opened (at the call, before the first frame).
+
+        >>> for frame, found in detect("street.mp4", stream=True, track=True):   # doctest: +SKIP
+        ...     print(frame.index, found.track_id, found.class_name)
     """
-    from cvapps.core.boxes import clip_boxes, nms
-    from cvapps.core.sources import read_image
-    from cvapps.detection.augment import letterbox, unletterbox_boxes
     from cvapps.runtime import open_model
 
     if not 0 <= iou_threshold <= 1:
@@ -147,29 +183,86 @@ def detect(
     info = model.info
     thresholds = class_threshold_vector(info.class_names, confidence_threshold, classes, class_thresholds)
     geometry = _geometry(info.image_size, json.dumps(info.settings["anchors"]), tuple(info.settings["strides"]))
+    tracker = None if track is False or track is None else _tracker(track, confidence_threshold)
+    if tracker is not None:  # the tracker sees the low boxes too (ByteTrack's second association)
+        lowered = np.where(np.isfinite(thresholds), np.minimum(thresholds, TRACK_LOW_THRESHOLD), thresholds)
+    one = functools.partial(
+        _detect_one,
+        model=model,
+        thresholds=thresholds if tracker is None else lowered,
+        geometry=geometry,
+        iou=iou_threshold,
+        most=max_detections,
+    )
+    if stream:
+        from cvapps.core.streaming import FrameStream, stream_results
+
+        frames = FrameStream(images)
+        if tracker is not None and tracker is not track and frames.fps:  # a tracker made here: at the video's rate
+            tracker = _tracker(track, confidence_threshold, frames.fps)
+        if tracker is None:
+            return stream_results(frames, lambda frame: one(frame.image))
+        return stream_results(frames, lambda frame: _track(one(frame.image), tracker, thresholds))
     if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
         images = [images]
-    results = []
-    for image in images:
-        image = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"an image array must be (H, W, 3) uint8 RGB; received {image.dtype} of shape {image.shape}."
-            )
-        boxed, scale, pad = letterbox(image, info.image_size)
-        boxes, scores = decode_predictions(model.predict(boxed[None].astype(np.float32))[0], geometry)
-        scores = np.where(np.isfinite(thresholds), scores, 0.0)  # classes not asked for score 0
-        class_id = scores.argmax(axis=1)
-        confidence = scores[np.arange(len(scores)), class_id]
-        keep = np.flatnonzero((confidence >= thresholds[class_id]) & (confidence > 0))
-        kept = keep[
-            nms(boxes[keep], confidence[keep], iou_threshold, class_ids=class_id[keep], max_detections=max_detections)
-        ]
-        height, width = image.shape[:2]
-        xyxy = clip_boxes(unletterbox_boxes(boxes[kept], scale, pad), width, height)
-        inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # not wholly in the padding
-        results.append(Detections(xyxy[inside], confidence[kept][inside], class_id[kept][inside], info.class_names))
-    return results
+    if tracker is None:
+        return [one(image) for image in images]
+    return [_track(one(image), tracker, thresholds) for image in images]
+
+
+TRACK_LOW_THRESHOLD = 0.1  # ByteTrack's low boxes (Ultralytics' track_low_thresh): only continue tracks
+
+
+def _tracker(track, confidence_threshold, fps=None):
+    """The Tracker for ``track``: the caller's own (kept across calls), or a new one; ``True`` starts tracks
+    at ``confidence_threshold``."""
+    from cvapps.core.tracking import Tracker, TrackOptions
+
+    if isinstance(track, Tracker):
+        return track
+    if track is True:
+        track = TrackOptions(activation_threshold=confidence_threshold, high_threshold=confidence_threshold)
+    if not isinstance(track, TrackOptions):
+        raise TypeError(
+            f"track must be True, False, a cvapps.core.tracking.TrackOptions or a Tracker; received {track!r}."
+        )
+    return Tracker(track, frame_rate=fps or 30.0)
+
+
+def _track(found: Detections, tracker: Tracker, thresholds: np.ndarray) -> Detections:
+    """``found`` (detected down to TRACK_LOW_THRESHOLD) through ``tracker``: a box at or above its class's
+    threshold is a confident box; one below only continues a track (ByteTrack's low boxes) and is dropped
+    when it continues none."""
+    below = min(tracker.options.activation_threshold, tracker.options.high_threshold)
+    confident = found.confidence >= thresholds[found.class_id]
+    # a box under its own class's threshold may continue a track but never start one
+    scores = np.where(confident, found.confidence, np.minimum(found.confidence, np.nextafter(np.float32(below), 0)))
+    index, track_id = tracker.update(found.xyxy, scores, found.class_id)
+    kept = found[index]
+    return Detections(kept.xyxy, kept.confidence, kept.class_id, kept.class_names, track_id)
+
+
+def _detect_one(image, model, thresholds, geometry, iou, most) -> Detections:
+    """Detections in one image (a path or an (H, W, 3) uint8 RGB array) with per-class ``thresholds``."""
+    from cvapps.core.boxes import clip_boxes, nms
+    from cvapps.core.sources import read_image
+    from cvapps.detection.augment import letterbox, unletterbox_boxes
+
+    image = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"an image array must be (H, W, 3) uint8 RGB; received {image.dtype} of shape {image.shape}.")
+    info = model.info
+    boxed, scale, pad = letterbox(image, info.image_size)
+    boxes, scores = decode_predictions(model.predict(boxed[None].astype(np.float32))[0], geometry)
+    scores = np.where(np.isfinite(thresholds), scores, 0.0)  # classes not asked for score 0
+    class_id = scores.argmax(axis=1)
+    confidence = scores[np.arange(len(scores)), class_id]
+    keep = np.flatnonzero((confidence >= thresholds[class_id]) & (confidence > 0))
+    kept = keep[nms(boxes[keep], confidence[keep], iou, class_ids=class_id[keep], max_detections=most)]
+    height, width = image.shape[:2]
+    xyxy = clip_boxes(unletterbox_boxes(boxes[kept], scale, pad), width, height)
+    inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # not wholly in the padding
+    return Detections(xyxy[inside], confidence[kept][inside], class_id[kept][inside], info.class_names)
 
 
 def class_threshold_vector(

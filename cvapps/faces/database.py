@@ -28,6 +28,7 @@ Identification names a face only within the model's identification (1:N) thresho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import re
@@ -46,6 +47,7 @@ from cvapps.core.sources import IMAGE_SUFFIXES
 if TYPE_CHECKING:
     import keras
 
+    from cvapps.core.tracking import Tracker
     from cvapps.faces.detector import Face, FaceDetector
     from cvapps.faces.encoder import FaceEncoder
     from cvapps.runtime import KerasModel, OnnxModel
@@ -67,6 +69,8 @@ class Identity:
             database is empty).
         candidate: the closest enrolled person whatever the distance (None if empty).
         threshold: the threshold used.
+        track_id: with tracking (``cvapps webcam faces --track``, :func:`track_identities`), the face's
+            track id across frames (-1: not a confirmed track yet); None when not tracked.
     """
 
     box: tuple
@@ -74,15 +78,34 @@ class Identity:
     distance: float | None
     candidate: str | None
     threshold: float
+    track_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record = {
             "box": [round(float(v), 1) for v in self.box],
             "name": self.name,
             "distance": None if self.distance is None else round(self.distance, 6),
             "candidate": self.candidate,
             "threshold": round(self.threshold, 6),
         }
+        if self.track_id is not None:
+            record["track_id"] = int(self.track_id)
+        return record
+
+
+def track_identities(identities: Sequence[Identity], tracker: Tracker) -> list[Identity]:
+    """The faces of one frame through ``tracker`` (a :class:`cvapps.core.tracking.Tracker` kept across the
+    frames): each gets its ``track_id``, and a track keeps the name it was identified as (the majority of
+    its named frames), so a face turned away for a moment stays "ada" instead of turning "unknown".
+
+    Faces carry no detector score here: every face is a confident box for the tracker.
+    """
+    identities = list(identities)
+    boxes = np.array([who.box for who in identities], np.float32).reshape(-1, 4)
+    index, track_id = tracker.update(boxes, np.ones(len(boxes), np.float32), np.zeros(len(boxes), np.int64))
+    kept = [identities[i] for i in index]
+    names = tracker.name_tracks(track_id, [who.name for who in kept], unknown="unknown")
+    return [dataclasses.replace(who, name=name, track_id=int(t)) for who, name, t in zip(kept, names, track_id)]
 
 
 @dataclass(frozen=True)

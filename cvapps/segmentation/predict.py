@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import keras
     from numpy.typing import ArrayLike
 
+    from cvapps.core.streaming import FrameResult
     from cvapps.runtime import OpenedModel
 
 # --- results -----------------------------------------------------------------------------------
@@ -213,19 +214,24 @@ def segment(
     *,
     tile: int | Literal["auto"] | None = "auto",
     runtime: str = "auto",
-) -> list[Segmentation]:
+    stream: bool = False,
+) -> list[Segmentation] | Iterator[FrameResult]:
     """Segment images: per image the class probabilities and labels at its original resolution.
 
     Args:
         images: a path, an (H, W, 3) RGB array, an (N, H, W, 3) batch, or a list of paths/arrays
-            (any sizes).
+            (any sizes); with ``stream=True`` any source: an image, folder, glob, video file,
+            camera index or stream URL.
         model: shipped name, ``.keras``/``.onnx`` path, ``keras.Model`` or an opened model
             (default ``"person_seg"``). Open it once and pass it in when segmenting many times.
         tile: overlap-tile side for large images (``"auto"``: the training tile; None: whole image).
         runtime: ``"auto"``, ``"onnx"`` or ``"keras"``.
+        stream: yield :class:`~cvapps.core.streaming.FrameResult` ``(frame, segmentation)`` frame by
+            frame instead of returning a list (see :mod:`cvapps.core.streaming`).
 
     Returns:
-        list of :class:`Segmentation`, one per image, in input order.
+        list of :class:`Segmentation`, one per image, in input order; with ``stream=True`` an iterator
+        of ``FrameResult(frame, segmentation)`` (None for a frame that could not be read).
 
     Raises:
         ValueError: an unreadable file (named), an array that is not (H, W, 3), or a model
@@ -234,6 +240,15 @@ def segment(
     from cvapps.core.sources import read_image
 
     model = open_model(DEFAULT_MODEL if model is None else model, task="segment", runtime=runtime)
+    if stream:
+        from cvapps.core.streaming import FrameStream, stream_results
+
+        return stream_results(
+            FrameStream(images),
+            lambda frame: Segmentation.from_probabilities(
+                predict_probabilities(model, frame.image, tile), model.info.class_names, frame.source
+            ),
+        )
     if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
         images = [images]
     results = []

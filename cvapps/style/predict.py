@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from cvapps.style.optimize import optimize_image
 if TYPE_CHECKING:
     import keras
 
+    from cvapps.core.streaming import FrameResult
     from cvapps.runtime import OpenedModel
 
 # --- inference ---------------------------------------------------------------------------------
@@ -273,11 +275,14 @@ def stylize(
     size: int | None = None,
     options: StyleOptions | None = None,
     runtime: str = "auto",
-) -> list[Stylized]:
+    stream: bool = False,
+) -> list[Stylized] | Iterator[FrameResult]:
     """Stylise pictures: one :class:`Stylized` per image, in input order (as ``classify``/``segment``).
 
     Args:
-        images: a path, an (H, W, 3) RGB array, an (N, H, W, 3) batch, or a list of paths/arrays.
+        images: a path, an (H, W, 3) RGB array, an (N, H, W, 3) batch, or a list of paths/arrays;
+            with ``stream=True`` any source: an image, folder, glob, video file, camera index or
+            stream URL.
         style: a shipped style name or ``.keras`` path (method ``"fast"``), or a painting's
             image path or array (method ``"optimize"``), or a :class:`StyleRunner` already opened.
             Opened fast nets are cached, so a loop of calls with a style name costs the net, not the load.
@@ -291,9 +296,12 @@ def stylize(
             takes any size and aspect ratio; the optimisation is slow above ~512).
         options: :class:`StyleOptions` (a blended second style, optimisation steps, loss network).
         runtime: ``"auto"``, ``"onnx"`` or ``"keras"`` for the fast nets.
+        stream: yield :class:`~cvapps.core.streaming.FrameResult` ``(frame, stylized)`` frame by frame
+            instead of returning a list (see :mod:`cvapps.core.streaming`).
 
     Returns:
-        list of :class:`Stylized`.
+        list of :class:`Stylized`; with ``stream=True`` an iterator of ``FrameResult(frame, stylized)``
+        (None for a frame that could not be read).
 
     Raises:
         ValueError: strength outside 0..1, an unreadable file (named), an array that is not (H, W, 3).
@@ -307,8 +315,6 @@ def stylize(
     options = StyleOptions() if options is None else options
     if not isinstance(options, StyleOptions):
         raise TypeError(f"options must be a StyleOptions, received {type(options).__name__}.")
-    if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
-        images = [images]
     runner = (
         style
         if isinstance(style, StyleRunner)
@@ -316,6 +322,17 @@ def stylize(
             style, method, runtime, options.blend_style, options.blend_weight, options.loss_network, options.steps
         )
     )
+    if stream:
+        from cvapps.core.streaming import FrameStream, stream_results
+
+        return stream_results(
+            FrameStream(images),
+            lambda frame: dataclasses.replace(
+                _stylize_one(frame.image, runner, strength, preserve_color, size), source=frame.source
+            ),
+        )
+    if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+        images = [images]
     return [_stylize_one(image, runner, strength, preserve_color, size) for image in images]
 
 

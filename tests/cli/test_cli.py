@@ -431,3 +431,83 @@ def test_crops_of_same_named_images_in_two_folders_do_not_clash(tiny_detector, t
     assert result.exit_code == 0, result.output
     written = sorted(p.relative_to(crops).parts[1] for p in crops.rglob("*.jpg"))  # CLASS/SUB/0_k.jpg
     assert written and set(written) == {"a", "b"} and written.count("a") == written.count("b")
+
+
+def _moving_video(path, image, frames=8):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for _ in range(frames):
+        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def test_detect_track_counts_and_zones_in_records_and_a_webm(tiny_detector, tmp_path):
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from cvapps.core.records import schema
+    from cvapps.core.sources import read_image
+
+    model_path, root, _ = tiny_detector
+    video = _moving_video(tmp_path / "clip.avi", read_image(root / "images" / "0.png"))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "detect",
+            str(video),
+            "--model",
+            str(model_path),
+            "--track",
+            "--count-line",
+            "0.5,0,0.5,1",
+            "--zone",
+            "0,0,32,0,32,64,0,64",
+            "--json",
+            str(tmp_path / "t.jsonl"),
+            "--output",
+            str(tmp_path / "out.webm"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "line 1: in 0" in result.output and "VP8" in result.output
+    records = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    validator = jsonschema.Draft202012Validator(schema())
+    for record in records:
+        validator.validate(record)
+    assert len(records) == 8 and all("track_id" in box for r in records for box in r["results"])
+    assert records[-1]["count_lines"][0]["line"] == [[32.0, 0.0], [32.0, 64.0]]  # fractions of the 64x64 frame
+    assert records[-1]["zones"][0]["total"] >= 1
+    assert {box["track_id"] for box in records[-1]["results"]} - {-1}, "confirmed tracks by the last frame"
+    assert (tmp_path / "out.webm").stat().st_size > 0
+
+
+def test_webcam_detect_track_over_a_video(tiny_detector, tmp_path):
+    from cvapps.core.sources import read_image
+
+    model_path, root, _ = tiny_detector
+    video = _moving_video(tmp_path / "clip.avi", read_image(root / "images" / "0.png"), frames=4)
+    result = CliRunner().invoke(
+        cli,
+        ["webcam", "detect", "--source", str(video), "--model", str(model_path), "--no-show", "--track"]
+        + ["--count-line", "0,32,64,32"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "4 frames" in result.output and "line 1: in" in result.output
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--count-line", "1,2,3"], "--count-line takes x1,y1,x2,y2"),
+        (["--zone", "0,0,1,1"], "--zone"),
+    ],
+)
+def test_bad_count_line_and_zone_are_one_line_errors(tiny_detector, tmp_path, option, message):
+    from cvapps.core.sources import read_image
+
+    model_path, root, _ = tiny_detector
+    video = _moving_video(tmp_path / "clip.avi", read_image(root / "images" / "0.png"), frames=2)
+    result = CliRunner().invoke(cli, ["detect", str(video), "--model", str(model_path), *option])
+    assert result.exit_code == 2 and message in result.output, result.output

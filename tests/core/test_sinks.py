@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from cvapps.core import sinks
 from cvapps.core.sinks import (
     ImageSink,
     JsonLinesSink,
@@ -17,6 +18,7 @@ from cvapps.core.sinks import (
     atomic_path,
     check_writable,
     remove_unfinished,
+    video_codec,
     write_image,
     write_json,
 )
@@ -387,3 +389,103 @@ def test_remove_unfinished_removes_temporaries_a_signal_left_behind(tmp_path):
     done = write_image(tmp_path / "y.jpg", image())
     assert remove_unfinished() == [left] and not hidden_files(tmp_path) and done.is_file()
     assert remove_unfinished() == []
+
+
+def read_back(path):
+    """(frames, (height, width)) of a video as OpenCV reads it."""
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), path
+    frames, size = 0, None
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames, size = frames + 1, bgr.shape[:2]
+    capture.release()
+    return frames, size
+
+
+def moving_square(i, height=48, width=64):
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[16:32, 4 * i : 4 * i + 16] = 255
+    return frame
+
+
+# What PyAV (FFmpeg's own decoder names) calls each codec VideoSink names.
+AV_NAMES = {"H.264": "h264", "VP8": "vp8", "MPEG-4 part 2": "mpeg4", "Motion JPEG": "mjpeg"}
+
+
+def test_webm_is_vp8_and_plays_in_browsers(tmp_path, capfd):
+    out = tmp_path / "clip.webm"
+    with VideoSink(out, fps=10) as sink:
+        for i in range(6):
+            sink.write(moving_square(i))
+    assert (sink.codec, sink.fourcc, sink.browser_playable) == ("VP8", "VP80", True)
+    assert read_back(out) == (6, (48, 64))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.webm"]  # the temporary file was renamed
+    assert "not supported" not in capfd.readouterr().err  # OpenCV's "tag ... is not supported" silenced
+    av = pytest.importorskip("av")
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "vp8"
+
+
+def test_mp4_uses_the_codec_the_probe_chose(tmp_path):
+    out = tmp_path / "clip.mp4"
+    fourcc, name, playable = video_codec(out)
+    assert (fourcc, name, playable) in (("avc1", "H.264", True), ("mp4v", "MPEG-4 part 2", False))
+    with VideoSink(out, fps=10) as sink:
+        for i in range(4):
+            sink.write(moving_square(i))
+    assert (sink.fourcc, sink.codec, sink.browser_playable) == (fourcc, name, playable)
+    assert read_back(out) == (4, (48, 64)) and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    av = pytest.importorskip("av")
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == AV_NAMES[sink.codec]
+
+
+def test_codec_by_suffix():
+    assert video_codec("a.webm") == ("VP80", "VP8", True)
+    assert video_codec("a.AVI") == ("MJPG", "Motion JPEG", False)
+    assert video_codec("a.wmv") == ("MJPG", "Motion JPEG", False)
+    assert video_codec("a.mkv")[0] in ("VP80", "MJPG") and not video_codec("a.mkv")[2]  # not a browser container
+    assert video_codec("a.mov")[0] == video_codec("a.mp4")[0] and not video_codec("a.mov")[2]
+    assert video_codec("a.m4v") == video_codec("a.mp4")
+    with pytest.raises(ValueError, match=r"a.gif: a video output needs a video suffix .* \(received .gif\)"):
+        video_codec("a.gif")
+
+
+def test_the_codec_probe_is_silent_and_cached(capfd, monkeypatch):
+    monkeypatch.setattr(sinks, "_encodes", {})
+    first = video_codec("a.mp4")
+    err = capfd.readouterr().err
+    assert "h264" not in err and "ERROR" not in err and "VideoWriter" not in err, err
+    os.write(2, b"stderr is back\n")  # descriptor 2 restored after the probe
+    assert capfd.readouterr().err == "stderr is back\n"
+    assert set(sinks._encodes) == {("avc1", ".mp4")}
+    calls = []
+    monkeypatch.setattr(sinks, "_open_writer", lambda *args: calls.append(args))
+    assert video_codec("b.mp4") == first and not calls  # probed once per process
+
+
+def test_silencing_survives_a_stderr_without_a_descriptor(monkeypatch, tmp_path):
+    def no_dup(fd):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(sinks.os, "dup", no_dup)
+    monkeypatch.setattr(sinks, "_encodes", {})
+    assert video_codec("a.mkv")[0] in ("VP80", "MJPG")  # nothing redirected, nothing broken
+    with VideoSink(tmp_path / "a.webm") as sink:
+        sink.write(moving_square(0))
+    assert (tmp_path / "a.webm").is_file()
+
+
+def test_a_writer_that_cannot_open_names_the_codec(tmp_path, monkeypatch):
+    monkeypatch.setattr(sinks, "_open_writer", lambda *args: None)
+    out = tmp_path / "clip.webm"
+    sink = VideoSink(out)
+    with pytest.raises(
+        ValueError, match=r"clip.webm: this OpenCV cannot write VP8 \(VP80\) video at 64x48; write an .avi"
+    ):
+        sink.write(moving_square(0))
+    sink.close()
+    assert not list(tmp_path.iterdir())  # no temporary file left

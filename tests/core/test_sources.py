@@ -10,6 +10,7 @@ from PIL import Image
 from cvapps.core.sources import (
     Frame,
     is_image_path,
+    is_stream_url,
     iter_frames,
     open_source,
     read_image,
@@ -184,6 +185,27 @@ def test_camera_index_parsing():
     assert resolve_source(2) == ("camera", [2])
     assert resolve_source("12") == ("camera", [12])
     assert open_source("0").count() is None
+
+
+def test_stream_urls_are_classified_not_opened(tmp_path):
+    for url in (
+        "rtsp://cam/live",
+        "RTSPS://cam/live",
+        "rtmp://cam/app/key",
+        "Http://cam/video.mjpg",
+        "https://cam/x?.jpg",
+        "udp://239.0.0.1:1234",
+        "tcp://127.0.0.1:9000",
+        "playlist.M3U8",
+    ):
+        assert is_stream_url(url) and resolve_source(url) == ("stream", [url]), url
+        source = open_source(url)
+        assert source.is_stream and source.count() is None
+    (tmp_path / "live.m3u8").write_text("#EXTM3U\n")  # a local HLS playlist is a stream too
+    assert resolve_source(tmp_path / "live.m3u8") == ("stream", [str(tmp_path / "live.m3u8")])
+    assert not is_stream_url(0) and not is_stream_url("clips/http.mp4") and not is_stream_url("ftp://host/x")
+    with pytest.raises(ValueError, match=r"or a stream URL such as rtsp://host/path"):
+        resolve_source(tmp_path / "missing.mp4")
 
 
 def test_is_image_path():

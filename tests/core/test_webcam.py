@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cvapps.core.annotate import draw_text_lines
-from cvapps.core.webcam import LatestFrameReader, LoopStats, _Latest, draw_fps, run_loop
+from cvapps.core.webcam import LatestFrameReader, LoopStats, _Latest, capture_target, draw_fps, run_loop
 
 WIDTH, HEIGHT = 64, 48
 
@@ -158,6 +158,16 @@ def test_missing_camera():
         run_loop(97, lambda rgb: rgb, show=False)
     with pytest.raises(ValueError, match="camera 97"):
         run_loop("97", lambda rgb: rgb, show=False)
+
+
+def test_capture_target_keeps_a_stream_url(tmp_path):
+    # Classified only: nothing is opened (test_streams.py reads a local server).
+    assert capture_target("rtsp://user:secret@cam.local/live") == "rtsp://user:secret@cam.local/live"
+    assert capture_target("https://cam.local/index.m3u8") == "https://cam.local/index.m3u8"
+    assert capture_target("3") == 3 and capture_target(make_video(tmp_path / "a.avi", 2)) == str(tmp_path / "a.avi")
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"is an image source; .* or a stream URL \(rtsp://...\)"):
+        capture_target(tmp_path / "a.png")
 
 
 def test_refuses_to_overwrite_output(tmp_path):
