@@ -13,7 +13,12 @@ Measures, on this machine, at 320x320 and 640x640 input, batch 1, median of repe
 3. Ultralytics YOLOv8n built from its yaml (random weights), when ``--peer-python`` names a
    Python that has ``ultralytics`` (kept out of our environment: it needs PyTorch): the PyTorch
    network alone, and ``model.predict`` end to end;
-4. the webcam loop's FPS over the shared video with the shipped person detector, headless.
+4. the webcam loop's FPS over the shared video with the shipped person detector, headless;
+5. ``--coco``: the 80-class ``coco`` architecture (EfficientNet-Lite0 + FPN/PAN, 96 channels; the
+   shipped weights at their size, random weights at the other: speed does not depend on them) at
+   320 and 416 through Keras and onnxruntime, beside the teacher ONNX files (YOLOX-Nano 416,
+   NanoDet-m 320 and 416) and Ultralytics YOLOv8n from its yaml exported to ONNX at the same sizes,
+   all through onnxruntime with 2 threads, batch 1 (needs ``--peer-python`` for YOLOv8n).
 
 Peers are optional: a missing one is reported as such, not faked.
 """
@@ -129,6 +134,135 @@ def ultralytics_peer(python, photo):
     return json.loads(result.stdout.strip().splitlines()[-1]), ""
 
 
+COCO_SIZES = (320, 416)
+
+ULTRALYTICS_ONNX = r"""
+import json, os, sys, time
+import numpy as np, onnxruntime
+from ultralytics import YOLO
+folder = sys.argv[1]
+out = {}
+for size in (320, 416):
+    model = YOLO("yolov8n.yaml")  # random weights, nothing downloaded
+    path = model.export(format="onnx", imgsz=size, simplify=False, dynamic=False, verbose=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, size, size)).astype("float32")
+    for _ in range(3):
+        session.run(None, {name: x})
+    times = []
+    for _ in range(30):
+        start = time.perf_counter(); session.run(None, {name: x}); times.append(time.perf_counter() - start)
+    out[f"onnx_{size}"] = float(np.median(times)) * 1000
+    os.remove(path)
+print(json.dumps(out))
+"""
+
+
+def onnx_session_ms(path, size, channels_first=True, repeats=30):
+    """Median milliseconds of one batch-1 run of an ONNX file through onnxruntime with 2 threads."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    shape = (1, 3, size, size) if channels_first else (1, size, size, 3)
+    x = np.random.default_rng(0).uniform(0, 255, shape).astype("float32")
+    return timed(lambda: session.run(None, {name: x}), repeats=repeats) * 1000
+
+
+def coco_ours(size, folder):
+    """{"keras", "onnx", "params"} of the coco architecture at ``size`` (milliseconds, batch 1)."""
+    from cvapps.core.data import COCO_NAMES
+    from cvapps.detection import build_detector
+    from cvapps.export import export_model
+    from cvapps.models import load_model, model_info, resolve_model_path, save_model, shipped_models
+    from cvapps.nn.backbone import build_backbone
+    from cvapps.runtime import open_model
+
+    shipped = "coco" in shipped_models()
+    info = model_info(load_model("coco", task="detect")) if shipped else None
+    if info is not None and info.image_size == size:
+        path = Path(resolve_model_path("coco"))
+    else:  # the same architecture at another size, random weights
+        anchors = (
+            info.settings["anchors"]
+            if info
+            else [[[10, 13], [16, 30], [33, 23]], [[30, 61], [62, 45], [59, 119]], [[116, 90], [156, 198], [373, 326]]]
+        )
+        anchors = (np.asarray(anchors, np.float32) * (size / (info.image_size if info else 640))).tolist()
+        backbone = build_backbone("efficientnet_lite0", image_size=size)
+        model = build_detector(backbone, 80, anchors, list(COCO_NAMES), width=96)
+        path = Path(folder) / f"coco_{size}.keras"
+        save_model(model, path)
+        export_model(path, format="onnx", tolerance=1e-3)
+    keras_model = open_model(path, runtime="keras")
+    x = pixels(size)
+    return {
+        "keras": timed(lambda: keras_model.predict(x)) * 1000,
+        "onnx": onnx_session_ms(path.with_suffix(".onnx"), size, channels_first=False),
+        "params": keras_model.model.count_params() if hasattr(keras_model, "model") else None,
+        "weights": "shipped" if info is not None and info.image_size == size else "random",
+    }
+
+
+def coco_table(data, peer_python):
+    """The --coco table: ours and the teachers and YOLOv8n through onnxruntime, 2 threads, batch 1."""
+    teachers = data / "teachers"
+    files = {
+        "YOLOX-Nano (teacher)": {416: teachers / "yolox_nano" / "yolox_nano_416.onnx"},
+        "NanoDet-m": {
+            320: teachers / "nanodet_m" / "nanodet_m_320.onnx",
+            416: teachers / "nanodet_m" / "nanodet_m_416.onnx",
+        },
+    }
+    ultra, note = None, "not measured (pass --peer-python with ultralytics and onnxruntime installed)"
+    if peer_python:
+        env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_VERBOSE": "False"}
+        with tempfile.TemporaryDirectory() as folder:
+            done = subprocess.run(
+                [peer_python, "-c", ULTRALYTICS_ONNX, folder],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=folder,
+                check=False,
+            )
+        if done.returncode == 0:
+            ultra = json.loads(done.stdout.strip().splitlines()[-1])
+        else:
+            note = f"failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+    rows = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for size in COCO_SIZES:
+            rows[size] = coco_ours(size, folder)
+    print(
+        "\n| input | ours coco keras (net) | ours coco onnx (net) | YOLOX-Nano onnx | NanoDet-m onnx | "
+        "Ultralytics YOLOv8n onnx | YOLOv8n / ours (onnx) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for size in COCO_SIZES:
+        mine = rows[size]
+        cells = []
+        for name in files:
+            path = files[name].get(size)
+            cells.append(f"{onnx_session_ms(path, size):.1f} ms" if path and path.is_file() else "n/a")
+        u = ultra.get(f"onnx_{size}") if ultra else None
+        ratio = f"{u / mine['onnx']:.2f}x" if u else "n/a"
+        print(
+            f"| {size} ({mine['weights']} weights) | {mine['keras']:.1f} ms | {mine['onnx']:.1f} ms | "
+            + " | ".join(cells)
+            + (f" | {u:.1f} ms" if u else " | n/a")
+            + f" | {ratio} |"
+        )
+    if not ultra:
+        print(f"Ultralytics YOLOv8n: {note}")
+
+
 def webcam_fps(video, frames=150):
     from cvapps.core.annotate import draw_detections
     from cvapps.core.webcam import run_loop
@@ -150,8 +284,12 @@ def webcam_fps(video, frames=150):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", help="A Python with ultralytics installed (e.g. /work/peers/bin/python).")
+    parser.add_argument("--coco", action="store_true", help="Only the coco detector's table (item 5).")
     args = parser.parse_args()
     data = Path(os.environ.get("CVAPPS_DATA", "../shared/data"))
+    if args.coco:
+        coco_table(data, args.peer_python)
+        return
     photo = data / "pennfudan" / "images" / min(os.listdir(data / "pennfudan" / "images"))
     video = data / "style" / "videos" / "fox.mp4"
 

@@ -1,9 +1,11 @@
 """Commands of detection: added to the ``cvapps`` groups by :func:`register`.
 
     cvapps detect SOURCE [--model person] [--confidence-threshold 0.25] [--classes a,b] [--output OUT] [--json FILE]
+                         [--track] [--count-line X1,Y1,X2,Y2] [--zone X1,Y1,X2,Y2,X3,Y3,...]
     cvapps train detect DATA... --output model.keras [--family ...] [--weights imagenet] ...
-    cvapps eval detect DATA... --model NAME [--holdout 0.2] --json report.json
-    cvapps webcam detect [--model person] [--source 0]
+    cvapps eval detect DATA... --model NAME [--holdout 0.2] [--by-source] --json report.json
+    cvapps eval detect DATA... --model teacher.onnx --holdout 0.1 --seed 0   (a YOLOX/NanoDet teacher, same split)
+    cvapps webcam detect [--model person] [--source 0|video|rtsp://...] [--track] [--count-line ...] [--zone ...]
 
 The click declarations come first, then the bodies they call (one file per app).
 """
@@ -199,9 +201,19 @@ def train_detect(
 
 @click.command("detect")
 @click.argument("data", nargs=-1, required=True, type=click.Path())
-@click.option("--model", required=True, help="Shipped model name or .keras path.")
+@click.option(
+    "--model",
+    required=True,
+    help="Shipped model name, .keras or .onnx path, or an ONNX teacher of the YOLOX or NanoDet layout "
+    "(as 'cvapps label detect --teacher' takes; it records no split: pass --holdout FRACTION --seed N).",
+)
 @click.option("--classes", help="Comma-separated class names to keep from DATA (as in training).")
 @holdout_options("train detect")
+@click.option(
+    "--by-source",
+    is_flag=True,
+    help="Also score the images of each DATA folder on their own (map50 and map50_95 per source).",
+)
 @report_options()
 @click.option("--pr-curve", type=click.Path(), help="Save the precision-recall curves (IoU 0.5) as a PNG here.")
 @fail_on_value_error
@@ -211,11 +223,16 @@ def eval_detect(
     classes: str | None,
     holdout: float | str | None,
     seed: int | None,
+    by_source: bool,
     pr_curve: str | None,
     report: ReportOptions,
 ) -> None:
-    """COCO-style mAP (map50, map50_95), per-class AP, precision and recall on DATA."""
-    run_eval_detect(data, model, report, classes=classes, holdout=holdout, seed=seed, pr_curve=pr_curve)
+    """COCO-style mAP (map50, map50_95), per-class AP, precision and recall on DATA, and the recall of small,
+    medium and large objects (COCO's areas, at confidence 0.25 and IoU 0.5); with --by-source, mAP per DATA
+    folder too. MODEL may be a teacher ONNX (YOLOX or NanoDet layout), to score it on the same held-out images."""
+    run_eval_detect(
+        data, model, report, classes=classes, holdout=holdout, seed=seed, pr_curve=pr_curve, by_source=by_source
+    )
 
 
 @click.command("detect")
@@ -570,25 +587,37 @@ def run_eval_detect(
     holdout: float | str | None = None,
     seed: int | None = None,
     pr_curve: str | None = None,
+    by_source: bool = False,
 ) -> dict:
     """``cvapps eval detect``: print and save the report (and the PR curves as a PNG). ``holdout``: a
-    fraction, or ``"model"`` (the split the model recorded in training)."""
+    fraction, or ``"model"`` (the split the model recorded in training; a teacher records none).
+    ``model_name``: a cvapps detector or an ONNX teacher (YOLOX or NanoDet layout). ``by_source``: also
+    score the images of each DATA folder apart (``metrics["by_source"]``, keyed by the DATA argument)."""
     from cvapps.core.plots import pr_curve_image
     from cvapps.detection import evaluate_detector
+    from cvapps.detection.evaluate import OPERATING_THRESHOLD
     from cvapps.nn.training import check_holdout, resolve_holdout
-    from cvapps.runtime import open_model
 
     started, quiet, json_path = time.time(), report_options.quiet, report_options.json_path
     check_destinations(report_options, pr_curve)
-    model = open_model(model_name, task="detect", runtime="auto")
-    recorded = model.info.settings.get("split")
+    model = _eval_model(model_name)
+    recorded = None if _is_teacher(model) else model.info.settings.get("split")
+    if holdout == "model" and _is_teacher(model):
+        raise ValueError(
+            f"--holdout alone scores the split the model recorded in training, but {model_name} is a teacher "
+            f"({model.layout} layout), which records none; pass the split of the model it is compared with, "
+            "--holdout FRACTION --seed N (the --val-fraction and --seed used in 'cvapps train detect')."
+        )
     if holdout is not None:
         holdout, seed = resolve_holdout(recorded, holdout, seed)
     everything, held_out = _detection_sets(data, classes, holdout, seed or 0, quiet)
     if holdout:
         check_holdout(recorded, held_out)
     dataset = held_out if holdout else everything
-    metrics = evaluate_detector(model, dataset, progress=bar(quiet, "detecting", "img"), with_curves=True)
+    groups = _source_groups(data, dataset) if by_source else None
+    metrics = evaluate_detector(
+        model, dataset, progress=bar(quiet, "detecting", "img"), with_curves=True, groups=groups
+    )
     curves = metrics.pop("pr_curves")
     warn_each(metrics.get("problems", ()), quiet)
     if pr_curve:
@@ -602,9 +631,74 @@ def run_eval_detect(
         click.echo(
             f"{name:<16}{row['ap50']:>8.4f}{row['ap50_95']:>9.4f}{row['precision']:>10.4f}{row['recall']:>8.4f}{row['num_true']:>7}"
         )
+    if by_source:
+        width = max(16, *(len(name) + 2 for name in metrics["by_source"]))
+        click.echo(f"{'source':<{width}}{'images':>7}{'map50':>8}{'map50_95':>9}")
+        for name, row in metrics["by_source"].items():
+            click.echo(f"{name:<{width}}{row['images']:>7}{row['map50']:>8.4f}{row['map50_95']:>9.4f}")
+    click.echo(f"recall by size @{OPERATING_THRESHOLD}: {_size_recall_text(metrics['size_recall'])}")
     if json_path:
         write_json(json_path, report, overwrite=report_options.overwrite)
     return report
+
+
+def _eval_model(model_name: str) -> Any:
+    """The model ``eval detect`` scores: an ONNX file of the YOLOX or NanoDet layout opens as a
+    :class:`cvapps.detection.label.Teacher`, anything else (names, .keras, cvapps .onnx) as a cvapps
+    detector (an :class:`cvapps.runtime.OpenedModel`)."""
+    from cvapps.runtime import open_model
+
+    if Path(model_name).suffix.lower() == ".onnx" and Path(model_name).is_file():
+        from cvapps.detection.label import open_teacher
+
+        teacher = open_teacher(model_name)
+        if teacher.layout != "cvapps":
+            return teacher
+    return open_model(model_name, task="detect", runtime="auto")
+
+
+def _is_teacher(model: Any) -> bool:
+    from cvapps.detection.label import Teacher
+
+    return isinstance(model, Teacher)
+
+
+def _source_groups(data: Sequence[str], dataset: Any) -> dict[str, list[int]]:
+    """{DATA argument: indices of ``dataset.samples`` whose image lies under it}: the longest matching folder
+    wins (a file argument, a COCO .json or a data.yaml, stands for its folder). Paths are compared as loaded
+    (absolute, links not followed: the images of a labelled YOLO folder are links to photos elsewhere), then,
+    for an image under none, with links resolved."""
+    import os
+
+    def folders(transform):
+        pairs = [(transform(Path(d).parent if Path(d).is_file() else Path(d)), str(d)) for d in data]
+        return sorted(pairs, key=lambda pair: -len(pair[0].parts))
+
+    as_given = folders(lambda p: Path(os.path.abspath(p)))
+    resolved = folders(lambda p: p.resolve())
+    groups: dict[str, list[int]] = {str(d): [] for d in data}
+    for k, sample in enumerate(dataset.samples):
+        path = Path(os.path.abspath(sample.path))
+        owner = next((name for folder, name in as_given if path.is_relative_to(folder)), None)
+        if owner is None:
+            path = Path(sample.path).resolve()
+            owner = next((name for folder, name in resolved if path.is_relative_to(folder)), None)
+        if owner is None:
+            raise ValueError(
+                f"--by-source: the image {sample.path} lies under none of the DATA folders "
+                f"({', '.join(map(str, data))}), so its source is unknown; pass the folders that hold the images, "
+                "or leave out --by-source."
+            )
+        groups[owner].append(k)
+    return groups
+
+
+def _size_recall_text(size_recall: dict[str, dict[str, Any]]) -> str:
+    """``small 0.41 (123), medium 0.62 (300), large 0.80 (210)``: recall (number of truth boxes); ``-`` for none."""
+    return ", ".join(
+        f"{name} {'-' if row['recall'] is None else format(row['recall'], '.2f')} ({row['num_true']})"
+        for name, row in size_recall.items()
+    )
 
 
 def run_webcam_detect(

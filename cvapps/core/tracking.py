@@ -66,6 +66,11 @@ class TrackOptions:
             is always tentative (ByteTrack's rule in ``trackers``), so 1 and 2 (the default) both
             give the id on the object's second frame, 3 on its third.
         trail: box centres kept per track for drawing (:attr:`Tracker.trails`); 0 keeps none.
+        class_aware: match a detection only to tracks of its own class (each class tracked on its
+            own, as if every class were a separate video). False (ByteTrack's and Ultralytics'
+            way): class-agnostic, so a track survives the detector flipping its class (a fox that
+            is "dog" one frame and "cat" the next), but may jump to an overlapping box of another
+            class (the fox to the bed it stands on).
 
     >>> TrackOptions(lost_frames=60).lost_frames
     60
@@ -81,8 +86,11 @@ class TrackOptions:
     min_iou: float = 0.1
     min_frames: int = 2
     trail: int = 30
+    class_aware: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.class_aware, bool):
+            raise TypeError(f"TrackOptions.class_aware must be True or False; received {self.class_aware!r}.")
         for name in ("activation_threshold", "high_threshold", "min_iou"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -103,6 +111,9 @@ class TrackOptions:
                 f"so that every detection that may start a track is matched first; received {self.high_threshold}. "
                 "Raise activation_threshold too, or lower high_threshold."
             )
+
+
+CLASS_STRIPE = 16384.0  # pixels between the classes' stripes with class_aware (frames up to 16384 pixels)
 
 
 class Tracker:
@@ -198,8 +209,13 @@ class Tracker:
         boxes, scores, classes = _check_detections(xyxy, confidence, class_id)
         if self._tracker is None:
             self._tracker = self._new_bytetrack()
+        matched = boxes
+        if self.options.class_aware:
+            # each class in its own far-apart stripe of the plane: boxes of two classes never overlap,
+            # so IoU matching pairs a detection with tracks of its class only (the batched-NMS offset)
+            matched = boxes.astype(np.float64) + (classes * CLASS_STRIPE)[:, None].astype(np.float64)
         detections = sv.Detections(
-            xyxy=boxes, confidence=scores, class_id=classes, data={"index": np.arange(len(boxes))}
+            xyxy=matched, confidence=scores, class_id=classes, data={"index": np.arange(len(boxes))}
         )
         result = self._tracker.update(detections)
         if len(result):

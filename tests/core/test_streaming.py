@@ -54,3 +54,23 @@ def test_closing_early_stops_the_stream(tmp_path):
     stream.close()  # releases the video; no more frames
     with pytest.raises(StopIteration):
         next(stream)
+
+
+def test_an_app_streams_results_from_a_network_stream(tiny_classifier):
+    """classify(url, stream=True) over a local MJPEG server: results while the stream runs."""
+    import itertools
+
+    from test_streams import MjpegServer
+
+    import cvapps
+
+    server = MjpegServer(per_connection=50, pause=0.02)
+    try:
+        stream = cvapps.classify(server.url(), tiny_classifier, stream=True)
+        first = list(itertools.islice(stream, 3))
+        stream.close()  # an endless source: the consumer stops it
+    finally:
+        server.close()
+    assert len(first) == 3 and all(r.result is not None and r.frame.source == server.url() for r in first)
+    indices = [r.frame.index for r in first]
+    assert indices == sorted(set(indices))  # in order; stale frames may be skipped (gaps)

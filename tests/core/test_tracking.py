@@ -409,3 +409,26 @@ def test_update_with_20_boxes_is_fast():
         tracker.update(np.concatenate([centres - 15, centres + 15], 1), np.full(20, 0.8), np.zeros(20))
     per_frame = (time.perf_counter() - began) / 50
     assert per_frame < 0.02, per_frame  # measured about 1 ms on a CPU
+
+
+def test_class_aware_tracks_keep_to_their_class():
+    # a "dog" box moving over a still "bed" box it overlaps (IoU about 0.4): agnostic matching may
+    # swap them; class-aware keeps each box with the track of its own class
+    bed = [0.0, 0.0, 100.0, 60.0]
+    aware = Tracker(TrackOptions(class_aware=True))
+    seen = {}
+    for t in range(6):
+        dog = [10.0 + 4 * t, 10.0, 70.0 + 4 * t, 60.0]
+        index, ids = aware.update(np.array([bed, dog]), np.array([0.9, 0.9]), np.array([1, 0]))
+        for i, track in zip(index, ids):
+            if track >= 0:
+                seen.setdefault(int(i), set()).add(int(track))
+    assert len(seen[0]) == 1 and len(seen[1]) == 1 and seen[0] != seen[1]
+    # a class flip starts a new track when class-aware (the price of never crossing classes)
+    index, ids = aware.update(np.array([bed, [34.0, 10, 94, 60]]), np.array([0.9, 0.9]), np.array([1, 2]))
+    assert ids[list(index).index(1)] not in seen[1]
+
+
+def test_class_aware_must_be_a_bool():
+    with pytest.raises(TypeError, match="class_aware must be True or False"):
+        TrackOptions(class_aware="yes")
