@@ -27,12 +27,14 @@ def main():
     parser.add_argument("--detector", default="yolox", help="yolox (the teacher ONNX), or a cvapps detector name/path.")
     parser.add_argument("--confidence-threshold", type=float, default=0.25)
     parser.add_argument("--class-aware", action="store_true", help="TrackOptions(class_aware=True).")
+    parser.add_argument("--picture", help="Save frames 120, 240 and 360 side by side, annotated, to this PNG.")
     args = parser.parse_args()
     data = Path(os.environ.get("CVAPPS_DATA", "../shared/data"))
     video = data / "style" / "videos" / "fox.mp4"
 
+    from cvapps.core.annotate import draw_count_line, draw_detections, draw_trails, draw_zone
     from cvapps.core.streaming import FrameStream
-    from cvapps.core.tracking import Tracker, TrackOptions
+    from cvapps.core.tracking import LineCounter, PolygonZone, Tracker, TrackOptions
     from cvapps.detection.label import open_teacher
     from cvapps.detection.predict import TRACK_LOW_THRESHOLD, _track, class_threshold_vector
 
@@ -48,6 +50,7 @@ def main():
     tracker = Tracker(options, frame_rate=frames.fps or 30.0)
     lengths, classes, seconds, count, with_box = collections.Counter(), collections.Counter(), 0.0, 0, 0
     names: dict[int, collections.Counter] = {}
+    line, zone, shots = LineCounter("0.5,0,0.5,1"), PolygonZone("0,0.7,1,0.7,1,1,0,1"), []
     for frame in frames:
         found = detector(frame.image, confidence_threshold=TRACK_LOW_THRESHOLD)
         start = time.perf_counter()
@@ -60,6 +63,12 @@ def main():
         classes.update(confirmed.class_name)
         for track, name in zip(confirmed.track_id.tolist(), confirmed.class_name):
             names.setdefault(track, collections.Counter())[name] += 1
+        line.update(tracked.xyxy, tracked.track_id, tracked.class_name, frame.image.shape)
+        if args.picture and frame.index in (120, 240, 360):
+            inside = zone.count(tracked.xyxy, tracked.class_name, frame.image.shape)["total"]
+            image = draw_zone(frame.image, zone, inside)
+            image = draw_count_line(draw_trails(draw_detections(image, tracked), tracker.trails), line)
+            shots.append(image)
     longest = lengths.most_common(1)[0] if lengths else (None, 0)
     print(
         f"detector {detector.name} ({detector.layout}), threshold {args.confidence_threshold}, "
@@ -73,6 +82,13 @@ def main():
     for track, frames_seen in lengths.most_common():
         print(f"  id {track}: {frames_seen} frames, classes {dict(names[track].most_common(3))}")
     print(f"tracker: {seconds / max(count, 1) * 1000:.2f} ms per frame (ByteTrack update and the low-box rule)")
+    if args.picture and shots:
+        import cv2
+
+        from cvapps.core.sinks import write_image
+
+        row = np.concatenate([cv2.resize(shot, (360, 360), interpolation=cv2.INTER_AREA) for shot in shots], axis=1)
+        print(f"saved {write_image(args.picture, row, overwrite=True)}")
 
 
 if __name__ == "__main__":
