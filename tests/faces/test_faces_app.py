@@ -266,6 +266,20 @@ def test_cli_enroll_identify_webcam(tiny_faces, tmp_path):
         ["webcam", "faces", "--source", str(video), "--no-show", "--max-frames", "3", *common, "--threshold", "0.001"],
     )
     assert result.exit_code == 0 and "3 faces seen, 3 named" in result.output, result.output
+    tracked = CliRunner().invoke(
+        cli,
+        ["webcam", "faces", "--source", str(video), "--no-show", *common, "--threshold", "0.001", "--track"],
+    )
+    assert tracked.exit_code == 0 and "3 faces seen, 3 named" in tracked.output, tracked.output
+    result = CliRunner().invoke(
+        cli, ["faces", "identify", str(video), *common, "--threshold", "0.001", "--track", "--json", "-"]
+    )
+    assert result.exit_code == 0, result.output
+    # CliRunner mixes stderr (the progress bar) into the output: a record starts at its "{"
+    records = [json.loads(line[line.index("{") :]) for line in result.output.splitlines() if "{" in line]
+    ids = [face["track_id"] for record in records for face in record["results"]]
+    assert len(ids) == 3 and ids[0] == -1 and ids[1] == ids[2] >= 0, result.output  # confirmed on its second frame
+    assert all(face["name"] == "Person_Zero" for record in records for face in record["results"])
 
 
 def test_cli_eval_holdout_and_calibrate(tiny_faces, tmp_path):
