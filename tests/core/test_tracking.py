@@ -87,10 +87,11 @@ def synthetic_sequence(frames=60, seed=0):
     return sequence
 
 
-def test_three_objects_keep_their_ids_through_a_crossing_and_an_occlusion():
+@pytest.mark.parametrize("seed", range(30))
+def test_three_objects_keep_their_ids_through_a_crossing_and_an_occlusion(seed):
     tracker = Tracker(TrackOptions(min_frames=2))
     ids_of = {0: set(), 1: set(), 2: set()}
-    for t, (boxes, confidence, truth) in enumerate(synthetic_sequence()):
+    for t, (boxes, confidence, truth) in enumerate(synthetic_sequence(seed=seed)):
         index, track_id = tracker.update(boxes, confidence, np.zeros(len(boxes), np.int64))
         assert index.tolist() == sorted(index.tolist())  # input order
         assert index.tolist() == list(range(len(boxes)))  # every box scores >= 0.5: all kept
