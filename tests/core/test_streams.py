@@ -310,3 +310,43 @@ def test_a_video_file_over_http_ends_at_its_end(tmp_path):
         server.server_close()
     assert [f.index for f in frames] == [0, 1, 2, 3, 4] and all(f.error is None for f in frames)
     assert [found_x(f.image) for f in frames] == [square_x(k) for k in range(5)]
+
+
+def test_an_hls_playlist_is_read_through_ffmpeg(tmp_path):
+    """A .m3u8 (HLS) playlist of one MPEG-TS segment served on 127.0.0.1 (the segment written with PyAV)."""
+    import functools
+
+    av = pytest.importorskip("av")
+    from cvapps.core.streaming import FrameStream
+
+    out = av.open(str(tmp_path / "seg0.ts"), "w", format="mpegts")
+    stream = out.add_stream("mpeg2video", rate=10)
+    stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    for k in range(20):
+        image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+        image[10:30, k * 2 : k * 2 + 20] = 255
+        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    (tmp_path / "live.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\nseg0.ts\n#EXT-X-ENDLIST\n"
+    )
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
+        frames = FrameStream(url)
+        assert frames.source.kind == "stream"
+        read = [frame for frame in frames if frame.image is not None]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert read and all(frame.image.shape == (HEIGHT, WIDTH, 3) and frame.source == url for frame in read)
+    assert [frame.index for frame in read] == sorted({frame.index for frame in read})
