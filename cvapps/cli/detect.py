@@ -3,7 +3,7 @@
     cvapps detect SOURCE [--model person] [--confidence-threshold 0.25] [--classes a,b] [--output OUT] [--json FILE]
                          [--track] [--count-line X1,Y1,X2,Y2] [--zone X1,Y1,X2,Y2,X3,Y3,...]
     cvapps train detect DATA... --output model.keras [--family ...] [--weights imagenet] ...
-    cvapps eval detect DATA... --model NAME [--holdout 0.2] [--by-source] --json report.json
+    cvapps eval detect DATA... --model NAME [--holdout 0.2] [--by-source] [--truth GT_FOLDER] --json report.json
     cvapps eval detect DATA... --model teacher.onnx --holdout 0.1 --seed 0   (a YOLOX/NanoDet teacher, same split)
     cvapps webcam detect [--model person] [--source 0|video|rtsp://...] [--track] [--count-line ...] [--zone ...]
 
@@ -214,6 +214,15 @@ def train_detect(
     is_flag=True,
     help="Also score the images of each DATA folder on their own (map50 and map50_95 per source).",
 )
+@click.option(
+    "--truth",
+    "truths",
+    multiple=True,
+    type=click.Path(),
+    metavar="FOLDER",
+    help="Also score the evaluated photos that FOLDER labels (the same photo files) against FOLDER's own labels, "
+    "e.g. teacher-labelled Penn-Fudan photos against Penn-Fudan's ground truth; repeatable.",
+)
 @report_options()
 @click.option("--pr-curve", type=click.Path(), help="Save the precision-recall curves (IoU 0.5) as a PNG here.")
 @fail_on_value_error
@@ -224,14 +233,24 @@ def eval_detect(
     holdout: float | str | None,
     seed: int | None,
     by_source: bool,
+    truths: tuple[str, ...],
     pr_curve: str | None,
     report: ReportOptions,
 ) -> None:
     """COCO-style mAP (map50, map50_95), per-class AP, precision and recall on DATA, and the recall of small,
     medium and large objects (COCO's areas, at confidence 0.25 and IoU 0.5); with --by-source, mAP per DATA
-    folder too. MODEL may be a teacher ONNX (YOLOX or NanoDet layout), to score it on the same held-out images."""
+    folder too; with --truth FOLDER, the same photos scored against another folder's labels (ground truth).
+    MODEL may be a teacher ONNX (YOLOX or NanoDet layout), to score it on the same held-out images."""
     run_eval_detect(
-        data, model, report, classes=classes, holdout=holdout, seed=seed, pr_curve=pr_curve, by_source=by_source
+        data,
+        model,
+        report,
+        classes=classes,
+        holdout=holdout,
+        seed=seed,
+        pr_curve=pr_curve,
+        by_source=by_source,
+        truths=truths,
     )
 
 
@@ -588,11 +607,13 @@ def run_eval_detect(
     seed: int | None = None,
     pr_curve: str | None = None,
     by_source: bool = False,
+    truths: Sequence[str] = (),
 ) -> dict:
     """``cvapps eval detect``: print and save the report (and the PR curves as a PNG). ``holdout``: a
     fraction, or ``"model"`` (the split the model recorded in training; a teacher records none).
     ``model_name``: a cvapps detector or an ONNX teacher (YOLOX or NanoDet layout). ``by_source``: also
-    score the images of each DATA folder apart (``metrics["by_source"]``, keyed by the DATA argument)."""
+    score the images of each DATA folder apart (``metrics["by_source"]``, keyed by the DATA argument).
+    ``truths``: folders whose labels score the same photos again (``metrics["by_truth"]``, keyed by folder)."""
     from cvapps.core.plots import pr_curve_image
     from cvapps.detection import evaluate_detector
     from cvapps.detection.evaluate import OPERATING_THRESHOLD
@@ -619,6 +640,16 @@ def run_eval_detect(
         model, dataset, progress=bar(quiet, "detecting", "img"), with_curves=True, groups=groups
     )
     curves = metrics.pop("pr_curves")
+    if truths:
+        metrics["by_truth"] = {}
+        for folder in truths:
+            relabelled = _relabelled(dataset, folder)
+            scored = evaluate_detector(model, relabelled)
+            metrics["by_truth"][str(folder)] = {
+                "images": len(relabelled),
+                **{k: scored[k] for k in ("map50", "map50_95", "size_recall")},
+                "per_class": {n: row for n, row in scored["per_class"].items() if row["num_true"]},
+            }
     warn_each(metrics.get("problems", ()), quiet)
     if pr_curve:
         write_image(pr_curve, pr_curve_image(curves), overwrite=report_options.overwrite)
@@ -636,6 +667,12 @@ def run_eval_detect(
         click.echo(f"{'source':<{width}}{'images':>7}{'map50':>8}{'map50_95':>9}")
         for name, row in metrics["by_source"].items():
             click.echo(f"{name:<{width}}{row['images']:>7}{row['map50']:>8.4f}{row['map50_95']:>9.4f}")
+    for folder, row in metrics.get("by_truth", {}).items():
+        classes_text = ", ".join(f"{n} ap50 {r['ap50']:.4f} ({r['num_true']})" for n, r in row["per_class"].items())
+        click.echo(
+            f"against {folder}'s labels: {row['images']} images, map50 {row['map50']:.4f}   "
+            f"map50_95 {row['map50_95']:.4f}" + (f"; {classes_text}" if classes_text else "")
+        )
     click.echo(f"recall by size @{OPERATING_THRESHOLD}: {_size_recall_text(metrics['size_recall'])}")
     if json_path:
         write_json(json_path, report, overwrite=report_options.overwrite)
@@ -691,6 +728,39 @@ def _source_groups(data: Sequence[str], dataset: Any) -> dict[str, list[int]]:
             )
         groups[owner].append(k)
     return groups
+
+
+def _relabelled(dataset: Any, folder: str) -> Any:
+    """The samples of ``dataset`` whose photo (the same file, links resolved) ``folder`` also labels, with
+    ``folder``'s boxes instead, its classes mapped by name into ``dataset``'s (classes it lacks are dropped).
+
+    Raises:
+        ValueError: ``folder`` labels none of the photos (or none of its classes is in the data).
+    """
+    from cvapps.detection.data import DetectionData
+    from cvapps.detection.formats import load_detection_sets
+
+    truth = load_detection_sets([folder])
+    names = list(dataset.class_names)
+    lookup = np.array([names.index(n) if n in names else -1 for n in truth.class_names], np.int64)
+    if not (lookup >= 0).any():
+        raise ValueError(
+            f"--truth {folder}: none of its classes ({', '.join(truth.class_names)}) is a class of the data scored; "
+            "name the classes alike (e.g. person)."
+        )
+    by_photo = {Path(s.path).resolve(): s for s in truth.samples}
+    samples = []
+    for sample in dataset.samples:
+        own = by_photo.get(Path(sample.path).resolve())
+        if own is not None:
+            ids = lookup[own.class_ids] if len(own.class_ids) else np.zeros(0, np.int64)
+            samples.append(own.keep(ids >= 0, ids[ids >= 0]))
+    if not samples:
+        raise ValueError(
+            f"--truth {folder}: it labels none of the {len(dataset)} photos scored (compared as files, links "
+            "resolved); give the folder that holds the same photos."
+        )
+    return DetectionData(samples, tuple(names), list(truth.problems))
 
 
 def _size_recall_text(size_recall: dict[str, dict[str, Any]]) -> str:

@@ -88,3 +88,32 @@ def test_an_image_under_no_data_folder_has_no_source(tmp_path):
     assert _source_groups([str(tmp_path), str(tmp_path / "a")], data) == {str(tmp_path): [1], str(tmp_path / "a"): [0]}
     with pytest.raises(ValueError, match=r"the image .*x.png lies under none of the DATA folders"):
         _source_groups([str(tmp_path / "a")], data)
+
+
+def test_truth_scores_the_same_photos_against_another_folders_labels(tiny_detector, tmp_path):
+    model_path, root, _ = tiny_detector
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    linked_copy(root, labelled)  # the "teacher" folder: links to the same photos
+    truth = tmp_path / "truth"
+    shutil.copytree(root, truth)
+    (truth / "images").mkdir(exist_ok=True)
+    for image in (truth / "images").iterdir():  # the same photo files (links), other labels: red boxes only
+        image.unlink()
+        os.symlink((root / "images" / image.name).resolve(), image)
+    for label in (truth / "labels").iterdir():
+        label.write_text("".join(line + "\n" for line in label.read_text().splitlines() if line.startswith("0 ")))
+    report = tmp_path / "r.json"
+    arguments = ["eval", "detect", str(labelled), "--model", str(model_path), "--truth", str(truth)]
+    result = CliRunner().invoke(cli, [*arguments, "--json", str(report), "--quiet"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(report.read_text())["metrics"]["by_truth"][str(truth)]
+    assert row["images"] == 4 and set(row["per_class"]) == {"red"}  # blue has no truth boxes there
+    assert row["per_class"]["red"]["num_true"] == 3  # images 0, 2 and 3 have one red square each
+    assert f"against {truth}'s labels: 4 images" in result.output
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(root, elsewhere)  # copies, not the same files
+    refused = CliRunner().invoke(
+        cli, ["eval", "detect", str(labelled), "--model", str(model_path), "--truth", str(elsewhere)]
+    )
+    assert refused.exit_code == 2 and "labels none of the 4 photos scored" in refused.output
