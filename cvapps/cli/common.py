@@ -219,16 +219,18 @@ class TrackingOptions:
         count_lines: ``x1,y1,x2,y2`` lines; objects crossing each are counted, by class, in and out
             (turns tracking on: a crossing is a track's move from one side to the other).
         zones: ``x1,y1,x2,y2,x3,y3,...`` polygons; objects inside each are counted per frame.
+        per_class: match boxes only to tracks of their own class (``TrackOptions.class_aware``).
     """
 
     track: bool = False
     count_lines: tuple[str, ...] = ()
     zones: tuple[str, ...] = ()
+    per_class: bool = False
 
     @property
     def tracking(self) -> bool:
-        """Whether a tracker runs (``--track`` or a ``--count-line``)."""
-        return self.track or bool(self.count_lines)
+        """Whether a tracker runs (``--track``, ``--track-per-class`` or a ``--count-line``)."""
+        return self.track or self.per_class or bool(self.count_lines)
 
 
 POINTS_HELP = " Pixels, or fractions of the frame's width and height when every value is in [0, 1]."
@@ -249,6 +251,13 @@ def tracking_options(counting: bool = True) -> Callable:
         if counting:
             options += [
                 click.option(
+                    "--track-per-class",
+                    "per_class",
+                    is_flag=True,
+                    help="Track each class on its own: a box never continues a track of another class (a person "
+                    "never becomes the bicycle it rides), but a class flip starts a new id; turns --track on.",
+                ),
+                click.option(
                     "--count-line",
                     "count_lines",
                     multiple=True,
@@ -268,7 +277,10 @@ def tracking_options(counting: bool = True) -> Callable:
 
         def build(kwargs):
             return TrackingOptions(
-                kwargs.pop("track"), tuple(kwargs.pop("count_lines", ())), tuple(kwargs.pop("zones", ()))
+                kwargs.pop("track"),
+                tuple(kwargs.pop("count_lines", ())),
+                tuple(kwargs.pop("zones", ())),
+                kwargs.pop("per_class", False),
             )
 
         return _collect(function, "tracking", build, options)

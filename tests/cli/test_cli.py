@@ -490,7 +490,7 @@ def test_webcam_detect_track_over_a_video(tiny_detector, tmp_path):
     video = _moving_video(tmp_path / "clip.avi", read_image(root / "images" / "0.png"), frames=4)
     result = CliRunner().invoke(
         cli,
-        ["webcam", "detect", "--source", str(video), "--model", str(model_path), "--no-show", "--track"]
+        ["webcam", "detect", "--source", str(video), "--model", str(model_path), "--no-show", "--track-per-class"]
         + ["--count-line", "0,32,64,32"],
     )
     assert result.exit_code == 0, result.output
