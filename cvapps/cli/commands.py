@@ -144,7 +144,8 @@ class Outputs:
             self.records.write(error_record(frame.source, frame.index, self.task, frame.error))
 
     def report_video(self) -> None:
-        """After the run: the video written, its frames and codec, and a hint when browsers cannot play it."""
+        """After a run that finished (on exit): the video written, its frames and codec, and a hint when
+        browsers cannot play it (stderr; none when quiet)."""
         if self.video is None or self.quiet or not self.video.frames:
             return
         note = f"wrote {self.video.path}: {self.video.frames} frames, {self.video.codec}"
@@ -192,6 +193,8 @@ class Outputs:
             for sink in (self.video, self.records):
                 if sink:
                     sink.close(keep=kind is None or stopped)
+            if kind is None:
+                self.report_video()
         finally:
             if kind is not None:  # a signal between two steps of a writer can skip its own cleanup
                 remove_unfinished()

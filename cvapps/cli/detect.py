@@ -534,7 +534,6 @@ def run_detect(
     if settings.json_path != "-":
         for line in counting.summary():
             click.echo(line)
-    outputs.report_video()
     return outputs.failures
 
 
