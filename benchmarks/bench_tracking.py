@@ -8,7 +8,9 @@ does (boxes down to 0.1 go to the tracker; those under the threshold only contin
 frames with a box, the distinct confirmed ids, the frames covered by the longest track, and the tracker's
 milliseconds per frame. The default detector is the YOLOX-Nano teacher ONNX (a measurement of the
 tracker on real detections: teachers are never a run-time requirement); ``--detector coco`` uses the
-shipped coco model.
+shipped coco model. Then: one ``Tracker.update`` with 20 synthetic moving boxes, and the cost of
+writing a 640x480 frame of the video to ``.webm`` (VP8) and ``.mp4`` (the codec this OpenCV has) with
+:class:`cvapps.core.sinks.VideoSink`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,52 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+
+def synthetic_costs(video):
+    """(ms per Tracker.update with 20 moving boxes, {suffix: (codec, ms per 640x480 frame written)}); the
+    frames written are the first 8 of ``video`` resized to 640x480 (an encoder's cost depends on content)."""
+    import sys
+    import tempfile
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from common import timed
+
+    from cvapps.core.sinks import VideoSink
+    from cvapps.core.tracking import Tracker
+
+    rng = np.random.default_rng(0)
+    start = rng.uniform(0, 600, (20, 2))
+    velocity = rng.uniform(-3, 3, (20, 2))
+    tracker, step = Tracker(), [0]
+
+    def update():
+        corner = start + velocity * step[0]
+        step[0] += 1
+        tracker.update(np.hstack([corner, corner + 40]), np.full(20, 0.8), np.zeros(20, np.int64))
+
+    tracker_ms = timed(update, repeats=300, warmup=10) * 1000
+    import itertools
+
+    import cv2
+
+    from cvapps.core.sources import iter_frames
+
+    frames = [cv2.resize(f.image, (640, 480)) for f in itertools.islice(iter_frames(video), 8)]
+    writing = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for suffix in (".webm", ".mp4"):
+            sink = VideoSink(os.path.join(folder, "clip" + suffix), fps=30)
+            count = [0]
+
+            def write(sink=sink, count=count):
+                sink.write(frames[count[0] % len(frames)])
+                count[0] += 1
+
+            ms = timed(write, repeats=60, warmup=5) * 1000
+            writing[suffix] = (sink.codec, ms)
+            sink.close()
+    return tracker_ms, writing
 
 
 def main():
@@ -82,6 +130,10 @@ def main():
     for track, frames_seen in lengths.most_common():
         print(f"  id {track}: {frames_seen} frames, classes {dict(names[track].most_common(3))}")
     print(f"tracker: {seconds / max(count, 1) * 1000:.2f} ms per frame (ByteTrack update and the low-box rule)")
+    tracker_ms, writing = synthetic_costs(video)
+    print(f"Tracker.update, 20 moving boxes: {tracker_ms:.2f} ms")
+    for suffix, (codec, ms) in writing.items():
+        print(f"VideoSink {suffix} ({codec}), 640x480: {ms:.1f} ms per frame")
     if args.picture and shots:
         import cv2
 

@@ -21,7 +21,7 @@ import numpy as np
 from cvapps.cli.common import OutputOptions, ReportOptions, WebcamOptions
 from cvapps.core.records import error_record
 from cvapps.core.sinks import ImageSink, JsonLinesSink, VideoSink, refuse_existing, remove_unfinished
-from cvapps.core.sources import VIDEO_SUFFIXES
+from cvapps.core.sources import VIDEO_SUFFIXES, video_fps
 
 if TYPE_CHECKING:
     from cvapps.core.sources import Frame, Source
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from cvapps.core.webcam import LoopStats
 
 T = TypeVar("T")
+NOT_PLAYABLE = "browsers do not play it; write .webm for a video that plays in a browser"
 
 
 def batched(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -81,7 +82,7 @@ class Outputs:
         self._iterator = None
         self._previous = None
         planned: list[Path] = []
-        self.fps = _video_fps(items[0]) if kind == "video" else None  # None: unknown (camera, stream, images)
+        self.fps = video_fps(items[0]) if kind == "video" else None  # None: unknown (camera, stream, images)
         if output:
             if self.is_video and Path(output).suffix.lower() in VIDEO_SUFFIXES:
                 self.video = VideoSink(output, fps=self.fps or 25.0, overwrite=overwrite)
@@ -102,41 +103,31 @@ class Outputs:
         ``errors=True`` (a command that batches frames) yields the failed frames too, ``frame.error`` set,
         and leaves their records to the caller (:meth:`write_error`), so records keep the input order.
         """
-        self.total = self.source.count()
-        self._iterator = self.source.frames()
-        for frame in progress(self._iterator, self.quiet, self.total, unit=self.unit):
-            if frame.error:
-                self._failed(frame)
-                if errors:
-                    yield frame
-                else:
-                    self.write_error(frame)
-                continue
-            self.yielded += 1
-            yield frame
+        return self._walk(self.source.frames(), lambda frame: frame, errors)
 
     def results(self, stream: Iterator[FrameResult]) -> Iterator[FrameResult]:
         """:meth:`frames` for an app's result stream (``detect(..., stream=True)``, the same generator the
         Python API gives): the items of frames that decoded, with the progress bar; the failed ones
         reported, counted and written as error records."""
+        return self._walk(stream, lambda item: item.frame, False)
+
+    def _walk(self, items: Iterator[T], frame_of: Callable[[T], Frame], errors: bool) -> Iterator[T]:
+        """``items`` with the progress bar (frame/s for a video, camera or stream, img/s for images); an item
+        whose frame failed is reported, counted and recorded (or, with ``errors``, yielded to the caller)."""
         self.total = self.source.count()
-        self._iterator = stream
-        for item in progress(stream, self.quiet, self.total, unit=self.unit):
-            if item.frame.error:
-                self._failed(item.frame)
-                self.write_error(item.frame)
+        self._iterator = items
+        for item in progress(items, self.quiet, self.total, unit="frame" if self.is_video else "img"):
+            frame = frame_of(item)
+            if frame.error:
+                self.failures += 1
+                click.echo(f"error: {frame.error}", err=True)
+                if errors:
+                    yield item
+                else:
+                    self.write_error(frame)
                 continue
             self.yielded += 1
             yield item
-
-    @property
-    def unit(self) -> str:
-        """The progress bar's unit: ``frame`` for a video, camera or stream (so it reads frame/s), else ``img``."""
-        return "frame" if self.is_video else "img"
-
-    def _failed(self, frame: Frame) -> None:
-        self.failures += 1
-        click.echo(f"error: {frame.error}", err=True)
 
     def write_error(self, frame: Frame) -> None:
         """The error record ``{schema_version, source, frame, task, error}`` of a failed frame (with ``--json``)."""
@@ -149,9 +140,7 @@ class Outputs:
         if self.video is None or self.quiet or not self.video.frames:
             return
         note = f"wrote {self.video.path}: {self.video.frames} frames, {self.video.codec}"
-        if not self.video.browser_playable:
-            note += " (browsers do not play it; write .webm for a video that plays in a browser)"
-        click.echo(note, err=True)
+        click.echo(note + ("" if self.video.browser_playable else f" ({NOT_PLAYABLE})"), err=True)
 
     @property
     def wants_images(self) -> bool:
@@ -215,15 +204,6 @@ def _same_file(path: str, others: list[Path]) -> bool:
     """Whether ``path`` names one of ``others`` (compared as absolute paths)."""
     target = os.path.abspath(path)
     return any(os.path.abspath(other) == target for other in others)
-
-
-def _video_fps(path):
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    capture.release()
-    return fps or 25.0
 
 
 def eval_report(
@@ -293,10 +273,7 @@ def run_webcam_loop(process: Callable[[np.ndarray], np.ndarray], webcam: WebcamO
 
         _, codec, playable = video_codec(webcam.output)
         if not playable:
-            click.echo(
-                f"note: {webcam.output} will be {codec}, which browsers do not play; write .webm for one that does.",
-                err=True,
-            )
+            click.echo(f"note: {webcam.output} will be {codec} ({NOT_PLAYABLE}).", err=True)
     bar = None
     if not webcam.show and not webcam.quiet:
         from tqdm import tqdm

@@ -428,12 +428,7 @@ class Counting:
 
         self.tracker = None
         if tracking.tracking:
-            options = TrackOptions(
-                activation_threshold=confidence_threshold,
-                high_threshold=confidence_threshold,
-                class_aware=tracking.per_class,
-            )
-            self.tracker = Tracker(options, frame_rate=fps or 30.0)
+            self.tracker = Tracker(TrackOptions.starting_at(confidence_threshold, tracking.per_class), fps or 30.0)
         self.lines = [LineCounter(text) for text in tracking.count_lines]
         self.zones = [PolygonZone(text) for text in tracking.zones]
         self.inside: list[dict] = []

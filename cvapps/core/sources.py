@@ -800,6 +800,22 @@ def _ahead(iterator, size):
         stop.set()
 
 
+def video_fps(video: str | Path | cv2.VideoCapture) -> float | None:
+    """The frame rate a video file (or an opened capture) reports, or None when it reports none usable
+    (0, NaN, or above 1000, as some cameras and streams do)."""
+    import math
+
+    import cv2
+
+    capture = video if isinstance(video, cv2.VideoCapture) else cv2.VideoCapture(str(video))
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        if capture is not video:
+            capture.release()
+    return float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else None
+
+
 def is_image_path(path: str | Path) -> bool:
     return os.path.splitext(str(path))[1].lower() in IMAGE_SUFFIXES
 

@@ -19,14 +19,12 @@ skipped ones show as gaps in ``frame.index``). Files, folders and globs deliver 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from cvapps.core.sources import Frame, Source, open_source
+from cvapps.core.sources import Frame, Source, open_source, video_fps
 
 DEFAULT_PREFETCH = 4  # decoded frames that may wait ahead of the consumer
 
@@ -83,7 +81,7 @@ class FrameStream:
             self._frames: Iterator[Frame] = self._read(self._reader)
         else:
             if self.source.kind == "video":
-                self.fps = _video_fps(self.source.items[0])
+                self.fps = video_fps(self.source.items[0])
             self._frames = self.source.frames(prefetch=prefetch)
 
     @staticmethod
@@ -139,12 +137,3 @@ def stream_results(frames: FrameStream, predict: Callable[[Frame], Any]) -> Iter
             yield FrameResult(frame, result, (time.perf_counter() - started) * 1000)
     finally:
         frames.close()
-
-
-def _video_fps(path: str | Path) -> float | None:
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    capture.release()
-    return float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else None

@@ -88,6 +88,18 @@ class TrackOptions:
     trail: int = 30
     class_aware: bool = False
 
+    @classmethod
+    def starting_at(cls, confidence_threshold: float, class_aware: bool = False) -> TrackOptions:
+        """The options ``detect(..., track=True)`` and ``--track`` use: tracks start at the detection
+        threshold, boxes under it only continue tracks (``activation_threshold = high_threshold``).
+
+        >>> TrackOptions.starting_at(0.4).activation_threshold
+        0.4
+        """
+        return cls(
+            activation_threshold=confidence_threshold, high_threshold=confidence_threshold, class_aware=class_aware
+        )
+
     def __post_init__(self):
         if not isinstance(self.class_aware, bool):
             raise TypeError(f"TrackOptions.class_aware must be True or False; received {self.class_aware!r}.")

@@ -18,7 +18,6 @@ opened only by :func:`run_loop` with ``show=True``.
 from __future__ import annotations
 
 import collections
-import math
 import os
 import sys
 import threading
@@ -40,6 +39,7 @@ from cvapps.core.sources import (
     resolve_source,
     stream_frames,
     stream_timeout,
+    video_fps,
 )
 
 DEFAULT_FPS = 25.0
@@ -173,10 +173,8 @@ class LatestFrameReader:
                 ) from None
         else:
             capture = open_video(target, self.name)
-        import cv2
 
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
+        self.fps = video_fps(capture) or DEFAULT_FPS
         if self.stream:
             # The longest the reader thread can take to deliver something: a read that times out,
             # then every reconnect attempt (its wait, an open and a first read, each bounded).

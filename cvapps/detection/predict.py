@@ -183,31 +183,34 @@ def detect(
     info = model.info
     thresholds = class_threshold_vector(info.class_names, confidence_threshold, classes, class_thresholds)
     geometry = _geometry(info.image_size, json.dumps(info.settings["anchors"]), tuple(info.settings["strides"]))
-    tracker = None if track is False or track is None else _tracker(track, confidence_threshold)
-    if tracker is not None:  # the tracker sees the low boxes too (ByteTrack's second association)
-        lowered = np.where(np.isfinite(thresholds), np.minimum(thresholds, TRACK_LOW_THRESHOLD), thresholds)
+    tracking = track is not False and track is not None
+    if tracking:
+        _check_track(track)  # before a stream's source is opened
+    # with tracking the detector keeps the low boxes too, for ByteTrack's second association
+    lowered = np.where(np.isfinite(thresholds), np.minimum(thresholds, TRACK_LOW_THRESHOLD), thresholds)
     one = functools.partial(
         _detect_one,
         model=model,
-        thresholds=thresholds if tracker is None else lowered,
+        thresholds=lowered if tracking else thresholds,
         geometry=geometry,
         iou=iou_threshold,
         most=max_detections,
     )
+    frames = None
     if stream:
         from cvapps.core.streaming import FrameStream, stream_results
 
         frames = FrameStream(images)
-        if tracker is not None and tracker is not track and frames.fps:  # a tracker made here: at the video's rate
-            tracker = _tracker(track, confidence_threshold, frames.fps)
-        if tracker is None:
-            return stream_results(frames, lambda frame: one(frame.image))
-        return stream_results(frames, lambda frame: _track(one(frame.image), tracker, thresholds))
+    tracker = _tracker(track, confidence_threshold, frames.fps if frames else None) if tracking else None
+
+    def run(image):
+        return one(image) if tracker is None else _track(one(image), tracker, thresholds)
+
+    if stream:
+        return stream_results(frames, lambda frame: run(frame.image))
     if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 3):
         images = [images]
-    if tracker is None:
-        return [one(image) for image in images]
-    return [_track(one(image), tracker, thresholds) for image in images]
+    return [run(image) for image in images]
 
 
 TRACK_LOW_THRESHOLD = 0.1  # ByteTrack's low boxes (Ultralytics' track_low_thresh): only continue tracks
@@ -220,13 +223,19 @@ def _tracker(track, confidence_threshold, fps=None):
 
     if isinstance(track, Tracker):
         return track
+    _check_track(track)
     if track is True:
-        track = TrackOptions(activation_threshold=confidence_threshold, high_threshold=confidence_threshold)
-    if not isinstance(track, TrackOptions):
+        track = TrackOptions.starting_at(confidence_threshold)
+    return Tracker(track, frame_rate=fps or 30.0)
+
+
+def _check_track(track):
+    from cvapps.core.tracking import Tracker, TrackOptions
+
+    if not (track is True or isinstance(track, (TrackOptions, Tracker))):
         raise TypeError(
             f"track must be True, False, a cvapps.core.tracking.TrackOptions or a Tracker; received {track!r}."
         )
-    return Tracker(track, frame_rate=fps or 30.0)
 
 
 def _track(found: Detections, tracker: Tracker, thresholds: np.ndarray) -> Detections:

@@ -175,7 +175,7 @@ def _records_so_far(folder, name):
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_during_a_folder_run_keeps_what_is_done(tiny_classifier, tmp_path, signum, code):
-    # Before: SIGTERM left a hidden .r.XXXX.jsonl beside the output and no records; Ctrl-C dropped them.
+    # Before: SIGTERM left a hidden temporary .jsonl beside the output and no records; Ctrl-C dropped them.
     photos = tmp_path / "photos"
     for i in range(30):
         save(photos / f"{i:02d}.png", 8 * i)
