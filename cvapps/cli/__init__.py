@@ -170,7 +170,16 @@ _register_apps()
 
 
 def main() -> None:
-    cli(prog_name="cvapps")
+    try:
+        cli(prog_name="cvapps")
+    except ModuleNotFoundError as error:  # a command outside fail_on_value_error (e.g. a group's callback)
+        from cvapps.cli.common import missing_extra_message
+
+        message = missing_extra_message(error)
+        if message is None:
+            raise
+        click.echo(f"Error: {message}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

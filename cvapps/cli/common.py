@@ -33,8 +33,39 @@ def fail_on_value_error(function: Callable) -> Callable:
             return function(*args, **kwargs)
         except (ValueError, TypeError) as error:
             raise UserError(str(error)) from None
+        except ModuleNotFoundError as error:
+            message = missing_extra_message(error)
+            if message is None:
+                raise
+            raise UserError(message) from None
 
     return wrapper
+
+
+# Modules that only an extra installs: the light install (pip install cvapps) runs every predict path on
+# onnxruntime; what needs Keras and TensorFlow says which extra brings it.
+EXTRA_MODULES = {"keras": "train", "tensorflow": "train", "tf2onnx": "train", "jax": "distribute", "ray": "ray"}
+EXTRA_CONTENTS = {"train": "Keras and TensorFlow", "distribute": "JAX", "ray": "Ray Data"}
+
+
+def missing_extra_message(error: ModuleNotFoundError) -> str | None:
+    """The one-line message for a module that an extra installs (None for any other missing module).
+
+    >>> missing_extra_message(ModuleNotFoundError("No module named 'keras'", name="keras"))
+    "this command needs Keras and TensorFlow, which the light install leaves out: pip install 'cvapps[train]'"
+    """
+    top = (error.name or "").split(".")[0]
+    extra = EXTRA_MODULES.get(top)
+    if extra is None:
+        return None
+    command = ""
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        command = f"'{context.command_path}' "
+    return (
+        f"{command or 'this command '}needs {EXTRA_CONTENTS[extra]}, which the light install leaves out: "
+        f"pip install 'cvapps[{extra}]'"
+    )
 
 
 def warn_each(messages: Sequence[str], quiet: bool = False, prefix: str = "") -> None:
